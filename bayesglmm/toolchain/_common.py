@@ -1,0 +1,237 @@
+"""Shared helpers of the toolchain package: paths, errors, file locks, progress output."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Iterator, Optional
+
+DEFAULT_HOME = "~/.cache/bayesglmm"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ToolchainError(RuntimeError):
+    """The Stan toolchain could not be installed, found or used."""
+
+
+class MissingBuildToolsError(ToolchainError):
+    """No C++ compiler or no ``make`` on this machine."""
+
+
+class WheelDownloadError(ToolchainError):
+    """The pinned httpstan wheel could not be obtained or failed its checksum."""
+
+
+class ModelBuildError(ToolchainError):
+    """A Stan program passed stanc but its C++ compile or link failed."""
+
+
+class StanCompileError(ValueError):
+    """stanc rejected a Stan program (syntax or type error).
+
+    ``message`` is stanc's own message; ``line`` and ``column`` locate the first error
+    in the program text (1-based; ``None`` when stanc gave no position).
+    """
+
+    def __init__(self, message: str, line: Optional[int] = None, column: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def home_dir(home: Optional[os.PathLike | str] = None) -> Path:
+    """``$BAYESGLMM_HOME`` (default ``~/.cache/bayesglmm``), or ``home`` when given."""
+    if home is None:
+        home = os.environ.get("BAYESGLMM_HOME") or DEFAULT_HOME
+    return Path(home).expanduser().absolute()
+
+
+def toolchain_root(home: Optional[os.PathLike | str] = None) -> Path:
+    return home_dir(home) / "toolchain"
+
+
+def models_dir(home: Optional[os.PathLike | str] = None) -> Path:
+    return home_dir(home) / "models"
+
+
+def sha256_file(path: os.PathLike | str, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(bufsize)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, symlink or directory tree (symlinks are never followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():  # e.g. permission problems: try once more, loudly
+            shutil.rmtree(path)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def fmt_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.0f} s"
+    return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+class Progress:
+    """Progress lines with elapsed time on stderr (or nothing when not verbose)."""
+
+    def __init__(self, verbose: bool = True, stream: Optional[IO[str]] = None):
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def __call__(self, msg: str) -> None:
+        if not self.verbose:
+            return
+        with self._lock:
+            print(f"[{self.elapsed():6.1f} s] {msg}", file=self.stream, flush=True)
+
+
+class Ticker:
+    """Shows ``<message>... 12 s`` while a long step runs.
+
+    On a terminal the line is rewritten every second; otherwise one line is printed at
+    the start, one every ``interval`` seconds and one at the end, so logs stay short.
+    """
+
+    def __init__(self, message: str, verbose: bool = True, stream: Optional[IO[str]] = None,
+                 interval: float = 30.0):
+        self.message = message
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.t0 = 0.0
+        try:
+            self.tty = self.stream.isatty()
+        except Exception:
+            self.tty = False
+
+    def _run(self) -> None:
+        period = 1.0 if self.tty else self.interval
+        while not self._stop.wait(period):
+            el = time.monotonic() - self.t0
+            if self.tty:
+                self.stream.write(f"\r{self.message}... {fmt_seconds(el)}   ")
+                self.stream.flush()
+            else:
+                print(f"{self.message}... {fmt_seconds(el)}", file=self.stream, flush=True)
+
+    def __enter__(self) -> "Ticker":
+        self.t0 = time.monotonic()
+        if self.verbose:
+            if self.tty:
+                self.stream.write(f"{self.message}... 0 s   ")
+                self.stream.flush()
+            else:
+                print(f"{self.message}...", file=self.stream, flush=True)
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.verbose:
+            el = fmt_seconds(time.monotonic() - self.t0)
+            outcome = "done" if exc_type is None else "failed"
+            if self.tty:
+                self.stream.write(f"\r{self.message}... {outcome} in {el}   \n")
+                self.stream.flush()
+            else:
+                print(f"{self.message}... {outcome} in {el}", file=self.stream, flush=True)
+
+
+# --------------------------------------------------------------------------- locking
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting_message: Optional[str] = None,
+              verbose: bool = True) -> Iterator[None]:
+    """Exclusive ``fcntl.flock`` on ``path`` (created if needed; never deleted).
+
+    If another process holds the lock, ``waiting_message`` is printed to stderr and
+    the call blocks until the lock is free.  The lock is released when the process
+    dies, so a killed holder never leaves a stale lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if verbose and waiting_message:
+                print(waiting_message, file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,483 @@
+"""Compiled-model cache: one compile per (Stan program, toolchain, flags), shared by processes.
+
+Layout: ``<home>/models/<hash>/`` holds ``<name>.stan``, ``<name>`` (CmdStan executable),
+``<name>_model.so`` (BridgeStan library), ``<name>.hpp`` and ``MANIFEST.json`` (written last,
+inside the temporary build directory, before the rename).  An entry is valid only if its
+MANIFEST exists and every file it lists has the recorded size and sha256; anything else is
+treated as corrupt, removed and rebuilt.
+
+A build runs in ``<home>/models/.tmp-<hash>-<pid>`` and is renamed into place, under an
+exclusive lock ``<home>/models/<hash>.lock``: a second process compiling the same program
+waits and then reuses the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+from ._common import (
+    ModelBuildError,
+    StanCompileError,
+    Ticker,
+    ToolchainError,
+    file_lock,
+    models_dir,
+    pid_alive,
+    remove_tree,
+    sha256_file,
+    write_atomic,
+)
+from .locate import Toolchain
+
+MANIFEST = "MANIFEST.json"
+MANIFEST_FORMAT = 1
+DEFAULT_OPT_LEVEL = 1
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+# builder(workdir, stan_file, name) -> timings dict; must leave <name>, <name>_model.so and
+# <name>.hpp in workdir.
+Builder = Callable[[Path, Path, str], dict]
+Checker = Callable[[str, str], list]
+
+
+# --------------------------------------------------------------------------- compiled model
+
+
+@dataclass
+class CompiledModel:
+    """A compiled Stan program in the cache (executable + shared library)."""
+
+    stan_file: Path
+    exe_file: Path
+    so_file: Path
+    hash: str
+    code: str = field(repr=False)
+    name: str = "model"
+    toolchain: Optional[Toolchain] = field(default=None, repr=False, compare=False)
+    manifest: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def directory(self) -> Path:
+        return self.stan_file.parent
+
+    def cmdstan_model(self):
+        """A ``cmdstanpy.CmdStanModel`` on the cached executable (never recompiles)."""
+        import cmdstanpy
+
+        if self.toolchain is not None:
+            self.toolchain.activate()
+        return cmdstanpy.CmdStanModel(stan_file=str(self.stan_file), exe_file=str(self.exe_file))
+
+    def bridgestan_model(self, data: Union[Mapping[str, Any], str, os.PathLike, None] = None,
+                         seed: int = 1234, **kwargs):
+        """A ``bridgestan.StanModel`` on the cached shared library.
+
+        ``data`` may be a mapping (numpy arrays etc., encoded with stanio), a JSON string,
+        a path to a ``.json`` file, or None.
+        """
+        import bridgestan
+
+        if self.toolchain is not None:
+            self.toolchain.activate()
+        if isinstance(data, Mapping):
+            data = encode_data(data)
+        elif isinstance(data, os.PathLike):
+            data = os.fspath(data)
+        kwargs.setdefault("warn", False)  # the same .so is loaded once per process anyway
+        model = bridgestan.StanModel(str(self.so_file), data, seed=seed, **kwargs)
+        _loaded_libraries.add(str(self.so_file))
+        return model
+
+
+_loaded_libraries: set[str] = set()
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """JSON text of a data mapping as Stan reads it (numpy arrays, pandas objects, bools)."""
+    try:
+        import stanio
+
+        return stanio.dump_stan_json(data)
+    except ImportError:  # pragma: no cover - stanio ships with cmdstanpy
+        import numpy as np
+
+        def conv(v):
+            if isinstance(v, np.ndarray):
+                return v.tolist()
+            if isinstance(v, (np.integer,)):
+                return int(v)
+            if isinstance(v, (np.floating,)):
+                return float(v)
+            if isinstance(v, bool):
+                return int(v)
+            return v
+
+        return json.dumps({k: conv(v) for k, v in data.items()})
+
+
+# --------------------------------------------------------------------------- keys & validity
+
+
+def build_flags(toolchain: Toolchain, opt_level: Optional[int] = None) -> dict:
+    """Everything besides the program and toolchain that changes the compiled output."""
+    if toolchain.kind == "external":
+        return {"cpp_options": {"STAN_THREADS": True}, "make_args": ["STAN_THREADS=True"],
+                "CXXFLAGS": os.environ.get("CXXFLAGS", "")}
+    if opt_level is None:
+        env = os.environ.get("BAYESGLMM_OPT_LEVEL")
+        opt_level = int(env) if env else DEFAULT_OPT_LEVEL
+    if opt_level not in (0, 1, 2, 3):
+        raise ValueError(f"opt_level must be 0, 1, 2 or 3, not {opt_level!r}")
+    return {"O": int(opt_level), "CXX": os.environ.get("CXX", ""),
+            "CXXFLAGS": os.environ.get("CXXFLAGS", "")}
+
+
+def cache_key(code: str, name: str, toolchain_id: str, flags: Mapping[str, Any]) -> str:
+    h = hashlib.sha256()
+    for part in ("bayesglmm-model-cache-v1", code, name, toolchain_id,
+                 json.dumps(flags, sort_keys=True)):
+        b = part.encode()
+        h.update(str(len(b)).encode() + b"\0" + b)
+    return h.hexdigest()[:32]
+
+
+def entry_files(name: str) -> dict[str, str]:
+    return {"stan": f"{name}.stan", "exe": name, "so": f"{name}_model.so", "hpp": f"{name}.hpp"}
+
+
+def read_manifest(entry: Path) -> Optional[dict]:
+    try:
+        m = json.loads((entry / MANIFEST).read_text())
+        return m if isinstance(m, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def validate_entry(entry: Path, key: str, *, full: bool = True) -> tuple[bool, str, Optional[dict]]:
+    """(valid?, reason, manifest).  ``full`` checks sha256 of every file, not only sizes."""
+    if not entry.is_dir():
+        return False, "missing", None
+    m = read_manifest(entry)
+    if m is None:
+        return False, "no readable MANIFEST.json", None
+    if m.get("format") != MANIFEST_FORMAT or m.get("hash") != key:
+        return False, "MANIFEST does not match this entry", m
+    files = m.get("files")
+    if not isinstance(files, dict) or not {"stan", "exe", "so"} <= set(files):
+        return False, "MANIFEST lists no files", m
+    for role, rec in files.items():
+        p = entry / rec.get("path", "")
+        try:
+            st = p.stat()
+        except OSError:
+            return False, f"{role} file {p.name} is missing", m
+        if st.st_size != rec.get("size"):
+            return False, f"{role} file {p.name} has the wrong size", m
+        if full and sha256_file(p) != rec.get("sha256"):
+            return False, f"{role} file {p.name} has the wrong checksum", m
+    if not os.access(entry / files["exe"]["path"], os.X_OK):
+        return False, "executable is not executable", m
+    return True, "valid", m
+
+
+# --------------------------------------------------------------------------- stanc check
+
+
+_POS_RE = re.compile(r"line (\d+), column (\d+)")
+
+
+def run_stanc_check(stanc: Path, code: str, name: str, workdir: Path) -> list[str]:
+    """Run stanc on ``code``; raise StanCompileError with its message; return warnings."""
+    d = Path(tempfile.mkdtemp(prefix=".stanc-", dir=workdir))
+    try:
+        src = d / f"{name}.stan"
+        src.write_text(code)
+        try:
+            proc = subprocess.run(
+                [str(stanc), f"--filename-in-msg={name}.stan", f"--o={d / (name + '.hpp')}",
+                 str(src)],
+                capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
+        except OSError as e:
+            raise ToolchainError(f"could not run stanc ({stanc}): {e}") from e
+    finally:
+        remove_tree(d)
+    msg = (proc.stderr or "").strip()
+    if proc.returncode != 0:
+        text = msg or (proc.stdout or "").strip() or f"stanc exited with code {proc.returncode}"
+        m = _POS_RE.search(text)
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        raise StanCompileError(text, line, col)
+    return [w for w in msg.split("\n\n") if w.strip()] if msg else []
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _run_capture(cmd: list[str], cwd: Optional[Path] = None, env: Optional[dict] = None):
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, errors="replace",
+                           stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise ToolchainError(f"could not run {cmd[0]}: {e}") from e
+    return p.returncode, p.stdout or ""
+
+
+def _failure_tail(output: str, n: int = 40) -> str:
+    lines = output.rstrip().splitlines()
+    errors = [ln for ln in lines if re.search(r"\berror\b|undefined reference|Error \d", ln)]
+    tail = "\n".join(lines[-n:])
+    if errors:
+        head = "\n".join(errors[:15])
+        return f"{head}\n--- last {min(n, len(lines))} lines of output ---\n{tail}"
+    return tail
+
+
+_pch_lock = threading.Lock()
+
+
+def ensure_pch(toolchain: Toolchain, opt_level: int, verbose: bool) -> None:
+    """Build the precompiled header for ``opt_level`` once (under a cross-process lock)."""
+    root = toolchain.root
+    gch = root / "build" / f"pch_O{opt_level}" / "pch.hpp.gch"
+    if gch.exists():
+        return
+    make = os.environ.get("MAKE") or "make"
+    with _pch_lock, file_lock(toolchain.home / f"pch-O{opt_level}.lock",
+                              f"Waiting for another process building the -O{opt_level} "
+                              "precompiled header ...", verbose):
+        if gch.exists():
+            return
+        with Ticker(f"Building the precompiled Stan header for -O{opt_level} (once)", verbose):
+            rc, out = _run_capture([make, "-C", str(root / "cmdstan"), f"O={opt_level}", str(gch)])
+        if rc != 0 or not gch.exists():
+            raise ModelBuildError(f"Building the -O{opt_level} precompiled header failed.\n"
+                                  + _failure_tail(out))
+
+
+def bundled_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: bool = True) -> Builder:
+    def build(workdir: Path, stan_file: Path, name: str) -> dict:
+        make = os.environ.get("MAKE") or "make"
+        o = flags["O"]
+        ensure_pch(toolchain, o, verbose)
+        timings = {}
+        exe = workdir / name
+        so = workdir / f"{name}_model.so"
+        t0 = time.monotonic()
+        rc, out = _run_capture([make, "-C", str(toolchain.cmdstan_dir), f"O={o}", str(exe)])
+        timings["exe_seconds"] = round(time.monotonic() - t0, 3)
+        if rc != 0 or not exe.exists():
+            raise ModelBuildError("C++ compilation of the Stan program failed "
+                                  f"(make {exe.name} in {toolchain.cmdstan_dir}).\n"
+                                  + _failure_tail(out))
+        t0 = time.monotonic()
+        rc, out = _run_capture([make, "-C", str(toolchain.bridgestan_dir), f"O={o}", str(so)])
+        timings["so_seconds"] = round(time.monotonic() - t0, 3)
+        if rc != 0 or not so.exists():
+            raise ModelBuildError("Linking the BridgeStan library failed "
+                                  f"(make {so.name} in {toolchain.bridgestan_dir}).\n"
+                                  + _failure_tail(out))
+        return timings
+
+    return build
+
+
+def external_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: bool = True) -> Builder:
+    def build(workdir: Path, stan_file: Path, name: str) -> dict:
+        import bridgestan
+        import cmdstanpy
+
+        toolchain.activate()
+        timings = {}
+        t0 = time.monotonic()
+        try:
+            cmdstanpy.CmdStanModel(stan_file=str(stan_file), cpp_options=dict(flags["cpp_options"]))
+        except (ValueError, RuntimeError) as e:
+            raise ModelBuildError(f"CmdStan compilation failed.\n{_failure_tail(str(e))}") from e
+        timings["exe_seconds"] = round(time.monotonic() - t0, 3)
+        t0 = time.monotonic()
+        try:
+            bridgestan.compile_model(stan_file, make_args=list(flags["make_args"]))
+        except (ValueError, RuntimeError) as e:
+            raise ModelBuildError(f"BridgeStan compilation failed.\n{_failure_tail(str(e))}") from e
+        timings["so_seconds"] = round(time.monotonic() - t0, 3)
+        hpp = workdir / f"{name}.hpp"
+        if not hpp.exists():
+            rc, out = _run_capture([str(toolchain.stanc), f"--o={hpp}", str(stan_file)])
+            if rc != 0:
+                raise ModelBuildError(f"stanc failed writing {hpp.name}:\n{out}")
+        return timings
+
+    return build
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class ModelCache:
+    """The on-disk cache ``<home>/models`` (builder and checker are injectable for tests)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    def _load(self, key: str, code: str, name: str, manifest: dict,
+              toolchain: Optional[Toolchain]) -> CompiledModel:
+        e = self.entry(key)
+        f = manifest["files"]
+        return CompiledModel(stan_file=e / f["stan"]["path"], exe_file=e / f["exe"]["path"],
+                             so_file=e / f["so"]["path"], hash=key, code=code, name=name,
+                             toolchain=toolchain, manifest=manifest)
+
+    def _clean_stale_tmp(self, key: str) -> None:
+        for d in self.root.glob(f".tmp-{key}-*"):
+            with contextlib.suppress(ValueError):
+                pid = int(d.name.rsplit("-", 1)[1])
+                if pid == os.getpid() or not pid_alive(pid):
+                    remove_tree(d)
+
+    def get_or_build(self, key: str, code: str, name: str, builder: Builder, *,
+                     checker: Optional[Checker] = None, toolchain: Optional[Toolchain] = None,
+                     toolchain_id: str = "", flags: Optional[Mapping] = None,
+                     verbose: bool = True) -> CompiledModel:
+        entry = self.entry(key)
+        ok, _, m = validate_entry(entry, key)
+        if ok:
+            return self._load(key, code, name, m, toolchain)  # type: ignore[arg-type]
+        self.root.mkdir(parents=True, exist_ok=True)
+        warnings_ = checker(code, name) if checker is not None else []
+        with file_lock(self.root / f"{key}.lock",
+                       "Waiting for another process compiling the same Stan program ...",
+                       verbose):
+            ok, reason, m = validate_entry(entry, key)
+            if ok:
+                return self._load(key, code, name, m, toolchain)  # type: ignore[arg-type]
+            if entry.exists() or entry.is_symlink():
+                if verbose:
+                    print(f"bayesglmm: compiled-model cache entry {entry} is corrupt ({reason}); "
+                          "rebuilding it.", file=sys.stderr, flush=True)
+                trash = self.root / f".trash-{key}-{os.getpid()}"
+                remove_tree(trash)
+                os.rename(entry, trash)
+                remove_tree(trash)
+            self._clean_stale_tmp(key)
+            tmp = self.root / f".tmp-{key}-{os.getpid()}"
+            remove_tree(tmp)
+            try:
+                tmp.mkdir()
+                names = entry_files(name)
+                stan_file = tmp / names["stan"]
+                stan_file.write_text(code)
+                t0 = time.monotonic()
+                with Ticker("Compiling Stan program (new model structure)", verbose):
+                    timings = dict(builder(tmp, stan_file, name) or {})
+                timings["total_seconds"] = round(time.monotonic() - t0, 3)
+                for leftover in (f"{name}.o", f"{name}.d"):
+                    with contextlib.suppress(OSError):
+                        (tmp / leftover).unlink()
+                files = {}
+                for role, fname in names.items():
+                    p = tmp / fname
+                    if not p.exists():
+                        if role == "hpp":
+                            continue
+                        raise ModelBuildError(f"the build did not produce {fname}")
+                    files[role] = {"path": fname, "size": p.stat().st_size,
+                                   "sha256": sha256_file(p)}
+                manifest = {
+                    "format": MANIFEST_FORMAT, "hash": key, "name": name,
+                    "toolchain_id": toolchain_id, "flags": dict(flags or {}),
+                    "files": files, "timings": timings, "stanc_warnings": warnings_,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+                write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+                os.rename(tmp, entry)
+            except BaseException:
+                remove_tree(tmp)
+                raise
+            return self._load(key, code, name, manifest, toolchain)
+
+
+_memo: dict[str, CompiledModel] = {}
+_memo_lock = threading.Lock()
+
+
+def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
+                  opt_level: Optional[int] = None,
+                  toolchain: Optional[Toolchain] = None) -> CompiledModel:
+    """Compile a Stan program (or reuse the cached build) and return its files.
+
+    ``opt_level`` is the bundled toolchain's optimisation level of the model translation
+    unit (default ``$BAYESGLMM_OPT_LEVEL`` or 1).  Raises :class:`StanCompileError`
+    (a ValueError) on stanc errors and :class:`ModelBuildError` on C++/link errors.
+    """
+    if not isinstance(stan_code, str):
+        raise TypeError("stan_code must be the Stan program text (str)")
+    if not _NAME_RE.match(name):
+        raise ValueError(f"model name must be a C++-compatible identifier, not {name!r}")
+    from .locate import ensure_toolchain
+
+    tc = toolchain or ensure_toolchain(verbose=verbose)
+    flags = build_flags(tc, opt_level)
+    key = cache_key(stan_code, name, tc.id, flags)
+    with _memo_lock:
+        hit = _memo.get(key)
+    if hit is not None and (hit.directory / MANIFEST).exists() and hit.exe_file.exists():
+        return hit
+    if tc.kind == "bundled":
+        from .install import check_build_tools
+
+        check_build_tools()
+        builder = bundled_builder(tc, flags, verbose)
+    else:
+        builder = external_builder(tc, flags, verbose)
+    cache = ModelCache(models_dir(tc.home))
+    cache.root.mkdir(parents=True, exist_ok=True)
+
+    def checker(code: str, nm: str) -> list:
+        return run_stanc_check(tc.stanc, code, nm, cache.root)
+
+    cm = cache.get_or_build(key, stan_code, name, builder, checker=checker, toolchain=tc,
+                            toolchain_id=tc.id, flags=flags, verbose=verbose)
+    with _memo_lock:
+        _memo[key] = cm
+    return cm
+
+
+def cache_stats(home: Optional[os.PathLike | str] = None) -> dict:
+    """Number of entries and bytes used by ``<home>/models``."""
+    root = models_dir(home)
+    count, size = 0, 0
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and not d.name.startswith("."):
+                count += 1
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    size += os.lstat(os.path.join(dirpath, f)).st_size
+    return {"path": str(root), "count": count, "bytes": size}
+
+
+def clean_cache(home: Optional[os.PathLike | str] = None) -> dict:
+    """Remove ``<home>/models``; returns the stats of what was removed."""
+    stats = cache_stats(home)
+    remove_tree(models_dir(home))
+    _memo.clear()
+    return stats
