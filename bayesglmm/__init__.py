@@ -2,3 +2,25 @@
 generated, readable Stan programs (NUTS, MAP with Laplace, variational, classical)."""
 
 __version__ = "0.1.0"
+
+from .datasets import load_debate, load_sleepstudy
+from .models import Model, from_stan, glm, glmer, lm, lmer
+from .priors import prior_flat, prior_normal, prior_weak
+from .results import MAPFit, MCMCFit
+
+__all__ = [
+    "glmer",
+    "lmer",
+    "glm",
+    "lm",
+    "from_stan",
+    "prior_flat",
+    "prior_normal",
+    "prior_weak",
+    "load_debate",
+    "load_sleepstudy",
+    "Model",
+    "MCMCFit",
+    "MAPFit",
+    "__version__",
+]

@@ -1,0 +1,82 @@
+"""NUTS via cmdstanpy (all chains in one process when the executable has threads)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..results import SAMPLER_STATS, Param, log_lik_names
+
+__all__ = ["run_nuts", "extract_draws", "new_seed", "quiet_cmdstanpy"]
+
+
+def new_seed() -> int:
+    """A fresh seed for Stan (0 .. 2**31 - 2) drawn from the OS entropy pool."""
+    return int(np.random.SeedSequence().entropy % (2**31 - 1))
+
+
+@contextlib.contextmanager
+def quiet_cmdstanpy(quiet: bool = True):
+    """Silence cmdstanpy's INFO chatter (errors and warnings still pass)."""
+    logger = logging.getLogger("cmdstanpy")
+    old = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def run_nuts(
+    cmdstan_model: Any,
+    data: Mapping[str, Any] | str,
+    *,
+    chains: int,
+    warmup: int,
+    sampling: int,
+    thin: int,
+    seed: int,
+    delta: float,
+    max_treedepth: int,
+    init: Any = None,
+    verbose: bool = True,
+    output_dir: str | None = None,
+):
+    """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``."""
+    with quiet_cmdstanpy(True):
+        return cmdstan_model.sample(
+            data=data,
+            chains=chains,
+            parallel_chains=chains,
+            seed=seed,
+            inits=init,
+            iter_warmup=warmup,
+            iter_sampling=sampling,
+            thin=thin,
+            adapt_delta=delta,
+            max_treedepth=max_treedepth,
+            show_progress=verbose,
+            show_console=False,
+            output_dir=output_dir,
+        )
+
+
+def extract_draws(stan_fit: Any, params: Sequence[Param]):
+    """(draws (chain, draw, P) in ``params`` order, sample stats {name: (chain, draw)},
+    log_lik (chain, draw, N) or None) from a ``CmdStanMCMC``."""
+    arr = np.asarray(stan_fit.draws(concat_chains=False))  # (draw, chain, column)
+    arr = np.transpose(arr, (1, 0, 2))
+    cols = list(stan_fit.column_names)
+    pos = {c: i for i, c in enumerate(cols)}
+    draws = arr[:, :, [pos[p.stan] for p in params]] if params else arr[:, :, :0]
+    stats = {name: arr[:, :, pos[col]] for col, name in SAMPLER_STATS.items() if col in pos}
+    for k in ("tree_depth", "n_steps"):
+        if k in stats:
+            stats[k] = stats[k].astype(np.int64)
+    ll_cols = log_lik_names(cols)
+    log_lik = arr[:, :, [pos[c] for c in ll_cols]] if ll_cols else None
+    return draws, stats, log_lik

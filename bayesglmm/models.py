@@ -1,0 +1,450 @@
+"""The model wrappers (``glmer``, ``lmer``, ``glm``, ``lm``), the :class:`Model` object they
+return, and :func:`from_stan` for running an edited Stan program with the same fit classes.
+
+A Model holds one generated Stan program (code, data, parameter names) and fits it::
+
+    m = bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=df, prior=bayesglmm.prior_normal())
+    m.print_code()
+    fit = m.sample(chains=4, warmup=1000, sampling=1000, seed=1)
+    fit.summary()
+    mode = m.optimize()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .results import MAPFit, MCMCFit, Param, bracket_name, resolve_params
+
+__all__ = ["Model", "glmer", "lmer", "glm", "lm", "from_stan"]
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    family: str = "gaussian",
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+) -> "Model":
+    """Generalized linear mixed model from an lme4-style formula.
+
+    ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
+    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential;
+    ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
+    dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
+    flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
+    ``dropna=True``: drop rows with missing values in the used columns (default: error).
+    Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
+    """
+    return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna)
+
+
+def lmer(
+    formula: str,
+    data: Any,
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "sum",
+    dropna: bool = False,
+) -> "Model":
+    """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
+    (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
+    return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
+                  contrasts="sum", dropna=dropna)
+
+
+def glm(
+    formula: str,
+    data: Any,
+    family: str = "gaussian",
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+) -> "Model":
+    """Generalized linear model (no random-effect terms), treatment contrasts by default."""
+    _no_bars(formula, "glm")
+    return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna)
+
+
+def lm(
+    formula: str,
+    data: Any,
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+) -> "Model":
+    """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
+    _no_bars(formula, "lm")
+    return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna)
+
+
+def _no_bars(formula: Any, wrapper: str) -> None:
+    if isinstance(formula, str) and "|" in formula:
+        raise ValueError(
+            f"{wrapper}() fits models without random effects, but the formula has a "
+            f"random-effect term ('|'): use {'lmer' if wrapper == 'lm' else 'glmer'}() instead."
+        )
+
+
+def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
+           contrasts: str, dropna: bool) -> "Model":
+    from .codegen import generate
+    from .spec import build_spec
+
+    if not isinstance(formula, str) or not formula.strip():
+        raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
+    if contrasts not in ("treatment", "sum"):
+        raise ValueError(f"contrasts must be 'treatment' or 'sum', not {contrasts!r}")
+    if not isinstance(dropna, bool):
+        raise TypeError(f"dropna must be True or False, not {dropna!r}")
+    spec = build_spec(formula, data, family=family, prior=prior, contrasts=contrasts,
+                      y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"))
+    program = generate(spec)
+    fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
+    return Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
+
+
+# --------------------------------------------------------------------------- programs
+
+
+@dataclass(frozen=True)
+class ExternalProgram:
+    """A user-supplied Stan program (``from_stan``): no spec, names are Stan's own."""
+
+    code: str
+    data: dict[str, Any]
+    params: tuple = ()
+    re_blocks: tuple[str, ...] = ()
+    spec: Any = None
+    source: str = ""
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - 1:
+        raise ValueError(f"seed must be None or an integer in [0, 2**31 - 2], got {seed!r}")
+    return int(seed)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# --------------------------------------------------------------------------- Model
+
+
+class Model:
+    """One Stan program with its data, ready to fit.
+
+    Attributes: ``program`` (code, data, params, re_blocks, spec), ``formula``, ``family``,
+    ``wrapper`` ("glmer", "lmer", "glm", "lm" or "from_stan").
+    """
+
+    def __init__(self, program: Any, *, wrapper: str, formula: str | None = None,
+                 family: str | None = None, prior: Any = None, name: str = "model"):
+        self.program = program
+        self.wrapper = wrapper
+        self.formula = formula
+        self.family = family
+        self.prior = prior
+        self.name = name
+        self._compiled = None
+        self._bs_model = None
+
+    # ---- the program -------------------------------------------------------------
+    @property
+    def stan_code(self) -> str:
+        """The Stan program text."""
+        return self.program.code
+
+    @property
+    def stan_data(self) -> dict[str, Any]:
+        """The Stan data (a new dict; values are numpy arrays, ints and floats)."""
+        return dict(self.program.data)
+
+    @property
+    def spec(self):
+        return getattr(self.program, "spec", None)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """User-facing names of every reported quantity, in display order."""
+        return [p.user for p in getattr(self.program, "params", ()) or ()]
+
+    def print_code(self) -> None:
+        """Print the Stan program."""
+        print(self.stan_code)
+
+    def call(self) -> str:
+        if self.wrapper == "from_stan":
+            return f"from_stan({getattr(self.program, 'source', '') or 'model.stan'!r})"
+        parts = [self.formula or ""]
+        if self.wrapper in ("glmer", "glm"):
+            parts.append(f"family = {self.family}")
+        prior = getattr(self.spec, "prior", None)
+        pname = getattr(prior, "name", None)
+        if pname is None and self.prior is not None:
+            pname = getattr(self.prior, "name", str(self.prior))
+        parts.append(f"prior = {pname or 'flat'}")
+        return f"{self.wrapper}({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        n = self.observed_response()
+        nobs = "" if n is None else f", {len(n)} observations"
+        return f"<bayesglmm Model: {self.call()}{nobs}; fit with .sample() or .optimize()>"
+
+    def observed_response(self) -> np.ndarray | None:
+        """The response vector as passed to Stan (None for external programs without a
+        recognisable response)."""
+        spec = self.spec
+        for attr in ("y", "response_values"):
+            v = getattr(spec, attr, None)
+            if v is not None and not isinstance(v, str):
+                return np.asarray(v)
+        resp = getattr(spec, "response", None)
+        if resp is not None and not isinstance(resp, str):
+            for attr in ("values", "y"):
+                v = getattr(resp, attr, None)
+                if v is not None:
+                    return np.asarray(v)
+        for key in ("Y", "y"):
+            if key in self.program.data:
+                return np.asarray(self.program.data[key])
+        return None
+
+    def export(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.stan``, ``data.json``, ``names.json`` (Stan name -> reported name) and a
+        ``README.md`` on running them with cmdstanpy into ``directory`` (created if needed).
+        Returns the directory path."""
+        d = Path(directory)
+        if d.exists() and not d.is_dir():
+            raise ValueError(f"export() needs a directory, but {str(d)!r} is a file")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model.stan").write_text(self.stan_code)
+        from cmdstanpy import write_stan_json
+
+        write_stan_json(str(d / "data.json"), self.program.data)
+        names = {p.stan: p.user for p in getattr(self.program, "params", ()) or ()}
+        (d / "names.json").write_text(json.dumps(names, indent=1) + "\n")
+        (d / "README.md").write_text(_EXPORT_README.format(call=self.call()))
+        return d
+
+    # ---- compilation -----------------------------------------------------------------
+    def compile(self, verbose: bool = True):
+        """Compile the program (or fetch it from the cache); returns the CompiledModel."""
+        if self._compiled is None:
+            from .toolchain import compile_model
+
+            self._compiled = compile_model(self.stan_code, name=self.name, verbose=verbose)
+        return self._compiled
+
+    def _bridgestan(self, verbose: bool = True):
+        if self._bs_model is None:
+            self._bs_model = self.compile(verbose).bridgestan_model(self.program.data)
+        return self._bs_model
+
+    # ---- fitting ----------------------------------------------------------------------
+    def sample(
+        self,
+        chains: int = 4,
+        warmup: int = 1000,
+        sampling: int = 1000,
+        thin: int = 1,
+        seed: int | None = None,
+        delta: float = 0.8,
+        max_treedepth: int = 10,
+        init: Any = None,
+        verbose: bool = True,
+    ) -> MCMCFit:
+        """Draw from the posterior with NUTS (Stan's adaptive HMC).
+
+        ``chains`` run in parallel; ``warmup``/``sampling`` iterations per chain; ``thin``;
+        ``seed`` (None: a fresh one, stored on the fit); ``delta`` = target acceptance rate
+        (Stan's adapt_delta); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the
+        unconstrained scale), a radius, or a dict of initial values keyed by Stan names.
+        """
+        from .inference.sampling import extract_draws, new_seed, run_nuts
+
+        chains = _check_int("chains", chains, 1)
+        warmup = _check_int("warmup", warmup, 0)
+        sampling = _check_int("sampling", sampling, 1)
+        thin = _check_int("thin", thin, 1)
+        max_treedepth = _check_int("max_treedepth", max_treedepth, 1)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+            raise ValueError(f"delta (target acceptance rate) must be in (0, 1), got {delta!r}")
+        seed = _check_seed(seed)
+        if seed is None:
+            seed = new_seed()
+        init = _check_init(init)
+        t0 = time.perf_counter()
+        cm = self.compile(verbose).cmdstan_model()
+        stan_fit = run_nuts(
+            cm, self.program.data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
+            seed=seed, delta=float(delta), max_treedepth=max_treedepth, init=init, verbose=verbose,
+        )
+        params = resolve_params(self.program, stan_fit.column_names)
+        draws, stats, log_lik = extract_draws(stan_fit, params)
+        return MCMCFit(
+            self, params, draws, stats, log_lik, chains=chains, warmup=warmup, sampling=sampling,
+            thin=thin, seed=seed, delta=float(delta), max_treedepth=max_treedepth,
+            elapsed=time.perf_counter() - t0, stan_fit=stan_fit,
+        )
+
+    def optimize(
+        self,
+        seed: int | None = None,
+        init: Any = None,
+        verbose: bool = True,
+        laplace: bool = False,
+    ) -> MAPFit:
+        """Posterior mode (MAP) over all parameters, in the natural parameterisation (no
+        Jacobian terms; features §8.1), with delta-method SEs from the Hessian on Stan's
+        unconstrained scale and 95% Wald intervals (back-transformed u ± 1.96 se(u) for
+        parameters, Fisher z for correlations, est ± 1.96 SE for derived quantities).
+
+        ``init``: None (unconstrained zeros), a radius r (uniform(-r, r), seeded by ``seed``),
+        or a dict of initial values keyed by Stan names. ``laplace=True`` (integrating the
+        random effects out) is not available yet.
+        """
+        from .inference.optimize import Objective, find_joint_mode, initial_point, wald_table
+
+        if laplace:
+            raise NotImplementedError(
+                "optimize(laplace=True) (random effects integrated out by the Laplace "
+                "approximation) is not available yet; optimize(laplace=False) gives the joint mode."
+            )
+        seed = _check_seed(seed)
+        t0 = time.perf_counter()
+        bs = self._bridgestan(verbose)
+        u0 = initial_point(bs, _check_init(init), seed)
+        mode = find_joint_mode(Objective(bs), u0)
+        names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
+        params = resolve_params(self.program, names)
+        pos = {n: i for i, n in enumerate(names)}
+        est, se, lo, hi = wald_table(
+            bs, mode.theta_unc, mode.cov_unc, [pos[p.stan] for p in params],
+            [p.kind for p in params], seed=1 if seed is None else seed,
+        )
+        return MAPFit(
+            self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,
+            converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
+            cov_unc=mode.cov_unc, laplace=False, elapsed=time.perf_counter() - t0,
+        )
+
+
+def _check_init(init: Any) -> Any:
+    if init is None or isinstance(init, Mapping):
+        return init
+    if isinstance(init, (int, float)) and not isinstance(init, bool):
+        if not (init >= 0 and math.isfinite(init)):
+            raise ValueError(f"init radius must be a non-negative number, got {init!r}")
+        return float(init)
+    raise ValueError(
+        "init must be None, a non-negative radius, or a dict of initial values "
+        f"keyed by Stan parameter names; got {type(init).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------- from_stan
+
+
+def from_stan(path: str | os.PathLike, data: Mapping[str, Any] | str | os.PathLike | None = None) -> Model:
+    """A Model for a (possibly edited) Stan program, fitted with the same fit classes.
+
+    ``path``: a ``.stan`` file, or a directory written by ``Model.export()`` (then
+    ``model.stan`` in it, and ``data.json`` unless ``data`` is given). ``data``: a dict of Stan
+    data or a path to a JSON data file. Parameters are reported under their Stan names.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if data is None and (p / "data.json").exists():
+            data = p / "data.json"
+        p = p / "model.stan"
+    if not p.is_file():
+        raise FileNotFoundError(f"no Stan program at {str(p)!r}")
+    if p.suffix != ".stan":
+        raise ValueError(f"from_stan() expects a .stan file, got {str(p)!r}")
+    if data is None:
+        data_dict: dict[str, Any] = {}
+    elif isinstance(data, Mapping):
+        data_dict = dict(data)
+    elif isinstance(data, (str, os.PathLike)):
+        dp = Path(data)
+        if not dp.is_file():
+            raise FileNotFoundError(f"no data file at {str(dp)!r}")
+        try:
+            data_dict = json.loads(dp.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"data file {str(dp)!r} is not valid JSON: {e}") from None
+    else:
+        raise TypeError("data must be a dict or the path of a JSON data file")
+    program = ExternalProgram(code=p.read_text(), data=data_dict, source=str(p))
+    return Model(program, wrapper="from_stan", name="model")
+
+
+_EXPORT_README = """\
+# Exported bayesglmm model
+
+Generated by bayesglmm from `{call}`.
+
+- `model.stan`: the Stan program (all numbers, including prior hyperparameters, are data)
+- `data.json`:  its data in CmdStan's JSON format
+- `names.json`: Stan element name -> the name bayesglmm reports (e.g. `beta[1]` -> `b[talk]`)
+
+Run with cmdstanpy:
+
+```python
+import cmdstanpy
+
+model = cmdstanpy.CmdStanModel(stan_file="model.stan")
+fit = model.sample(data="data.json", chains=4, iter_warmup=1000, iter_sampling=1000, seed=1)
+print(fit.summary())
+mode = model.optimize(data="data.json", jacobian=False)   # joint posterior mode
+```
+
+Or edit `model.stan` and fit it with bayesglmm's fit classes (results use the Stan names):
+
+```python
+import bayesglmm
+
+fit = bayesglmm.from_stan("model.stan", "data.json").sample(seed=1)
+print(fit.summary())
+```
+"""
