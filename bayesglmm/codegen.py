@@ -1,0 +1,228 @@
+"""Code generation: ModelSpec -> StanProgram (Stan code + Stan data + parameter names).
+
+The code is rendered from ``templates/model.stan.j2`` (Jinja) and ``stan_snippets/*.stan`` and
+depends only on the model *structure* (family, which parts exist, which prior terms exist); all
+numbers -- data, design matrices, group indices and prior hyperparameters -- go to
+:attr:`StanProgram.data`. Same spec -> byte-identical code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ._paths import snippets_dir, templates_dir
+from .spec import ModelSpec
+
+__all__ = ["ParamName", "StanProgram", "generate", "render_code", "stan_data", "param_names"]
+
+
+@dataclass(frozen=True)
+class ParamName:
+    stan: str  # element name as cmdstanpy prints it: 'Intercept', 'beta[2]', 'sd_1[1]', ...
+    user: str  # user-facing name: 'Intercept', 'b[perf]', 'sd[group:Int]', 'r_re[3]'
+    kind: str  # 'Intercept' | 'Intercept_c' | 'b' | 'cutpoints' | 'family' | 'sd' | 'corr' | 're' | 'aux'
+
+
+@dataclass(frozen=True, eq=False)
+class StanProgram:
+    code: str  # the Stan program (deterministic: same spec -> same bytes)
+    data: dict[str, Any]  # Stan data (numpy arrays / ints / floats)
+    params: tuple[ParamName, ...]  # user-facing quantities in display order (see docs/dev/core.md)
+    re_blocks: tuple[str, ...]  # Stan names of the standardised random effects ('z_1', ...)
+    spec: ModelSpec
+
+    def user_names(self) -> dict[str, str]:
+        """Stan element name -> user name."""
+        return {p.stan: p.user for p in self.params}
+
+    def stan_names(self) -> dict[str, str]:
+        """User name -> Stan element name."""
+        return {p.user: p.stan for p in self.params}
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@lru_cache(maxsize=1)
+def _env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def _snippet(name: str) -> str:
+    return (snippets_dir() / name).read_text(encoding="utf-8").strip()
+
+
+_Y_DECL = {
+    "real": "vector[N] y;",
+    "positive": "vector<lower=0>[N] y;",
+    "binary": "array[N] int<lower=0, upper=1> y;",
+    "binomial": "array[N] int<lower=0> y;",
+    "count": "array[N] int<lower=0> y;",
+    "ordinal": "array[N] int<lower=1, upper=C> y;",
+}
+
+
+def _context(spec: ModelSpec) -> dict[str, Any]:
+    fam = spec.family
+    intercept = spec.has_intercept
+    centred = spec.centred
+    icpt = "Intercept_c" if centred else "Intercept"
+    offset = spec.fixed.offset is not None
+    groups = [
+        {
+            "k": g.k,
+            "intercept_only": g.intercept_only,
+            "corr": g.has_corr,
+            "uncorrelated": (not g.correlated) and g.q > 1,
+        }
+        for g in spec.groups
+    ]
+    alpha_vector = bool(groups) or offset
+    alpha = "eta" if alpha_vector else (icpt if intercept else "0")
+    family = {
+        "name": fam.name,
+        "link": fam.link,
+        "ordinal": fam.ordinal,
+        "category_specific": fam.category_specific,
+        "extra": [
+            {"name": p.name, "lower_text": f"{p.lower:g}", "doc": p.doc} for p in fam.extra
+        ],
+    }
+    ctx = {
+        "family": family,
+        "y_decl": _Y_DECL[fam.response],
+        "trials": fam.needs_trials,
+        "offset": offset,
+        "intercept": intercept,
+        "centred": centred,
+        "icpt": icpt,
+        "X": "Xc" if centred else "X",
+        "alpha_vector": alpha_vector,
+        "alpha": alpha,
+        "groups": groups,
+        "proper": spec.prior.name != "flat",
+        "prior": tuple(spec.prior.terms),
+        "snippets": [_snippet(s) for s in fam.snippets],
+    }
+    ctx["ctx"] = ctx
+    return ctx
+
+
+def _tidy(code: str) -> str:
+    """Strip trailing spaces; blank lines only before section comments ('  // --- ...')."""
+    out: list[str] = []
+    for ln in (ln.rstrip() for ln in code.splitlines()):
+        if not ln:
+            continue
+        if _SECTION.match(ln) and out and not out[-1].endswith("{"):
+            out.append("")
+        out.append(ln)
+    return "\n".join(out) + "\n"
+
+
+_SECTION = re.compile(r"^\s+// --- ")
+
+
+def render_code(spec: ModelSpec) -> str:
+    """The Stan program of ``spec`` (structure only)."""
+    return _tidy(_env().get_template("model.stan.j2").render(**_context(spec)))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def stan_data(spec: ModelSpec) -> dict[str, Any]:
+    """The Stan data dict of ``spec`` (observations, design, groups, prior hyperparameters)."""
+    fam = spec.family
+    r = spec.response
+    d: dict[str, Any] = {"N": int(spec.n_obs)}
+    if fam.ordinal:
+        d["C"] = int(r.n_categories)
+    d["y"] = np.asarray(r.y, dtype=np.int64 if fam.stan_y_type == "int" else float)
+    if fam.needs_trials:
+        d["trials"] = np.asarray(r.trials, dtype=np.int64)
+    d["K"] = int(spec.fixed.K)
+    d["X"] = np.ascontiguousarray(spec.fixed.X, dtype=float).reshape(spec.n_obs, spec.fixed.K)
+    if spec.fixed.offset is not None:
+        d["offsets"] = np.asarray(spec.fixed.offset, dtype=float)
+    for g in spec.groups:
+        d[f"N_{g.k}"] = int(g.n_groups)
+        d[f"M_{g.k}"] = int(g.q)
+        d[f"J_{g.k}"] = np.asarray(g.index, dtype=np.int64)
+        if not g.intercept_only:
+            d[f"Z_{g.k}"] = np.ascontiguousarray(g.Z, dtype=float)
+    for key, val in spec.prior.data.items():
+        d[key] = np.asarray(val, dtype=float) if isinstance(val, np.ndarray) else float(val)
+    return d
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def param_names(spec: ModelSpec) -> tuple[ParamName, ...]:
+    """User-facing quantities in display order (docs/dev/core.md)."""
+    fam = spec.family
+    out: list[ParamName] = []
+    if spec.has_intercept:
+        out.append(ParamName("Intercept", "Intercept", "Intercept"))
+    names = spec.fixed.names
+    if fam.category_specific:
+        C1 = int(spec.response.n_categories) - 1
+        for j, n in enumerate(names, start=1):
+            for c in range(1, C1 + 1):
+                out.append(ParamName(f"beta[{j},{c}]", f"b[{n},{c}->{c + 1}]", "b"))
+    else:
+        for j, n in enumerate(names, start=1):
+            out.append(ParamName(f"beta[{j}]", f"b[{n}]", "b"))
+    if fam.ordinal:
+        for c in range(1, int(spec.response.n_categories)):
+            out.append(ParamName(f"cutpoints[{c}]", f"cutpoints[C{c}]", "cutpoints"))
+    for p in fam.extra:
+        out.append(ParamName(p.name, p.name, "family"))
+    several = len(spec.groups) > 1
+    for g in spec.groups:
+        sfx = f"_{g.k}" if several else ""
+        for m, c in enumerate(g.coefs, start=1):
+            out.append(ParamName(f"sd_{g.k}[{m}]", f"sd{sfx}[{g.factor}:{c}]", "sd"))
+    for g in spec.groups:
+        if not g.has_corr:
+            continue
+        sfx = f"_{g.k}" if several else ""
+        for col in range(2, g.q + 1):  # upper triangle, column-major
+            for row in range(1, col):
+                out.append(ParamName(f"corr_{g.k}[{row},{col}]",
+                                     f"corr{sfx}[{g.coefs[row - 1]},{g.coefs[col - 1]}]", "corr"))
+    if spec.centred:
+        out.append(ParamName("Intercept_c", "Intercept_c", "Intercept_c"))
+    for g in spec.groups:
+        sfx = f"_{g.k}" if several else ""
+        for m in range(1, g.q + 1):  # column-major, as Stan writes matrices
+            for j in range(1, g.n_groups + 1):
+                user = f"r_re{sfx}[{j}]" if g.q == 1 else f"r_re{sfx}[{j},{m}]"
+                out.append(ParamName(f"r_re_{g.k}[{j},{m}]", user, "re"))
+    return tuple(out)
+
+
+def generate(spec: ModelSpec) -> StanProgram:
+    """ModelSpec -> StanProgram."""
+    return StanProgram(
+        code=render_code(spec),
+        data=stan_data(spec),
+        params=param_names(spec),
+        re_blocks=tuple(f"z_{g.k}" for g in spec.groups),
+        spec=spec,
+    )

@@ -1,0 +1,327 @@
+"""The family table: one entry per response distribution.
+
+Each :class:`Family` carries everything the rest of the package needs to know about a family:
+
+* the link and its inverse (numpy, used by fitted values and conditional effects),
+* its extra (distributional) parameters with user names, Stan bounds and the prior argument that
+  controls their default prior,
+* the response check (a function raising :class:`ValueError` that names the column and the
+  offending values) and the Stan type of the response,
+* the Stan likelihood: the name of the Jinja likelihood macro in ``templates/likelihoods.stan.j2``
+  and, where one applies, the ``*_glm`` function it uses,
+* the class of constants used by the weakly-informative prior (features.md section 5),
+* a random-number generator for posterior predictions.
+
+Adding an eleventh family means one entry here plus one likelihood macro (and a Stan function in
+``stan_snippets/`` if Stan has no built-in for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.special import expit
+
+__all__ = [
+    "ExtraParam",
+    "Family",
+    "FAMILIES",
+    "FAMILY_NAMES",
+    "get_family",
+]
+
+
+@dataclass(frozen=True)
+class ExtraParam:
+    """A distributional parameter of a family (sigma, nu, shape, phi)."""
+
+    name: str  # user name == Stan name: 'sigma', 'nu', 'shape', 'phi'
+    lower: float  # Stan lower bound
+    prior_arg: str  # prior argument giving the Exponential rate: 'sigma_rate', 'nu_rate', ...
+    doc: str = ""
+
+
+# ----------------------------------------------------------------------------- response checks
+
+
+def _values_preview(values: Any, limit: int = 5) -> str:
+    vals = list(dict.fromkeys(np.asarray(values).ravel().tolist()))
+    text = ", ".join(repr(v) for v in vals[:limit])
+    return text + (", ..." if len(vals) > limit else "")
+
+
+def _require_numeric(y: np.ndarray, column: str, family: str) -> np.ndarray:
+    try:
+        arr = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Response column '{column}' must be numeric for family '{family}' "
+            f"(found values such as {_values_preview(y)})."
+        ) from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"Response column '{column}' contains non-finite values (inf).")
+    return arr
+
+
+def _check_real(y: np.ndarray, column: str, family: str) -> None:
+    _require_numeric(y, column, family)
+
+
+def _check_positive(y: np.ndarray, column: str, family: str) -> None:
+    arr = _require_numeric(y, column, family)
+    bad = arr[arr <= 0]
+    if bad.size:
+        raise ValueError(
+            f"Family '{family}' needs a strictly positive response, but column '{column}' has "
+            f"{bad.size} value(s) <= 0 (e.g. {_values_preview(bad)})."
+        )
+
+
+def _check_counts(y: np.ndarray, column: str, family: str) -> None:
+    arr = _require_numeric(y, column, family)
+    bad = arr[(arr < 0) | (arr != np.round(arr))]
+    if bad.size:
+        raise ValueError(
+            f"Family '{family}' needs non-negative integer counts, but column '{column}' has "
+            f"{bad.size} invalid value(s) (e.g. {_values_preview(bad)})."
+        )
+
+
+def _check_binary(y: np.ndarray, column: str, family: str) -> None:
+    arr = _require_numeric(y, column, family)
+    bad = arr[(arr != 0) & (arr != 1)]
+    if bad.size:
+        raise ValueError(
+            f"Family '{family}' needs a 0/1 response, but column '{column}' has "
+            f"{bad.size} value(s) other than 0 and 1 (e.g. {_values_preview(bad)})."
+        )
+
+
+def _check_categories(y: np.ndarray, column: str, family: str) -> None:
+    arr = _require_numeric(y, column, family)
+    bad = arr[(arr < 1) | (arr != np.round(arr))]
+    if bad.size:
+        raise ValueError(
+            f"Family '{family}' needs category codes 1..C in column '{column}' (or an ordered "
+            f"categorical); found {bad.size} invalid value(s) (e.g. {_values_preview(bad)})."
+        )
+    codes = arr.astype(int)
+    C = int(codes.max())
+    observed = set(codes.tolist())
+    if len(observed) < 2:
+        raise ValueError(
+            f"Family '{family}': response column '{column}' has only one observed category "
+            f"({C}); an ordinal model needs at least two."
+        )
+    missing = [k for k in range(1, C + 1) if k not in observed]
+    if missing:
+        raise ValueError(
+            f"Family '{family}': response column '{column}' has unobserved categories "
+            f"{missing} between 1 and {C}; the cutpoints around them are not identified. "
+            "Recode the categories (e.g. merge them) or pass levels= with the observed levels."
+        )
+
+
+# ----------------------------------------------------------------------------- inverse links
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=float)
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    return np.exp(x)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    return np.log(x)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+# ----------------------------------------------------------------------------- rngs
+# Each takes the linear predictor eta (any shape; for ordinal families eta excludes cutpoints),
+# a dict of parameter values broadcastable against eta, a numpy Generator, and optional trials.
+
+
+def _rng_gaussian(eta, p, rng, trials=None):
+    return rng.normal(eta, p["sigma"])
+
+
+def _rng_lognormal(eta, p, rng, trials=None):
+    return np.exp(rng.normal(eta, p["sigma"]))
+
+
+def _rng_student_t(eta, p, rng, trials=None):
+    return eta + p["sigma"] * rng.standard_t(p["nu"], size=np.shape(eta))
+
+
+def _rng_gamma(eta, p, rng, trials=None):
+    shape = p["shape"]
+    return rng.gamma(shape, np.exp(eta) / shape)
+
+
+def _rng_bernoulli(eta, p, rng, trials=None):
+    return rng.binomial(1, expit(eta))
+
+
+def _rng_binomial(eta, p, rng, trials=None):
+    return rng.binomial(np.asarray(trials, dtype=int), expit(eta))
+
+
+def _rng_poisson(eta, p, rng, trials=None):
+    return rng.poisson(np.exp(eta))
+
+
+def _rng_neg_binomial(eta, p, rng, trials=None):
+    mu = np.exp(eta)
+    phi = p["phi"]
+    return rng.poisson(rng.gamma(phi, mu / phi))
+
+
+def _rng_ordered(eta, p, rng, trials=None):
+    c = np.asarray(p["cutpoints"], dtype=float)  # (..., C-1)
+    eta = np.asarray(eta, dtype=float)
+    cdf = expit(c[..., None, :] - eta[..., :, None]) if c.ndim > 1 else expit(c - eta[..., None])
+    u = rng.uniform(size=eta.shape)[..., None]
+    return 1 + np.sum(u > cdf, axis=-1)
+
+
+def _rng_sequential(eta, p, rng, trials=None):
+    # eta: (..., C-1) transition-specific predictors; cutpoints (C-1,)
+    c = np.asarray(p["cutpoints"], dtype=float)
+    cont = rng.uniform(size=np.shape(eta)) < expit(np.asarray(eta) - c)
+    # category = 1 + number of leading successful transitions
+    stop = np.cumprod(cont, axis=-1)
+    return 1 + stop.sum(axis=-1)
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Family:
+    """One row of the family table."""
+
+    name: str
+    link: str  # 'identity', 'log', 'logit', 'cumulative_logit', 'cont_ratio_logit'
+    linkfun: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    linkinv: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    extra: tuple[ExtraParam, ...]
+    response: str  # 'real' | 'positive' | 'binary' | 'binomial' | 'count' | 'ordinal'
+    stan_y_type: str  # 'vector' (real response) or 'int'
+    check: Callable[[np.ndarray, str, str], None] = field(repr=False)
+    likelihood: str  # Jinja macro name in templates/likelihoods.stan.j2
+    glm_function: str | None  # Stan *_glm function used when it applies
+    weak_class: str  # 'continuous' | 'logit' | 'log' (constants of prior_weak)
+    rng: Callable[..., np.ndarray] = field(repr=False)
+    has_intercept: bool = True  # ordinal families absorb the intercept into the cutpoints
+    ordinal: bool = False
+    category_specific: bool = False  # sequential: coefficients per transition
+    allows_offset: bool = True
+    needs_trials: bool = False
+    snippets: tuple[str, ...] = ()  # files in stan_snippets/ included in `functions`
+    doc: str = ""
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.extra)
+
+    def check_response(self, y: np.ndarray, column: str) -> None:
+        """Raise ValueError naming ``column`` when ``y`` is not a valid response."""
+        self.check(y, column, self.name)
+
+
+_SIGMA = ExtraParam("sigma", 0.0, "sigma_rate", "residual standard deviation")
+_NU = ExtraParam("nu", 2.0, "nu_rate", "degrees of freedom (> 2)")
+_SHAPE = ExtraParam("shape", 0.0, "shape_rate", "gamma shape")
+_PHI = ExtraParam("phi", 0.0, "phi_rate", "NB2 precision: Var = mu + mu^2/phi")
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "gaussian", "identity", _identity, _identity, (_SIGMA,), "real", "vector",
+            _check_real, "gaussian", "normal_id_glm", "continuous", _rng_gaussian,
+            doc="y ~ Normal(eta, sigma)",
+        ),
+        Family(
+            "lognormal", "log", _log, _exp, (_SIGMA,), "positive", "vector",
+            _check_positive, "lognormal", "normal_id_glm", "continuous", _rng_lognormal,
+            doc="log y ~ Normal(eta, sigma); density of y (includes the -log y Jacobian)",
+        ),
+        Family(
+            "student_t", "identity", _identity, _identity, (_SIGMA, _NU), "real", "vector",
+            _check_real, "student_t", None, "continuous", _rng_student_t,
+            doc="y ~ Student-t(nu, eta, sigma), nu > 2",
+        ),
+        Family(
+            "gamma", "log", _log, _exp, (_SHAPE,), "positive", "vector",
+            _check_positive, "gamma", None, "log", _rng_gamma,
+            doc="y ~ Gamma(shape, rate = shape / exp(eta)); mean exp(eta)",
+        ),
+        Family(
+            "bernoulli", "logit", _logit, expit, (), "binary", "int",
+            _check_binary, "bernoulli", "bernoulli_logit_glm", "logit", _rng_bernoulli,
+            doc="y ~ Bernoulli(logistic(eta))",
+        ),
+        Family(
+            "binomial", "logit", _logit, expit, (), "binomial", "int",
+            _check_counts, "binomial", "binomial_logit_glm", "logit", _rng_binomial,
+            needs_trials=True,
+            doc="y ~ Binomial(trials, logistic(eta)); cbind(successes, failures) or trials=",
+        ),
+        Family(
+            "poisson", "log", _log, _exp, (), "count", "int",
+            _check_counts, "poisson", "poisson_log_glm", "log", _rng_poisson,
+            doc="y ~ Poisson(exp(eta))",
+        ),
+        Family(
+            "neg_binomial", "log", _log, _exp, (_PHI,), "count", "int",
+            _check_counts, "neg_binomial", "neg_binomial_2_log_glm", "log", _rng_neg_binomial,
+            doc="NB2: mean exp(eta), Var = mu + mu^2/phi",
+        ),
+        Family(
+            "ordered", "cumulative_logit", _logit, expit, (), "ordinal", "int",
+            _check_categories, "ordered", "ordered_logistic_glm", "logit", _rng_ordered,
+            has_intercept=False, ordinal=True,
+            doc="cumulative logit: P(y <= k) = logistic(c_k - eta)",
+        ),
+        Family(
+            "sequential", "cont_ratio_logit", _logit, expit, (), "ordinal", "int",
+            _check_categories, "sequential", None, "logit", _rng_sequential,
+            has_intercept=False, ordinal=True, category_specific=True,
+            snippets=("sequential.stan",),
+            doc="continuation ratio: P(y > k | y >= k) = logistic(eta_k - c_k)",
+        ),
+    )
+}
+
+FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
+
+# Families whose Stan likelihood is implemented in templates/likelihoods.stan.j2.
+IMPLEMENTED: frozenset[str] = frozenset(FAMILY_NAMES)
+
+
+def get_family(family: str | Family) -> Family:
+    """Look a family up by name (case-insensitive); error lists the valid names."""
+    if isinstance(family, Family):
+        return family
+    if not isinstance(family, str):
+        raise TypeError(
+            f"family must be a string, one of: {', '.join(FAMILY_NAMES)} (got {family!r})."
+        )
+    key = family.strip().lower()
+    aliases = {"normal": "gaussian", "negbinomial": "neg_binomial", "neg_binomial_2": "neg_binomial",
+               "student": "student_t", "ordinal": "ordered", "cumulative": "ordered"}
+    key = aliases.get(key, key)
+    if key not in FAMILIES:
+        raise ValueError(
+            f"Unknown family '{family}'. Valid families: {', '.join(FAMILY_NAMES)}."
+        )
+    return FAMILIES[key]

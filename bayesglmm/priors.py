@@ -1,0 +1,524 @@
+"""Prior objects and the data-driven prior table (features.md section 5).
+
+A prior object (:class:`Prior`) only stores the user's choices. :func:`resolve_prior` turns it,
+together with the family, the design matrix and the response, into a :class:`ResolvedPrior`:
+for every *prior term* of the table below, whether it is present (structure, decides the Stan code)
+and its hyperparameters (numbers, passed to Stan as data). So ``prior_normal()`` and
+``prior_weak()`` give the same Stan program for the same formula and family: only data differ.
+
+Prior terms (Stan data names in brackets):
+
+====================  ===========================================  ==========================
+term                  distribution                                 data
+====================  ===========================================  ==========================
+``Intercept_c``       Normal(mu, sd)                               ``Intercept_mu``, ``Intercept_sd``
+``b``                 Normal(mu_j, sd_j), per design column        ``b_mu``, ``b_sd``
+``sigma/nu/shape/phi``  Exponential(rate)                          ``sigma_rate`` ...
+``sd``                Exponential(rate_m), per term k, coef m      ``sd_rate_k``
+``cutpoints``         Normal(0, cutpoint_sd)                       ``cutpoint_sd``
+``corr``              LKJ(eta) on the Cholesky factor, per term k  ``lkj_eta_k``
+====================  ===========================================  ==========================
+
+Per-parameter overrides: every constructor accepts ``overrides={user name: value}``, e.g.
+``prior_normal(overrides={"b[talk]": 2.5, "Intercept_c": (3, 2), "sigma": 1.0,
+"sd[group:Int]": 0.5})``; a number is the SD (Normal terms) or the rate (Exponential terms), a
+pair is (mean, sd) for Normal terms. ``"b"``, ``"sd"`` (or ``"sd_k"``), ``"corr"`` address all
+elements. ``prior=`` on the wrappers also accepts a string (``"normal"``), or a dict: with a
+``"name"`` key it is the constructor and its arguments (``{"name": "weak", "sd_ratio": 1}``),
+otherwise a dict of per-parameter overrides on top of ``prior_normal()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .families import Family
+
+__all__ = [
+    "Prior",
+    "ResolvedPrior",
+    "prior_flat",
+    "prior_normal",
+    "prior_weak",
+    "make_prior",
+    "resolve_prior",
+    "PRIOR_NAMES",
+]
+
+PRIOR_NAMES = ("flat", "normal", "weak")
+
+_EXTRA_ARGS = ("nu_rate", "shape_rate", "phi_rate", "cutpoint_sd", "lkj_eta")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A user's prior choice (not yet tied to data). Build with prior_flat/normal/weak."""
+
+    name: str  # 'flat' | 'normal' | 'weak'
+    args: tuple[tuple[str, Any], ...] = ()  # constructor arguments, sorted by name
+    y_range: tuple[float, float] | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.args).get(key, default)
+
+    def __repr__(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self.args]
+        if self.y_range is not None:
+            parts.append(f"y_range={self.y_range!r}")
+        if self.overrides:
+            parts.append(f"overrides={dict(self.overrides)!r}")
+        return f"prior_{self.name}({', '.join(parts)})"
+
+
+def _norm_y_range(y_range: Any, argname: str = "y_range") -> tuple[float, float] | None:
+    if y_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in y_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"{argname} must be a pair (low, high), got {y_range!r}.") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        raise ValueError(f"{argname} must be a pair (low, high) with low < high, got {y_range!r}.")
+    return (lo, hi)
+
+
+def _freeze_overrides(overrides: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    if not overrides:
+        return ()
+    if not isinstance(overrides, Mapping):
+        raise TypeError("overrides must be a dict {parameter name: value}.")
+    out = []
+    for k, v in overrides.items():
+        if isinstance(v, (list, tuple)):
+            v = tuple(float(x) for x in v)
+            if len(v) != 2:
+                raise ValueError(f"override for '{k}' must be a number or a (mean, sd) pair.")
+        elif v is not None:
+            v = float(v)
+        out.append((str(k), v))
+    return tuple(sorted(out))
+
+
+def _check_positive(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    v = float(value)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"Prior argument {name} must be a positive number or None, got {value!r}.")
+    return v
+
+
+def prior_flat() -> Prior:
+    """Flat (improper uniform) priors: no prior terms, no centring. The default."""
+    return Prior("flat")
+
+
+def prior_normal(
+    Intercept_sd: float | None = 10,
+    mu_sd: float | None = 10,
+    b_sd: float | None = 10,
+    sigma_rate: float | None = 0.2,
+    tau_rate: float | None = 0.2,
+    *,
+    nu_rate: float | None = None,
+    shape_rate: float | None = None,
+    phi_rate: float | None = None,
+    cutpoint_sd: float | None = None,
+    lkj_eta: float | None = None,
+    y_range: tuple[float, float] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Prior:
+    """Normal priors (features.md section 5).
+
+    Intercept_c ~ Normal(0, mu_sd) (mu_sd falls back to Intercept_sd), b_j ~ Normal(0, b_sd),
+    sigma ~ Exponential(sigma_rate), every random-effect SD ~ Exponential(tau_rate).
+    nu, shape, phi ~ Exponential(rate) and cutpoints ~ Normal(0, cutpoint_sd) only if given:
+    otherwise these parameters have no prior (flat). LKJ(lkj_eta) on correlations (default 1).
+    Any argument set to None drops that prior term. ``y_range`` is accepted for symmetry with
+    prior_weak (it has no effect on the normal prior).
+    """
+    args = dict(
+        Intercept_sd=_check_positive("Intercept_sd", Intercept_sd),
+        mu_sd=_check_positive("mu_sd", mu_sd),
+        b_sd=_check_positive("b_sd", b_sd),
+        sigma_rate=_check_positive("sigma_rate", sigma_rate),
+        tau_rate=_check_positive("tau_rate", tau_rate),
+        nu_rate=_check_positive("nu_rate", nu_rate),
+        shape_rate=_check_positive("shape_rate", shape_rate),
+        phi_rate=_check_positive("phi_rate", phi_rate),
+        cutpoint_sd=_check_positive("cutpoint_sd", cutpoint_sd),
+        lkj_eta=_check_positive("lkj_eta", lkj_eta),
+    )
+    return Prior("normal", tuple(sorted(args.items())), _norm_y_range(y_range),
+                 _freeze_overrides(overrides))
+
+
+def prior_weak(
+    sd_ratio: float = 0.5,
+    max_beta: float = 1.0,
+    *,
+    y_range: tuple[float, float] | None = None,
+    nu_rate: float | None = None,
+    shape_rate: float | None = None,
+    phi_rate: float | None = None,
+    cutpoint_sd: float | None = None,
+    lkj_eta: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Prior:
+    """Weakly-informative, y_range-scaled priors (features.md section 5).
+
+    Continuous families (gaussian, lognormal, student_t) need ``y_range`` (here or on the wrapper;
+    the wrapper's wins). Constants: see :func:`weak_constants`.
+    """
+    args = dict(
+        sd_ratio=_check_positive("sd_ratio", sd_ratio),
+        max_beta=_check_positive("max_beta", max_beta),
+        nu_rate=_check_positive("nu_rate", nu_rate),
+        shape_rate=_check_positive("shape_rate", shape_rate),
+        phi_rate=_check_positive("phi_rate", phi_rate),
+        cutpoint_sd=_check_positive("cutpoint_sd", cutpoint_sd),
+        lkj_eta=_check_positive("lkj_eta", lkj_eta),
+    )
+    if args["sd_ratio"] is None or args["max_beta"] is None:
+        raise ValueError("prior_weak: sd_ratio and max_beta must be positive numbers.")
+    return Prior("weak", tuple(sorted(args.items())), _norm_y_range(y_range),
+                 _freeze_overrides(overrides))
+
+
+_CONSTRUCTORS = {"flat": prior_flat, "normal": prior_normal, "weak": prior_weak}
+
+
+def make_prior(prior: Any = None, y_range: Any = None) -> Prior:
+    """Normalise the ``prior=`` argument of the wrappers and apply the y_range rule.
+
+    ``None`` -> flat; a :class:`Prior`; a name ('flat', 'normal', 'weak'); a dict with a 'name'
+    key (constructor + arguments) or a dict of per-parameter overrides (on prior_normal()).
+    y_range rule (features.md section 1): a y_range given with the flat prior turns it into
+    prior_weak(); the wrapper's y_range wins over the prior's.
+    """
+    if prior is None:
+        p = prior_flat()
+    elif isinstance(prior, Prior):
+        p = prior
+    elif isinstance(prior, str):
+        key = prior.strip().lower().removeprefix("prior_")
+        if key not in _CONSTRUCTORS:
+            raise ValueError(
+                f"Unknown prior '{prior}'. Valid priors: {', '.join(PRIOR_NAMES)} "
+                "(prior_flat(), prior_normal(), prior_weak())."
+            )
+        p = _CONSTRUCTORS[key]()
+    elif isinstance(prior, Mapping):
+        d = dict(prior)
+        name = d.pop("name", d.pop("type", None))
+        if name is None:
+            p = prior_normal(overrides=d)
+        else:
+            key = str(name).strip().lower().removeprefix("prior_")
+            if key not in _CONSTRUCTORS:
+                raise ValueError(
+                    f"Unknown prior '{name}'. Valid priors: {', '.join(PRIOR_NAMES)}."
+                )
+            try:
+                p = _CONSTRUCTORS[key](**d)
+            except TypeError as e:
+                raise ValueError(f"Invalid arguments for prior '{key}': {e}") from None
+    else:
+        raise TypeError(
+            f"prior must be a prior object (prior_flat(), prior_normal(), prior_weak()), a name "
+            f"or a dict, got {type(prior).__name__}."
+        )
+    yr = _norm_y_range(y_range)
+    if yr is not None:
+        if p.name == "flat":
+            p = prior_weak(y_range=yr)
+        else:
+            p = Prior(p.name, p.args, yr, p.overrides)
+    return p
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedPrior:
+    """A prior tied to a model: which terms exist (structure) and their hyperparameters (data).
+
+    ``terms`` is the structural part (a sorted tuple of term names present, e.g. 'Intercept_c',
+    'b', 'sigma', 'sd_1', 'corr_1', 'cutpoints'); ``data`` maps Stan data names to values.
+    """
+
+    name: str
+    centred: bool  # non-flat prior -> centred design matrix, Intercept_c sampled
+    terms: tuple[str, ...]
+    data: dict[str, Any] = field(repr=False)
+    constants: dict[str, float] = field(default_factory=dict)  # weak-prior base/mid/... (info)
+    source: Prior | None = None
+    b_names: tuple[str, ...] = ()
+
+    def has(self, term: str) -> bool:
+        return term in self.terms
+
+    def describe(self) -> list[str]:
+        """Human-readable prior statements (for printing)."""
+        out = []
+        d = self.data
+        if self.has("Intercept_c"):
+            out.append(f"Intercept_c ~ Normal({d['Intercept_mu']:.4g}, {d['Intercept_sd']:.4g})")
+        if self.has("b"):
+            for name, mu, sd in zip(self.b_names, d["b_mu"], d["b_sd"]):
+                out.append(f"b[{name}] ~ Normal({mu:.4g}, {sd:.4g})")
+        for p in ("sigma", "nu", "shape", "phi"):
+            if self.has(p):
+                out.append(f"{p} ~ Exponential({d[p + '_rate']:.4g})")
+        for t in self.terms:
+            if t.startswith("sd_"):
+                out.append(f"{t} ~ Exponential({', '.join(f'{r:.4g}' for r in d[t + '_rate'])})")
+            if t.startswith("corr_"):
+                out.append(f"L_{t[5:]} ~ LKJ-Cholesky({d['lkj_eta_' + t[5:]]:.4g})")
+        if self.has("cutpoints"):
+            out.append(f"cutpoints ~ Normal(0, {d['cutpoint_sd']:.4g})")
+        return out
+
+
+def _sample_sd(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return float("nan")
+    return float(np.std(x, ddof=1))
+
+
+def weak_constants(
+    family: Family, y: np.ndarray | None, y_range: tuple[float, float] | None, sd_ratio: float,
+    max_beta: float,
+) -> dict[str, float]:
+    """Constants of prior_weak (features.md section 5): base, mid, alpha_sd."""
+    if family.weak_class == "continuous":
+        if y_range is None:
+            raise ValueError(
+                f"prior_weak for family '{family.name}' needs y_range=(low, high), the plausible "
+                "range of the response (give it to the wrapper or to prior_weak)."
+            )
+        lo, hi = y_range
+        half = (hi - lo) / 2.0
+        return {"half": half, "base": half * sd_ratio, "mid": (lo + hi) / 2.0, "alpha_sd": half}
+    if family.weak_class == "logit":
+        base = math.pi / math.sqrt(3.0)
+        return {"base": base, "mid": 0.0, "alpha_sd": base * max_beta}
+    if family.weak_class == "log":
+        yy = np.asarray(y, dtype=float)
+        return {"base": 1.0, "mid": float(math.log(np.mean(yy) + 0.5)), "alpha_sd": sd_ratio}
+    raise ValueError(f"no weak-prior constants for family class {family.weak_class!r}")
+
+
+def resolve_prior(
+    prior: Prior,
+    family: Family,
+    *,
+    b_names: tuple[str, ...],
+    X: np.ndarray,
+    y: np.ndarray,
+    has_intercept: bool,
+    n_cat: int,
+    re_terms: tuple[tuple[str, tuple[str, ...], bool], ...],
+    sd_names: tuple[tuple[str, ...], ...],
+) -> ResolvedPrior:
+    """Tie ``prior`` to a model.
+
+    b_names: user names of the design columns (inside ``b[...]``), length K (for the sequential
+    family the Stan coefficient matrix is K x (C-1) and every column of a row shares the prior).
+    re_terms: per grouping term (label, coefficient names, correlated).
+    sd_names: user names of every SD element per term (for overrides).
+    """
+    K = len(b_names)
+    nterms = len(re_terms)
+    data: dict[str, Any] = {}
+    terms: list[str] = []
+    if prior.name == "flat":
+        if prior.overrides:
+            raise ValueError("prior_flat() takes no per-parameter overrides; use prior_normal().")
+        return ResolvedPrior("flat", False, (), {}, {}, prior, b_names)
+
+    extra_names = set(family.extra_names)
+    # extras given for parameters the family does not have -> error
+    for arg, pname in (("nu_rate", "nu"), ("shape_rate", "shape"), ("phi_rate", "phi")):
+        if prior.get(arg) is not None and pname not in extra_names:
+            raise ValueError(
+                f"Prior argument {arg} given, but family '{family.name}' has no parameter "
+                f"'{pname}' (its extra parameters: {', '.join(family.extra_names) or 'none'})."
+            )
+    if prior.get("cutpoint_sd") is not None and not family.ordinal:
+        raise ValueError(
+            f"Prior argument cutpoint_sd given, but family '{family.name}' has no cutpoints."
+        )
+
+    constants: dict[str, float] = {}
+    if prior.name == "normal":
+        mu_sd = prior.get("mu_sd")
+        if mu_sd is None:
+            mu_sd = prior.get("Intercept_sd")
+        icpt = (0.0, mu_sd) if mu_sd is not None else None
+        bsd = prior.get("b_sd")
+        b = (np.zeros(K), np.full(K, float(bsd))) if bsd is not None else None
+        rates = {"sigma": prior.get("sigma_rate")}
+        tau = prior.get("tau_rate")
+    elif prior.name == "weak":
+        sd_ratio, max_beta = prior.get("sd_ratio"), prior.get("max_beta")
+        constants = weak_constants(family, y, prior.y_range, sd_ratio, max_beta)
+        base = constants["base"]
+        icpt = (constants["mid"], constants["alpha_sd"])
+        sds = np.array([_sample_sd(X[:, j]) for j in range(K)], dtype=float)
+        bad = [b_names[j] for j in range(K) if not (sds[j] > 0)]
+        if bad:
+            raise ValueError(
+                "prior_weak scales each coefficient by the SD of its design column, but these "
+                f"columns are constant: {', '.join('b[' + n + ']' for n in bad)}."
+            )
+        b = (np.zeros(K), max_beta * base / sds) if K else (np.zeros(0), np.zeros(0))
+        rates = {"sigma": 1.0 / base}
+        tau = 1.0 / base
+    else:  # pragma: no cover - make_prior guarantees the name
+        raise ValueError(f"Unknown prior '{prior.name}'. Valid priors: {', '.join(PRIOR_NAMES)}.")
+    for p in ("nu", "shape", "phi"):
+        rates[p] = prior.get(p + "_rate")
+    cut_sd = prior.get("cutpoint_sd")
+    lkj = prior.get("lkj_eta")
+    lkj = 1.0 if lkj is None else lkj
+
+    # per-term SD rates and LKJ
+    sd_rates = [np.full(len(coefs), float(tau)) if tau is not None else None
+                for (_, coefs, _) in re_terms]
+    lkj_etas = [lkj for _ in re_terms]
+
+    # ---- overrides
+    b_mu = None if b is None else np.array(b[0], dtype=float)
+    b_sd = None if b is None else np.array(b[1], dtype=float)
+    for key, val in prior.overrides:
+        if key in ("Intercept_c", "Intercept"):
+            if not has_intercept:
+                raise ValueError(f"Prior override '{key}': the model has no intercept.")
+            icpt = (val[0], val[1]) if isinstance(val, tuple) else ((icpt or (0.0, 0))[0], val)
+        elif key == "b" or key.startswith("b["):
+            if b_mu is None:
+                b_mu, b_sd = np.zeros(K), np.full(K, np.nan)
+            idx = range(K) if key == "b" else [_index_of(key[2:-1], b_names, key, "b")]
+            for j in idx:
+                if isinstance(val, tuple):
+                    b_mu[j], b_sd[j] = val
+                else:
+                    b_sd[j] = val
+        elif key in ("sigma", "nu", "shape", "phi"):
+            if key not in extra_names:
+                raise ValueError(
+                    f"Prior override '{key}': family '{family.name}' has no parameter '{key}'."
+                )
+            rates[key] = _scalar(val, key)
+        elif key == "cutpoints":
+            if not family.ordinal:
+                raise ValueError(f"Prior override 'cutpoints': family '{family.name}' has none.")
+            cut_sd = _scalar(val, key)
+        elif key.startswith("sd"):
+            k_list, m_sel = _sd_target(key, re_terms, sd_names)
+            for k in k_list:
+                if sd_rates[k] is None:
+                    sd_rates[k] = np.full(len(re_terms[k][1]), np.nan)
+                for m in (m_sel if m_sel is not None else range(len(re_terms[k][1]))):
+                    sd_rates[k][m] = _scalar(val, key)
+        elif key.startswith("corr"):
+            suffix = key[4:]
+            ks = range(nterms) if suffix == "" else [_term_index(suffix, nterms, key)]
+            for k in ks:
+                lkj_etas[k] = _scalar(val, key)
+        else:
+            raise ValueError(
+                f"Unknown parameter '{key}' in prior overrides. Use names such as 'Intercept_c', "
+                "'b', 'b[<column>]', 'sigma', 'sd', 'sd[<group>:<coef>]', 'corr', 'cutpoints'."
+            )
+    if b_sd is not None and K and np.any(np.isnan(b_sd)):
+        missing = [b_names[j] for j in range(K) if np.isnan(b_sd[j])]
+        raise ValueError(
+            "Prior overrides give some coefficients a prior but not others (b_sd=None): "
+            f"{', '.join('b[' + m + ']' for m in missing)}. Give 'b' an SD as well."
+        )
+    for k, r in enumerate(sd_rates):
+        if r is not None and np.any(np.isnan(r)):
+            raise ValueError(
+                f"Prior overrides give some SDs of grouping term {k + 1} a prior but not others "
+                "(tau_rate=None). Give 'sd' a rate as well."
+            )
+
+    # ---- assemble terms and data
+    if has_intercept and icpt is not None:
+        terms.append("Intercept_c")
+        data["Intercept_mu"] = float(icpt[0])
+        data["Intercept_sd"] = float(icpt[1])
+    if b_sd is not None:
+        terms.append("b")
+        data["b_mu"] = np.asarray(b_mu, dtype=float)
+        data["b_sd"] = np.asarray(b_sd, dtype=float)
+    for p in family.extra_names:
+        if rates.get(p) is not None:
+            terms.append(p)
+            data[p + "_rate"] = float(rates[p])
+    if family.ordinal and cut_sd is not None:
+        terms.append("cutpoints")
+        data["cutpoint_sd"] = float(cut_sd)
+    for k, (_, coefs, correlated) in enumerate(re_terms, start=1):
+        if sd_rates[k - 1] is not None:
+            terms.append(f"sd_{k}")
+            data[f"sd_{k}_rate"] = np.asarray(sd_rates[k - 1], dtype=float)
+        if correlated and len(coefs) > 1:
+            terms.append(f"corr_{k}")
+            data[f"lkj_eta_{k}"] = float(lkj_etas[k - 1])
+    for key, v in data.items():
+        arr = np.atleast_1d(np.asarray(v, dtype=float))
+        if key.endswith(("_sd", "_rate", "_eta")) or key.startswith("lkj") or key.startswith("sd_"):
+            if not np.all((arr > 0) & np.isfinite(arr)):
+                raise ValueError(f"Prior hyperparameter {key} must be positive and finite.")
+    return ResolvedPrior(prior.name, has_intercept, tuple(terms), data, constants, prior, b_names)
+
+
+def _scalar(val: Any, key: str) -> float:
+    if isinstance(val, tuple):
+        raise ValueError(f"Prior override '{key}' takes one number (a rate or an eta).")
+    return float(val)
+
+
+def _index_of(name: str, names: tuple[str, ...], key: str, what: str) -> int:
+    if name not in names:
+        raise ValueError(
+            f"Prior override '{key}': no coefficient '{what}[{name}]'. Coefficients: "
+            f"{', '.join(what + '[' + n + ']' for n in names) or 'none'}."
+        )
+    return names.index(name)
+
+
+def _term_index(suffix: str, nterms: int, key: str) -> int:
+    try:
+        k = int(suffix.lstrip("_"))
+    except ValueError:
+        raise ValueError(f"Prior override '{key}': cannot read the grouping-term number.") from None
+    if not 1 <= k <= nterms:
+        raise ValueError(f"Prior override '{key}': the model has {nterms} grouping term(s).")
+    return k - 1
+
+
+def _sd_target(key, re_terms, sd_names):
+    """Which (terms, coefficient indices) an 'sd...' override addresses."""
+    nterms = len(re_terms)
+    if nterms == 0:
+        raise ValueError(f"Prior override '{key}': the model has no random effects.")
+    if key == "sd":
+        return list(range(nterms)), None
+    for k, names in enumerate(sd_names):
+        if key in names:
+            return [k], [names.index(key)]
+    if "[" not in key:
+        return [_term_index(key[2:], nterms, key)], None
+    valid = [n for names in sd_names for n in names]
+    raise ValueError(f"Prior override '{key}': no such SD. Valid names: {', '.join(valid)}.")
