@@ -305,8 +305,9 @@ void print_node(const Arg& a, int depth, std::ostream& os, const std::string& pr
   os << indent << a.name << " = " << a.value << (a.value == a.def ? " (Default)" : "")
      << '\n';
   if (a.kind == Arg::LIST) {
+    // The metric choices are plain values in CmdStan's tree (no sub-category line).
     const Arg* sel = a.selected();
-    if (sel) print_node(*sel, depth + 1, os, prefix);
+    if (sel && a.name != "metric") print_node(*sel, depth + 1, os, prefix);
   }
 }
 }  // namespace
