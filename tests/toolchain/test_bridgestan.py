@@ -20,7 +20,6 @@ import ctypes
 import json
 import math
 import os
-import resource
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -427,6 +426,14 @@ def test_errors(home, tpgq, tpgq_so, clib):
     assert np.isfinite(tpgq.log_density(np.zeros(4)))
 
 
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    pytest.skip("no /proc/self/status")
+
+
 def test_errors_do_not_leak(conj):
     bad = np.array([np.nan, 0.0])
     def hammer(n):
@@ -434,10 +441,11 @@ def test_errors_do_not_leak(conj):
             with pytest.raises(RuntimeError):
                 conj.log_density_gradient(bad)
     hammer(2000)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _rss_kib()
     hammer(20000)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert after - before < 20_000, (before, after)  # KiB
+    after = _rss_kib()
+    # a leaked error message (~200 B) or AD tape per call would add >= 4 MB
+    assert after - before < 2000, (before, after)
 
 
 def test_data_path_and_text(clib, workdir):
