@@ -130,6 +130,16 @@ def encode_data(data: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- keys & validity
 
 
+def sanitize_name(name: str) -> str:
+    """A file stem stanc accepts as model name: letters, digits, '_', starting with a letter."""
+    if not isinstance(name, str):
+        raise TypeError("model name must be a str")
+    if _NAME_RE.match(name):
+        return name
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "model"
+    return clean if clean[0].isalpha() else f"m_{clean}"
+
+
 def build_flags(toolchain: Toolchain, opt_level: Optional[int] = None) -> dict:
     """Everything besides the program and toolchain that changes the compiled output."""
     if toolchain.kind == "external":
@@ -388,7 +398,8 @@ class ModelCache:
                 with Ticker("Compiling Stan program (new model structure)", verbose):
                     timings = dict(builder(tmp, stan_file, name) or {})
                 timings["total_seconds"] = round(time.monotonic() - t0, 3)
-                for leftover in (f"{name}.o", f"{name}.d"):
+                for leftover in (f"{name}.o", f"{name}.d", f"{name}.adh.o",
+                                 f"{name}_model.so.flavour"):
                     with contextlib.suppress(OSError):
                         (tmp / leftover).unlink()
                 files = {}
@@ -429,8 +440,7 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
     """
     if not isinstance(stan_code, str):
         raise TypeError("stan_code must be the Stan program text (str)")
-    if not _NAME_RE.match(name):
-        raise ValueError(f"model name must be a C++-compatible identifier, not {name!r}")
+    name = sanitize_name(name)
     from .locate import ensure_toolchain
 
     tc = toolchain or ensure_toolchain(verbose=verbose)

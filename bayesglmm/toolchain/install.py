@@ -395,7 +395,7 @@ def _summarise_make_line(line: str) -> Optional[str]:
 
 
 def run_make(args: list[str], progress: Progress, *, env: Optional[dict] = None,
-             label: str = "make", summarise: bool = True) -> str:
+             label: str = "make", summarise: bool = True, strip: Optional[str] = None) -> str:
     """Run make, streaming summarised output lines; raise ToolchainError on failure.
 
     Returns the full output.  While make is silent, a line every 30 s shows that it is
@@ -427,6 +427,8 @@ def run_make(args: list[str], progress: Progress, *, env: Optional[dict] = None,
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
             msg = _summarise_make_line(line) if summarise else line.rstrip("\n")
+            if msg and strip:
+                msg = msg.replace(strip.rstrip("/") + "/", "")
             if msg:
                 progress(f"  {msg}")
                 last[0] = time.monotonic()
@@ -457,7 +459,8 @@ def make_build(root: Path, progress: Progress, jobs: int) -> None:
     """Default build step: the CmdStan and BridgeStan model-independent parts."""
     for sub in ("cmdstan", "bridgestan"):
         t0 = time.monotonic()
-        run_make(["-C", str(root / sub), f"-j{jobs}", "build"], progress, label=f"{sub} build")
+        run_make(["-C", str(root / sub), f"-j{jobs}", "build"], progress, label=f"{sub} build",
+                 strip=str(root))
         progress(f"{sub} build finished in {fmt_seconds(time.monotonic() - t0)}")
     missing = [p for p in EXPECTED_OUTPUTS if not (root / p).exists()]
     if missing:

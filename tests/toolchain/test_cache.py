@@ -301,9 +301,11 @@ def test_stanc_error_is_raised_before_any_build(stanc, tmp_path):
     assert builds(log) == 0 and not cache.entry(key).exists()
 
 
-def test_compile_model_rejects_bad_name():
-    with pytest.raises(ValueError, match="identifier"):
-        cache_mod.compile_model(CODE, name="my-model")
+def test_model_names_are_sanitised():
+    assert cache_mod.sanitize_name("glmm_1") == "glmm_1"
+    assert cache_mod.sanitize_name("my-model v2") == "my_model_v2"
+    assert cache_mod.sanitize_name("2nd") == "m_2nd"
+    assert cache_mod.sanitize_name("--") == "model"
 
 
 # --------------------------------------------------------------------------- real compiles
