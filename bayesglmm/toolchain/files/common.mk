@@ -54,13 +54,17 @@ $(BUILD)/pch_O%/pch.hpp.gch:
 # A user header is force-included when given, or when stanc runs with
 # --allow-undefined and <dir>/user_header.hpp exists (CmdStan's convention).
 ifneq (,$(findstring allow-undefined,$(STANCFLAGS)))
-USER_HEADER ?= $(dir $(firstword $(MODEL_GOALS)))user_header.hpp
+USER_HEADER ?= $(wildcard $(dir $(firstword $(MODEL_GOALS)))user_header.hpp)
 endif
 USER_HEADER_FLAG = $(if $(USER_HEADER),-include $(USER_HEADER))
 
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
-.SECONDARY:
+# Keep generated headers and model objects (they are "intermediate" for a goal <p>),
+# without .SECONDARY's all-targets form, which would also stop make from regenerating
+# a deleted <p>.hpp that a makefile names explicitly (cmdstanpy deletes it to force a
+# rebuild).
+.PRECIOUS: %.hpp %.o
 .DELETE_ON_ERROR:
 
 # Stan program -> C++ header (kept next to the .stan file, as CmdStan does).
