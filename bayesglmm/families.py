@@ -47,7 +47,8 @@ class ExtraParam:
 
 
 def _values_preview(values: Any, limit: int = 5) -> str:
-    vals = list(dict.fromkeys(np.asarray(values).ravel().tolist()))
+    vals = [int(v) if isinstance(v, float) and v.is_integer() else v
+            for v in dict.fromkeys(np.asarray(values).ravel().tolist())]
     text = ", ".join(repr(v) for v in vals[:limit])
     return text + (", ..." if len(vals) > limit else "")
 
@@ -74,7 +75,7 @@ def _check_positive(y: np.ndarray, column: str, family: str) -> None:
     bad = arr[arr <= 0]
     if bad.size:
         raise ValueError(
-            f"Family '{family}' needs a strictly positive response, but column '{column}' has "
+            f"Response column '{column}' must be strictly positive for family '{family}': "
             f"{bad.size} value(s) <= 0 (e.g. {_values_preview(bad)})."
         )
 
@@ -84,7 +85,7 @@ def _check_counts(y: np.ndarray, column: str, family: str) -> None:
     bad = arr[(arr < 0) | (arr != np.round(arr))]
     if bad.size:
         raise ValueError(
-            f"Family '{family}' needs non-negative integer counts, but column '{column}' has "
+            f"Column '{column}' must hold non-negative integer counts for family '{family}': "
             f"{bad.size} invalid value(s) (e.g. {_values_preview(bad)})."
         )
 
@@ -94,8 +95,9 @@ def _check_binary(y: np.ndarray, column: str, family: str) -> None:
     bad = arr[(arr != 0) & (arr != 1)]
     if bad.size:
         raise ValueError(
-            f"Family '{family}' needs a 0/1 response, but column '{column}' has "
-            f"{bad.size} value(s) other than 0 and 1 (e.g. {_values_preview(bad)})."
+            f"Response column '{column}' must be 0/1 for family '{family}': {bad.size} value(s) "
+            f"other than 0 and 1 (e.g. {_values_preview(bad)}). A two-level categorical or a "
+            "boolean column also works."
         )
 
 
@@ -104,8 +106,9 @@ def _check_categories(y: np.ndarray, column: str, family: str) -> None:
     bad = arr[(arr < 1) | (arr != np.round(arr))]
     if bad.size:
         raise ValueError(
-            f"Family '{family}' needs category codes 1..C in column '{column}' (or an ordered "
-            f"categorical); found {bad.size} invalid value(s) (e.g. {_values_preview(bad)})."
+            f"Response column '{column}' must hold category codes 1..C for family '{family}' "
+            f"(or be an ordered categorical): {bad.size} invalid value(s) "
+            f"(e.g. {_values_preview(bad)})."
         )
     codes = arr.astype(int)
     C = int(codes.max())

@@ -1,0 +1,169 @@
+"""Prior objects, the y_range rule and the constants of features.md section 5."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
+from bayesglmm.spec import build_spec
+
+
+@pytest.fixture(scope="module")
+def debate() -> pd.DataFrame:
+    try:
+        import bayesglmm
+
+        return bayesglmm.load_debate()
+    except Exception:  # pragma: no cover
+        return pd.read_csv(Path(__file__).resolve().parents[2] / "shared/data/debate.csv")
+
+
+F = "sat ~ talk + perf + (1 | group)"
+
+
+def test_weak_debate_check(debate):
+    # features.md section 5: debate, y_range = (1, 5): half 2, base 1 -> Intercept_c ~ N(3, 2),
+    # sigma ~ Exp(1), sd ~ Exp(1), b[talk] ~ N(0, 1.0087), b[perf] ~ N(0, 0.5694)
+    s = build_spec(F, debate, prior=prior_weak(), y_range=(1, 5))
+    d = s.prior.data
+    assert s.prior.name == "weak"
+    assert (d["Intercept_mu"], d["Intercept_sd"]) == (3.0, 2.0)
+    assert d["sigma_rate"] == 1.0
+    np.testing.assert_allclose(d["sd_1_rate"], [1.0])
+    np.testing.assert_allclose(d["b_mu"], [0, 0])
+    np.testing.assert_allclose(d["b_sd"], [1.0087, 0.5694], atol=5e-5)
+    np.testing.assert_allclose(d["b_sd"], 1.0 / debate[["talk", "perf"]].std(ddof=1).to_numpy())
+    assert s.prior.constants == {"half": 2.0, "base": 1.0, "mid": 3.0, "alpha_sd": 2.0}
+
+
+def test_y_range_on_prior_and_wrapper(debate):
+    a = build_spec(F, debate, prior=prior_weak(y_range=(1, 5)))
+    assert a.prior.data["Intercept_mu"] == 3.0
+    b = build_spec(F, debate, prior=prior_weak(y_range=(0, 10)), y_range=(1, 5))  # wrapper wins
+    assert b.prior.data["Intercept_mu"] == 3.0 and b.prior.data["Intercept_sd"] == 2.0
+
+
+def test_y_range_turns_flat_into_weak(debate):
+    s = build_spec(F, debate, y_range=(1, 5))
+    assert s.prior.name == "weak" and s.prior.data["sigma_rate"] == 1.0
+    assert make_prior(None).name == "flat"
+
+
+def test_weak_needs_y_range_for_continuous(debate):
+    for fam in ("gaussian", "student_t"):
+        with pytest.raises(ValueError, match="y_range"):
+            build_spec(F, debate, family=fam, prior="weak")
+
+
+def test_weak_sd_ratio(debate):
+    s = build_spec(F, debate, prior=prior_weak(sd_ratio=1.0, max_beta=2.0), y_range=(1, 5))
+    # half 2, base 2: sigma_rate 1/2, tau 1/2, beta_sd = 2 * 2 / sd
+    assert s.prior.data["sigma_rate"] == 0.5
+    np.testing.assert_allclose(s.prior.data["sd_1_rate"], [0.5])
+    np.testing.assert_allclose(s.prior.data["b_sd"],
+                               4.0 / debate[["talk", "perf"]].std(ddof=1).to_numpy())
+    assert s.prior.data["Intercept_sd"] == 2.0
+
+
+def test_weak_logit_and_log_families(debate):
+    d = debate.assign(hi=(debate.sat > 3).astype(int))
+    s = build_spec("hi ~ talk + (1 | group)", d, family="bernoulli", prior="weak")
+    base = math.pi / math.sqrt(3)
+    assert s.prior.data["Intercept_mu"] == 0.0
+    assert s.prior.data["Intercept_sd"] == pytest.approx(base)
+    assert s.prior.data["b_sd"][0] == pytest.approx(base / debate.talk.std(ddof=1))
+    np.testing.assert_allclose(s.prior.data["sd_1_rate"], [1 / base])
+    s = build_spec("talk ~ perf + (1 | group)", debate, family="poisson", prior="weak")
+    assert s.prior.data["Intercept_mu"] == pytest.approx(math.log(debate.talk.mean() + 0.5))
+    assert s.prior.data["Intercept_sd"] == 0.5
+    assert s.prior.data["b_sd"][0] == pytest.approx(1 / debate.perf.std(ddof=1))
+    np.testing.assert_allclose(s.prior.data["sd_1_rate"], [1.0])
+    s = build_spec("sat ~ talk + (1 | group)", debate, family="ordered", prior="weak")
+    assert "Intercept_c" not in s.prior.terms and s.prior.data["b_sd"][0] == pytest.approx(
+        base / debate.talk.std(ddof=1))
+
+
+def test_normal_defaults(debate):
+    s = build_spec(F, debate, prior=prior_normal())
+    d = s.prior.data
+    assert (d["Intercept_mu"], d["Intercept_sd"], d["sigma_rate"]) == (0.0, 10.0, 0.2)
+    np.testing.assert_allclose(d["b_sd"], [10, 10])
+    np.testing.assert_allclose(d["sd_1_rate"], [0.2])
+    assert s.prior.terms == ("Intercept_c", "b", "sigma", "sd_1")
+    assert s.centred
+
+
+def test_normal_arguments_and_none(debate):
+    s = build_spec(F, debate, prior=prior_normal(b_sd=5, mu_sd=None, Intercept_sd=3))
+    assert s.prior.data["Intercept_sd"] == 3.0  # mu_sd falls back to Intercept_sd
+    np.testing.assert_allclose(s.prior.data["b_sd"], [5, 5])
+    s = build_spec(F, debate, prior=prior_normal(b_sd=None, sigma_rate=None))
+    assert "b" not in s.prior.terms and "sigma" not in s.prior.terms
+
+
+def test_extras_only_if_given(debate):
+    s = build_spec(F, debate, family="student_t", prior=prior_normal())
+    assert "nu" not in s.prior.terms
+    s = build_spec(F, debate, family="student_t", prior=prior_normal(nu_rate=0.1))
+    assert s.prior.data["nu_rate"] == 0.1
+
+
+def test_extra_for_wrong_family(debate):
+    with pytest.raises(ValueError, match="phi_rate.*'gaussian' has no parameter 'phi'"):
+        build_spec(F, debate, prior=prior_normal(phi_rate=1))
+    with pytest.raises(ValueError, match="cutpoint_sd"):
+        build_spec(F, debate, prior=prior_normal(cutpoint_sd=1))
+
+
+def test_flat(debate):
+    s = build_spec(F, debate, prior=prior_flat())
+    assert s.prior.terms == () and s.prior.data == {} and not s.centred
+
+
+def test_overrides(debate):
+    p = prior_normal(overrides={"b[talk]": 2.5, "Intercept_c": (3, 2), "sigma": 1.0,
+                                "sd[group:Int]": 0.5})
+    s = build_spec(F, debate, prior=p)
+    d = s.prior.data
+    np.testing.assert_allclose(d["b_sd"], [2.5, 10])
+    assert (d["Intercept_mu"], d["Intercept_sd"], d["sigma_rate"]) == (3.0, 2.0, 1.0)
+    np.testing.assert_allclose(d["sd_1_rate"], [0.5])
+    # dict forms
+    s2 = build_spec(F, debate, prior={"b[talk]": 2.5})
+    np.testing.assert_allclose(s2.prior.data["b_sd"], [2.5, 10])
+    s3 = build_spec(F, debate, prior={"name": "weak", "sd_ratio": 1.0}, y_range=(1, 5))
+    assert s3.prior.name == "weak" and s3.prior.data["sigma_rate"] == 0.5
+    with pytest.raises(ValueError, match="b\\[nope\\]"):
+        build_spec(F, debate, prior={"b[nope]": 1})
+    with pytest.raises(ValueError, match="Unknown parameter 'tau'"):
+        build_spec(F, debate, prior={"tau": 1})
+
+
+def test_lkj(debate):
+    s = build_spec("sat ~ talk + (talk | group)", debate, prior=prior_normal())
+    assert s.prior.data["lkj_eta_1"] == 1.0 and "corr_1" in s.prior.terms
+    s = build_spec("sat ~ talk + (talk | group)", debate, prior=prior_normal(lkj_eta=2))
+    assert s.prior.data["lkj_eta_1"] == 2.0
+    s = build_spec("sat ~ talk + (talk || group)", debate, prior=prior_normal(lkj_eta=2))
+    assert "lkj_eta_1" not in s.prior.data
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="b_sd"):
+        prior_normal(b_sd=-1)
+    with pytest.raises(ValueError, match="y_range"):
+        prior_weak(y_range=(5, 1))
+    with pytest.raises(ValueError, match="Unknown prior 'rhs'"):
+        make_prior("rhs")
+    with pytest.raises(TypeError):
+        make_prior(3.0)
+
+
+def test_repr():
+    assert repr(prior_weak(y_range=(1, 5))).startswith("prior_weak(")
+    assert "b_sd=5" in repr(prior_normal(b_sd=5))
