@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
-__all__ = ["templates_dir", "snippets_dir", "find_resource_dir"]
+__all__ = ["find_resource_dir", "snippets_dir", "templates_dir"]
 
 _PKG = Path(__file__).resolve().parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def find_resource_dir(name: str, env_var: str) -> Path:
     candidates = []
     env = os.environ.get(env_var)

@@ -18,7 +18,7 @@ import numpy as np
 from ._paths import snippets_dir, templates_dir
 from .spec import ModelSpec
 
-__all__ = ["ParamName", "StanProgram", "generate", "render_code", "stan_data", "param_names"]
+__all__ = ["ParamName", "StanProgram", "generate", "param_names", "render_code", "stan_data"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _tidy(code: str) -> str:
     for ln in (ln.rstrip() for ln in code.splitlines()):
         if not ln:
             continue
-        if _SECTION.match(ln) and out and not out[-1].endswith("{"):
+        if (_SECTION.match(ln) or ln.startswith("  /*")) and out and not out[-1].endswith("{"):
             out.append("")
         out.append(ln)
     return "\n".join(out) + "\n"

@@ -18,17 +18,18 @@ Adding an eleventh family means one entry here plus one likelihood macro (and a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
 __all__ = [
-    "ExtraParam",
-    "Family",
     "FAMILIES",
     "FAMILY_NAMES",
+    "ExtraParam",
+    "Family",
     "get_family",
 ]
 

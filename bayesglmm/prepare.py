@@ -30,7 +30,7 @@ __all__ = ["PreparedData", "prepare_data", "used_columns"]
 @dataclass(frozen=True, eq=False)
 class PreparedData:
     data: pd.DataFrame = field(repr=False)  # used rows (index reset) and columns
-    response: "Response"
+    response: Response
     factor_levels: dict[str, list[Any]]  # categorical predictors -> levels (in coding order)
     n_dropped: int
     notes: tuple[str, ...] = ()
@@ -45,12 +45,12 @@ def _var_names(expr: str) -> set[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             names = set(model_description(expr).var_names)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - formulae raises many types
         raise FormulaError(f"Cannot read '{expr}': {e}") from None
     return {n for n in names if n not in _NON_COLUMNS}
 
 
-def used_columns(parsed: "ParsedFormula", trials: str | None = None) -> dict[str, list[str]]:
+def used_columns(parsed: ParsedFormula, trials: str | None = None) -> dict[str, list[str]]:
     """Columns used by each part: {'response': [...], 'fixed': [...], 'random': [...],
     'grouping': [...]} (formula order not guaranteed within a part; sorted)."""
     if parsed.cbind is not None:
@@ -85,7 +85,7 @@ def _levels_of(s: pd.Series) -> list[Any]:
 
 
 def prepare_data(
-    parsed: "ParsedFormula",
+    parsed: ParsedFormula,
     data: pd.DataFrame,
     *,
     family: Family,
@@ -152,7 +152,7 @@ def prepare_data(
                         tuple(notes))
 
 
-def _response(parsed, df, family: Family, trials, levels, notes) -> "Response":
+def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
     from .spec import FormulaError, Response
 
     name = parsed.response
@@ -183,7 +183,7 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> "Response":
 
         try:
             dm = design_matrices(f"{name} ~ 1", df, na_action="error", extra_namespace=_NAMESPACE)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - formulae raises many types
             raise FormulaError(f"Cannot evaluate the response '{name}': {e}") from None
         y = np.asarray(dm.response.design_matrix, dtype=float).ravel()
         family.check_response(y, name)
@@ -273,7 +273,7 @@ def _binary_from_factor(s: pd.Series, col: str, fam: str, levels, notes) -> np.n
     return np.array([levs.index(v) for v in vals], dtype=np.int64)
 
 
-def _ordinal_response(s: pd.Series, col: str, family: Family, levels, notes) -> "Response":
+def _ordinal_response(s: pd.Series, col: str, family: Family, levels, notes) -> Response:
     from .spec import Response
 
     if levels is not None:

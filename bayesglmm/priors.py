@@ -31,22 +31,23 @@ otherwise a dict of per-parameter overrides on top of ``prior_normal()``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from .families import Family
 
 __all__ = [
+    "PRIOR_NAMES",
     "Prior",
     "ResolvedPrior",
+    "make_prior",
     "prior_flat",
     "prior_normal",
     "prior_weak",
-    "make_prior",
     "resolve_prior",
-    "PRIOR_NAMES",
 ]
 
 PRIOR_NAMES = ("flat", "normal", "weak")
@@ -142,18 +143,18 @@ def prior_normal(
     Any argument set to None drops that prior term. ``y_range`` is accepted for symmetry with
     prior_weak (it has no effect on the normal prior).
     """
-    args = dict(
-        Intercept_sd=_check_positive("Intercept_sd", Intercept_sd),
-        mu_sd=_check_positive("mu_sd", mu_sd),
-        b_sd=_check_positive("b_sd", b_sd),
-        sigma_rate=_check_positive("sigma_rate", sigma_rate),
-        tau_rate=_check_positive("tau_rate", tau_rate),
-        nu_rate=_check_positive("nu_rate", nu_rate),
-        shape_rate=_check_positive("shape_rate", shape_rate),
-        phi_rate=_check_positive("phi_rate", phi_rate),
-        cutpoint_sd=_check_positive("cutpoint_sd", cutpoint_sd),
-        lkj_eta=_check_positive("lkj_eta", lkj_eta),
-    )
+    args = {
+        "Intercept_sd": _check_positive("Intercept_sd", Intercept_sd),
+        "mu_sd": _check_positive("mu_sd", mu_sd),
+        "b_sd": _check_positive("b_sd", b_sd),
+        "sigma_rate": _check_positive("sigma_rate", sigma_rate),
+        "tau_rate": _check_positive("tau_rate", tau_rate),
+        "nu_rate": _check_positive("nu_rate", nu_rate),
+        "shape_rate": _check_positive("shape_rate", shape_rate),
+        "phi_rate": _check_positive("phi_rate", phi_rate),
+        "cutpoint_sd": _check_positive("cutpoint_sd", cutpoint_sd),
+        "lkj_eta": _check_positive("lkj_eta", lkj_eta),
+    }
     return Prior("normal", tuple(sorted(args.items())), _norm_y_range(y_range),
                  _freeze_overrides(overrides))
 
@@ -175,15 +176,15 @@ def prior_weak(
     Continuous families (gaussian, lognormal, student_t) need ``y_range`` (here or on the wrapper;
     the wrapper's wins). Constants: see :func:`weak_constants`.
     """
-    args = dict(
-        sd_ratio=_check_positive("sd_ratio", sd_ratio),
-        max_beta=_check_positive("max_beta", max_beta),
-        nu_rate=_check_positive("nu_rate", nu_rate),
-        shape_rate=_check_positive("shape_rate", shape_rate),
-        phi_rate=_check_positive("phi_rate", phi_rate),
-        cutpoint_sd=_check_positive("cutpoint_sd", cutpoint_sd),
-        lkj_eta=_check_positive("lkj_eta", lkj_eta),
-    )
+    args = {
+        "sd_ratio": _check_positive("sd_ratio", sd_ratio),
+        "max_beta": _check_positive("max_beta", max_beta),
+        "nu_rate": _check_positive("nu_rate", nu_rate),
+        "shape_rate": _check_positive("shape_rate", shape_rate),
+        "phi_rate": _check_positive("phi_rate", phi_rate),
+        "cutpoint_sd": _check_positive("cutpoint_sd", cutpoint_sd),
+        "lkj_eta": _check_positive("lkj_eta", lkj_eta),
+    }
     if args["sd_ratio"] is None or args["max_beta"] is None:
         raise ValueError("prior_weak: sd_ratio and max_beta must be positive numbers.")
     return Prior("weak", tuple(sorted(args.items())), _norm_y_range(y_range),
@@ -477,15 +478,15 @@ def resolve_prior(
             data[f"lkj_eta_{k}"] = float(lkj_etas[k - 1])
     for key, v in data.items():
         arr = np.atleast_1d(np.asarray(v, dtype=float))
-        if key.endswith(("_sd", "_rate", "_eta")) or key.startswith("lkj") or key.startswith("sd_"):
-            if not np.all((arr > 0) & np.isfinite(arr)):
-                raise ValueError(f"Prior hyperparameter {key} must be positive and finite.")
+        positive = key.endswith(("_sd", "_rate")) or key.startswith("lkj_eta")
+        if positive and not np.all((arr > 0) & np.isfinite(arr)):
+            raise ValueError(f"Prior hyperparameter {key} must be positive and finite.")
     return ResolvedPrior(prior.name, has_intercept, tuple(terms), data, constants, prior, b_names)
 
 
 def _scalar(val: Any, key: str) -> float:
     if isinstance(val, tuple):
-        raise ValueError(f"Prior override '{key}' takes one number (a rate or an eta).")
+        raise TypeError(f"Prior override '{key}' takes one number (a rate or an eta).")
     return float(val)
 
 

@@ -29,15 +29,15 @@ from .families import Family, get_family
 from .priors import Prior, ResolvedPrior, make_prior, resolve_prior
 
 __all__ = [
-    "ParsedFormula",
     "Bar",
-    "Response",
     "FixedEffects",
+    "FormulaError",
     "GroupTerm",
     "ModelSpec",
-    "parse_formula",
+    "ParsedFormula",
+    "Response",
     "build_spec",
-    "FormulaError",
+    "parse_formula",
 ]
 
 
@@ -142,10 +142,19 @@ def parse_formula(formula: str, *, allow_random: bool = True) -> ParsedFormula:
             raise FormulaError(f"cbind() in the response must list data columns, got '{lhs}'.")
         cbind = tuple(cols)
     fixed_pieces: list[str] = []
+    removals: list[str] = []
     bars: list[Bar] = []
-    for piece in _split_top(rhs, "+"):
-        piece = piece.strip()
+    for plus_piece in _split_top(rhs, "+"):
+        # 'a - 1': keep removals ('- 1') with the fixed part
+        first, *minus = _split_top(plus_piece, "-")
+        for rem in minus:
+            if "|" in rem or not rem.strip():
+                raise FormulaError(f"Cannot read the term '- {rem.strip()}' in '{formula}'.")
+            removals.append(rem.strip())
+        piece = first.strip()
         if not piece:
+            if minus:
+                continue
             raise FormulaError(f"Empty term in formula '{formula}' (check the '+' signs).")
         inner = _strip_outer_parens(piece)
         if inner is not None and "|" in inner and len(_split_top(inner, "|")) > 1:
@@ -163,6 +172,7 @@ def parse_formula(formula: str, *, allow_random: bool = True) -> ParsedFormula:
                 )
             fixed_pieces.append(piece)
     fixed = " + ".join(fixed_pieces) if fixed_pieces else "1"
+    fixed += "".join(f" - {r}" for r in removals)
     return ParsedFormula(f, lhs, cbind, fixed, tuple(bars))
 
 
@@ -396,7 +406,7 @@ def _design(rhs: str, data: pd.DataFrame, what: str):
             f"Unknown column or function {e} in {what} '{rhs}'. "
             f"Columns: {', '.join(map(str, data.columns))}."
         ) from None
-    except Exception as e:  # formulae parse/eval errors
+    except Exception as e:  # noqa: BLE001 - formulae raises many types
         raise FormulaError(f"Cannot build the design matrix of {what} '{rhs}': {e}") from None
     return dm.common
 

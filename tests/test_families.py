@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from scipy.special import expit, log_expit
+from scipy.special import betaln, expit, log_expit
 
 from bayesglmm.codegen import generate
 from bayesglmm.families import FAMILIES, FAMILY_NAMES, get_family
@@ -24,7 +24,7 @@ def debate() -> pd.DataFrame:
         import bayesglmm
 
         d = bayesglmm.load_debate()
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001  # pragma: no cover - loader not available
         d = pd.read_csv(Path(__file__).resolve().parents[2] / "shared/data/debate.csv")
     d = d.copy()
     d["hi"] = (d.sat > 3).astype(int)
@@ -161,6 +161,8 @@ def test_ordinal_checks(debate):
 LOGP_CASES = {
     "gaussian": ("sat ~ talk + perf + (1 | group)", {}),
     "gaussian_corr": ("sat ~ talk + (talk | group)", {"prior": "flat"}),
+    "gaussian_lkj": ("sat ~ talk + (talk | group)", {"prior_kw": {"lkj_eta": 2.0}}),
+    "gaussian_k0": ("sat ~ 1 + (1 | group)", {}),
     "lognormal": ("pos ~ talk + perf + (1 | group)", {}),
     "student_t": ("sat ~ talk + perf + (1 | group)", {"prior_kw": {"nu_rate": 0.1}}),
     "gamma": ("pos ~ talk + perf + (1 | group)", {"prior_kw": {"shape_rate": 0.5}}),
@@ -275,7 +277,10 @@ def _reference_logp(program, v) -> float:
     for g in spec.groups:
         if f"sd_{g.k}_rate" in pd_:
             lp += stats.expon.logpdf(v[f"sd_{g.k}"], scale=1 / pd_[f"sd_{g.k}_rate"]).sum()
-        assert f"lkj_eta_{g.k}" not in pd_  # LKJ constant not reproduced here: keep cases flat
+        if f"lkj_eta_{g.k}" in pd_:  # LKJ(eta) for q = 2: density of rho, L[2,1] = rho
+            assert g.q == 2
+            e, rho = pd_[f"lkj_eta_{g.k}"], v[f"L_{g.k}"][1, 0]
+            lp += (e - 1) * np.log1p(-rho**2) - (2 * e - 1) * np.log(2) - betaln(e, e)
     return float(lp), float(loglik)
 
 
@@ -296,7 +301,7 @@ def test_log_density_matches_scipy(case, debate, toolchain):
     from bayesglmm.toolchain import compile_model
 
     formula, opts = LOGP_CASES[case]
-    fam = case.split("_corr")[0]
+    fam = case.split("_corr")[0].split("_lkj")[0].split("_k0")[0]
     prior = prior_flat() if opts.get("prior") == "flat" else prior_normal(**opts.get("prior_kw", {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
