@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._paths import snippets_dir, templates_dir
+from .priors import prior_blocks
 from .spec import ModelSpec
 
 __all__ = ["ParamName", "StanProgram", "generate", "param_names", "render_code", "stan_data"]
@@ -115,7 +116,8 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "alpha": alpha,
         "groups": groups,
         "proper": spec.prior.name != "flat",
-        "prior": tuple(spec.prior.terms),
+        "prior_blocks": prior_blocks(tuple(spec.prior.terms), len(spec.groups),
+                                     fam.category_specific),
         "snippets": [_snippet(s) for s in fam.snippets],
     }
     ctx["ctx"] = ctx

@@ -41,9 +41,12 @@ from .families import Family
 
 __all__ = [
     "PRIOR_NAMES",
+    "PRIOR_TABLE",
     "Prior",
+    "PriorTerm",
     "ResolvedPrior",
     "make_prior",
+    "prior_blocks",
     "prior_flat",
     "prior_normal",
     "prior_weak",
@@ -241,6 +244,82 @@ def make_prior(prior: Any = None, y_range: Any = None) -> Prior:
         else:
             p = Prior(p.name, p.args, yr, p.overrides)
     return p
+
+
+# ----------------------------------------------------------------------------- the prior table
+
+
+@dataclass(frozen=True)
+class PriorTerm:
+    """One row of the prior table: a prior term with its Stan data declarations and statement.
+
+    ``{k}`` in a key, declaration or statement stands for the grouping-term number.
+    """
+
+    key: str  # term name in ResolvedPrior.terms ('Intercept_c', 'b', 'sigma', 'sd_{k}', ...)
+    dist: str  # 'normal' | 'exponential' | 'lkj_corr_cholesky'
+    decls: tuple[str, ...]  # Stan data declarations of the hyperparameters
+    stmt: str  # Stan statement in the model block
+    stmt_category_specific: str | None = None  # variant for K x (C-1) coefficient matrices
+
+    @property
+    def per_group_term(self) -> bool:
+        return "{k}" in self.key
+
+
+def _exp_term(p: str) -> PriorTerm:
+    return PriorTerm(p, "exponential", (f"real<lower=0> {p}_rate;  // {p} ~ exponential({p}_rate)",),
+                     f"target += exponential_lpdf({p} | {p}_rate);")
+
+
+PRIOR_TABLE: tuple[PriorTerm, ...] = (
+    PriorTerm("Intercept_c", "normal",
+              ("real Intercept_mu;  // Intercept_c ~ normal(Intercept_mu, Intercept_sd)",
+               "real<lower=0> Intercept_sd;"),
+              "target += normal_lpdf(Intercept_c | Intercept_mu, Intercept_sd);"),
+    PriorTerm("b", "normal",
+              ("vector[K] b_mu;  // beta ~ normal(b_mu, b_sd), per design column",
+               "vector<lower=0>[K] b_sd;"),
+              "target += normal_lpdf(beta | b_mu, b_sd);",
+              "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}"),
+    _exp_term("sigma"),
+    _exp_term("nu"),
+    _exp_term("shape"),
+    _exp_term("phi"),
+    PriorTerm("cutpoints", "normal",
+              ("real<lower=0> cutpoint_sd;  // cutpoints ~ normal(0, cutpoint_sd)",),
+              "target += normal_lpdf(cutpoints | 0, cutpoint_sd);"),
+    PriorTerm("sd_{k}", "exponential",
+              ("vector<lower=0>[M_{k}] sd_{k}_rate;  // sd_{k} ~ exponential(sd_{k}_rate)",),
+              "target += exponential_lpdf(sd_{k} | sd_{k}_rate);"),
+    PriorTerm("corr_{k}", "lkj_corr_cholesky",
+              ("real<lower=0> lkj_eta_{k};  // L_{k} ~ lkj_corr_cholesky(lkj_eta_{k})",),
+              "target += lkj_corr_cholesky_lpdf(L_{k} | lkj_eta_{k});"),
+)
+
+
+def prior_blocks(terms: tuple[str, ...], n_group_terms: int, category_specific: bool = False
+                 ) -> list[dict[str, Any]]:
+    """Stan data declarations and model statements of the present prior ``terms``, in table
+    order (grouping terms in formula order). Used by code generation."""
+    out = []
+    present = set(terms)
+    for row in PRIOR_TABLE:
+        ks = range(1, n_group_terms + 1) if row.per_group_term else [None]
+        for k in ks:
+            def fill(text: str, k=k) -> str:
+                return text if k is None else text.replace("{k}", str(k))
+
+            if fill(row.key) not in present:
+                continue
+            stmt = row.stmt_category_specific if (category_specific and
+                                                  row.stmt_category_specific) else row.stmt
+            out.append({"key": fill(row.key), "decls": [fill(d) for d in row.decls],
+                        "stmt": fill(stmt)})
+    unknown = present - {b["key"] for b in out}
+    if unknown:  # pragma: no cover - resolve_prior only produces table terms
+        raise ValueError(f"prior terms without a table row: {sorted(unknown)}")
+    return out
 
 
 # ----------------------------------------------------------------------------- resolution
