@@ -42,6 +42,13 @@ class ExtraParam:
     lower: float  # Stan lower bound
     prior_arg: str  # prior argument giving the Exponential rate: 'sigma_rate', 'nu_rate', ...
     doc: str = ""
+    always_prior: bool = False  # True: prior_normal/prior_weak always give it a prior (sigma)
+
+    @property
+    def default_prior(self) -> str:
+        """The prior of prior_normal()/prior_weak() (features.md section 5)."""
+        rule = "" if self.always_prior else f" only if {self.prior_arg} is given, else flat"
+        return f"exponential({self.prior_arg}){rule}"
 
 
 # ----------------------------------------------------------------------------- response checks
@@ -241,7 +248,7 @@ class Family:
         self.check(y, column, self.name)
 
 
-_SIGMA = ExtraParam("sigma", 0.0, "sigma_rate", "residual standard deviation")
+_SIGMA = ExtraParam("sigma", 0.0, "sigma_rate", "residual standard deviation", True)
 _NU = ExtraParam("nu", 2.0, "nu_rate", "degrees of freedom (> 2)")
 _SHAPE = ExtraParam("shape", 0.0, "shape_rate", "gamma shape")
 _PHI = ExtraParam("phi", 0.0, "phi_rate", "NB2 precision: Var = mu + mu^2/phi")

@@ -23,13 +23,15 @@ Per-parameter overrides: every constructor accepts ``overrides={user name: value
 ``prior_normal(overrides={"b[talk]": 2.5, "Intercept_c": (3, 2), "sigma": 1.0,
 "sd[group:Int]": 0.5})``; a number is the SD (Normal terms) or the rate (Exponential terms), a
 pair is (mean, sd) for Normal terms. ``"b"``, ``"sd"`` (or ``"sd_k"``), ``"corr"`` address all
-elements. ``prior=`` on the wrappers also accepts a string (``"normal"``), or a dict: with a
-``"name"`` key it is the constructor and its arguments (``{"name": "weak", "sd_ratio": 1}``),
-otherwise a dict of per-parameter overrides on top of ``prior_normal()``.
+elements. ``prior=`` on the wrappers also accepts a string (``"normal"``), or a dict: ``"name"`` picks the
+constructor (default ``"normal"``), keys that are its arguments are passed to it and the other
+keys are per-parameter overrides: ``{"name": "weak", "sd_ratio": 1}``, ``{"b_sd": 5}``,
+``{"b[talk]": 2.5, "sigma": 1.0}``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -218,20 +220,28 @@ def make_prior(prior: Any = None, y_range: Any = None) -> Prior:
             )
         p = _CONSTRUCTORS[key]()
     elif isinstance(prior, Mapping):
+        # {"name": "weak", "sd_ratio": 1} -> prior_weak(sd_ratio=1); without a name: prior_normal.
+        # Keys that are arguments of the constructor are passed to it ({"b_sd": 5}); the other
+        # keys are per-parameter overrides ({"b[talk]": 2.5, "sigma": 1}).
         d = dict(prior)
-        name = d.pop("name", d.pop("type", None))
-        if name is None:
-            p = prior_normal(overrides=d)
-        else:
-            key = str(name).strip().lower().removeprefix("prior_")
-            if key not in _CONSTRUCTORS:
+        name = d.pop("name", d.pop("type", "normal"))
+        key = str(name).strip().lower().removeprefix("prior_")
+        if key not in _CONSTRUCTORS:
+            raise ValueError(f"Unknown prior '{name}'. Valid priors: {', '.join(PRIOR_NAMES)}.")
+        ctor = _CONSTRUCTORS[key]
+        argnames = set(inspect.signature(ctor).parameters)
+        kwargs = {k: v for k, v in d.items() if k in argnames}
+        overrides = {k: v for k, v in d.items() if k not in argnames}
+        if overrides:
+            if key == "flat":
                 raise ValueError(
-                    f"Unknown prior '{name}'. Valid priors: {', '.join(PRIOR_NAMES)}."
+                    f"prior_flat() takes no arguments or overrides (got {sorted(overrides)})."
                 )
-            try:
-                p = _CONSTRUCTORS[key](**d)
-            except TypeError as e:
-                raise ValueError(f"Invalid arguments for prior '{key}': {e}") from None
+            kwargs["overrides"] = {**dict(kwargs.get("overrides") or {}), **overrides}
+        try:
+            p = ctor(**kwargs)
+        except TypeError as e:
+            raise ValueError(f"Invalid arguments for prior '{key}': {e}") from None
     else:
         raise TypeError(
             f"prior must be a prior object (prior_flat(), prior_normal(), prior_weak()), a name "
@@ -445,7 +455,7 @@ def resolve_prior(
         icpt = (0.0, mu_sd) if mu_sd is not None else None
         bsd = prior.get("b_sd")
         b = (np.zeros(K), np.full(K, float(bsd))) if bsd is not None else None
-        rates = {"sigma": prior.get("sigma_rate")}
+        rates = {p.name: prior.get(p.prior_arg) for p in family.extra if p.always_prior}
         tau = prior.get("tau_rate")
     elif prior.name == "weak":
         sd_ratio, max_beta = prior.get("sd_ratio"), prior.get("max_beta")
@@ -460,12 +470,13 @@ def resolve_prior(
                 f"columns are constant: {', '.join('b[' + n + ']' for n in bad)}."
             )
         b = (np.zeros(K), max_beta * base / sds) if K else (np.zeros(0), np.zeros(0))
-        rates = {"sigma": 1.0 / base}
+        rates = {p.name: 1.0 / base for p in family.extra if p.always_prior}
         tau = 1.0 / base
     else:  # pragma: no cover - make_prior guarantees the name
         raise ValueError(f"Unknown prior '{prior.name}'. Valid priors: {', '.join(PRIOR_NAMES)}.")
-    for p in ("nu", "shape", "phi"):
-        rates[p] = prior.get(p + "_rate")
+    for p in family.extra:  # the other extras: a prior only if their rate is given
+        if not p.always_prior:
+            rates[p.name] = prior.get(p.prior_arg)
     cut_sd = prior.get("cutpoint_sd")
     lkj = prior.get("lkj_eta")
     lkj = 1.0 if lkj is None else lkj

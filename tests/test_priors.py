@@ -138,6 +138,9 @@ def test_overrides(debate):
     np.testing.assert_allclose(s2.prior.data["b_sd"], [2.5, 10])
     s3 = build_spec(F, debate, prior={"name": "weak", "sd_ratio": 1.0}, y_range=(1, 5))
     assert s3.prior.name == "weak" and s3.prior.data["sigma_rate"] == 0.5
+    s4 = build_spec(F, debate, prior={"b_sd": 5, "sigma": 2.0})
+    np.testing.assert_allclose(s4.prior.data["b_sd"], [5, 5])
+    assert s4.prior.data["sigma_rate"] == 2.0
     with pytest.raises(ValueError, match="b\\[nope\\]"):
         build_spec(F, debate, prior={"b[nope]": 1})
     with pytest.raises(ValueError, match="Unknown parameter 'tau'"):

@@ -286,3 +286,19 @@ def test_minus_one_with_bars(debate):
         assert not s.has_intercept and s.fixed.names == ("talk",) and len(s.groups) == 1
     s = build_spec("sat ~ talk * perf - talk:perf", debate)
     assert s.fixed.names == ("talk", "perf")
+
+
+def test_response_expression(debate):
+    s = build_spec("log(sat) ~ talk", debate)
+    np.testing.assert_allclose(s.response.y, np.log(debate.sat))
+
+
+def test_factor_grouping_levels_in_category_order():
+    d = pd.DataFrame({"y": np.arange(6.0), "g": pd.Categorical(list("bbaacc"),
+                                                               categories=["c", "b", "a"])})
+    s = build_spec("y ~ (1 | g)", d)
+    assert s.groups[0].levels == ("c", "b", "a")
+    np.testing.assert_array_equal(s.groups[0].index, [2, 2, 3, 3, 1, 1])
+    d["g"] = list("bbaacc")
+    s = build_spec("y ~ (1 | g)", d)
+    assert s.groups[0].levels == ("a", "b", "c")
