@@ -339,6 +339,22 @@ def test_g17_bad_data(bern):
 # ------------------------------------------------------------------------- extras
 
 
+def test_make_build_idempotent(home):
+    p = subprocess.run(["make", "build"], cwd=home, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "g++" not in p.stdout  # nothing rebuilt
+    assert (home / "bin" / "stanc").exists()
+    p = subprocess.run(["make"], cwd=home, capture_output=True, text=True)
+    assert p.returncode == 0 and "make build" in p.stdout  # default goal: help
+
+
+def test_progress_bars(bern):
+    # cmdstanpy's progress parser follows "Chain [<id>] Iteration:" lines
+    fit = bern.sample(data=BERN_DATA, chains=2, chain_ids=[3, 4], seed=2, show_progress=True,
+                      refresh=200)
+    assert fit.draws().shape == (1000, 2, 8)
+
+
 def test_command_line_errors(bern):
     exe = bern.exe_file
     p = subprocess.run([exe, "sample", "bogus=1"], capture_output=True, text=True)

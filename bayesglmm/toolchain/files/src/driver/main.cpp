@@ -221,6 +221,10 @@ int main(int argc, const char* argv[]) {
     }
     if (t == "help" || t == "help-all") {
       print_help(std::cout);
+      if (t == "help-all") {
+        std::cout << "Argument tree with default values:\n\n";
+        print_tree(*make_tree("1"), std::cout, "  ");
+      }
       return 0;
     }
   }
