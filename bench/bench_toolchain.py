@@ -246,6 +246,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     os.environ["BAYESGLMM_TOOLCHAIN"] = "bundled"
+    import logging
+
+    logging.getLogger("cmdstanpy").setLevel(logging.ERROR)  # 1-iteration runs are noisy
     results: dict = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -338,6 +341,10 @@ def main(argv=None) -> int:
         results["gradient"] = time_gradient(cm, data)
         print(f"gradient: {results['gradient']['us_per_gradient']} us", file=sys.stderr)
         results["loadavg_end"] = loadavg()
+        after = read_ready(tc.root) or {}
+        if after.get("source_hash") != (results["toolchain"]["ready"] or {}).get("source_hash"):
+            results["warning"] = ("the toolchain sources changed during the run (toolchain "
+                                  "updated, cached model rebuilt): fresh-process timing invalid")
         results["goals"] = {
             "new_structure_compile_le_0.5x_one_shot": (
                 results.get("ratio_cold_to_one_shot") is not None

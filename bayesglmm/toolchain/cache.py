@@ -151,7 +151,7 @@ def build_flags(toolchain: Toolchain, opt_level: Optional[int] = None) -> dict:
     if opt_level not in (0, 1, 2, 3):
         raise ValueError(f"opt_level must be 0, 1, 2 or 3, not {opt_level!r}")
     return {"O": int(opt_level), "CXX": os.environ.get("CXX", ""),
-            "CXXFLAGS": os.environ.get("CXXFLAGS", "")}
+            "CXXFLAGS": os.environ.get("CXXFLAGS", ""), "stanc": "--filename-in-msg"}
 
 
 def cache_key(code: str, name: str, toolchain_id: str, flags: Mapping[str, Any]) -> str:
@@ -288,14 +288,19 @@ def bundled_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: boo
         exe = workdir / name
         so = workdir / f"{name}_model.so"
         t0 = time.monotonic()
-        rc, out = _run_capture([make, "-C", str(toolchain.cmdstan_dir), f"O={o}", str(exe)])
+        # stanc embeds the file name in run-time error messages: name the file, not the
+        # temporary build directory (which is renamed away afterwards)
+        stancflags = f"STANCFLAGS+=--filename-in-msg={name}.stan"
+        rc, out = _run_capture([make, "-C", str(toolchain.cmdstan_dir), stancflags, f"O={o}",
+                                str(exe)])
         timings["exe_seconds"] = round(time.monotonic() - t0, 3)
         if rc != 0 or not exe.exists():
             raise ModelBuildError("C++ compilation of the Stan program failed "
                                   f"(make {exe.name} in {toolchain.cmdstan_dir}).\n"
                                   + _failure_tail(out))
         t0 = time.monotonic()
-        rc, out = _run_capture([make, "-C", str(toolchain.bridgestan_dir), f"O={o}", str(so)])
+        rc, out = _run_capture([make, "-C", str(toolchain.bridgestan_dir), stancflags, f"O={o}",
+                                str(so)])
         timings["so_seconds"] = round(time.monotonic() - t0, 3)
         if rc != 0 or not so.exists():
             raise ModelBuildError("Linking the BridgeStan library failed "
@@ -321,7 +326,8 @@ def external_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: bo
         timings["exe_seconds"] = round(time.monotonic() - t0, 3)
         t0 = time.monotonic()
         try:
-            bridgestan.compile_model(stan_file, make_args=list(flags["make_args"]))
+            bridgestan.compile_model(stan_file, make_args=list(flags["make_args"]),
+                                     stanc_args=[f"--filename-in-msg={name}.stan"])
         except (ValueError, RuntimeError) as e:
             raise ModelBuildError(f"BridgeStan compilation failed.\n{_failure_tail(str(e))}") from e
         timings["so_seconds"] = round(time.monotonic() - t0, 3)

@@ -553,8 +553,11 @@ def install(home: Optional[os.PathLike | str] = None, *, verbose: bool = True,
             progress(f"Stan toolchain already installed in {root} (by another process)")
             return read_ready(root)  # type: ignore[return-value]
         previous = read_ready(root)
-        progress(f"Installing the Stan toolchain into {root} ({reason}); this takes a few "
-                 "minutes once")
+        if previous is None:
+            progress(f"Installing the Stan toolchain into {root} ({reason}); this takes a few "
+                     "minutes, once")
+        else:
+            progress(f"Updating the Stan toolchain in {root} ({reason})")
         t0 = time.monotonic()
         try:
             _remove_ready(root)

@@ -242,13 +242,17 @@ def ensure_toolchain(verbose: bool = True, home: Optional[os.PathLike | str] = N
         tc = external_toolchain(home)
     else:
         root = toolchain_root(home)
-        ok, _ = ready_status(root)
+        ok, why = ready_status(root)
         if not ok:
             if verbose:
                 import sys
 
-                print("bayesglmm: the Stan toolchain is not installed yet; installing it now "
-                      f"into {root} (once, a few minutes).", file=sys.stderr, flush=True)
+                if (root / "READY").exists():
+                    msg = f"bayesglmm: updating the Stan toolchain in {root} ({why})."
+                else:
+                    msg = ("bayesglmm: the Stan toolchain is not installed yet; installing it "
+                           f"now into {root} (once, a few minutes).")
+                print(msg, file=sys.stderr, flush=True)
             install(home, verbose=verbose)
         else:
             # sources unchanged; install() also re-checks the compiler (cheap no-op)

@@ -393,3 +393,34 @@ def test_two_processes_compile_once(tmp_path):
     assert outs[0][0] == outs[1][0]  # same entry, same MANIFEST
     compiled = sum("Compiling Stan program" in err for _, err in outs)
     assert compiled == 1
+
+
+@pytest.mark.slow
+def test_cxx_failure_reports_compiler_output(monkeypatch):
+    """A C++ failure (here: a bad flag) raises ModelBuildError with the compiler's words."""
+    from bayesglmm.toolchain import compile_model, ensure_toolchain, models_dir
+
+    tc = ensure_toolchain(verbose=False)
+    monkeypatch.setenv("CXXFLAGS", "-fno-such-option-for-test")
+    with pytest.raises(ModelBuildError) as ei:
+        compile_model(BERNOULLI, name="broken", verbose=False)
+    msg = str(ei.value)
+    assert "C++ compilation" in msg and "no-such-option-for-test" in msg
+    assert not list(models_dir(tc.home).glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_runtime_error_names_the_program_file():
+    """Stan's run-time messages reach the user and name <name>.stan, not a build dir."""
+    from bayesglmm.toolchain import compile_model
+
+    code = ("parameters { real y; }\nmodel {\n  if (y > 100) reject(\"y too large: \", y);\n"
+            "  y ~ normal(0, 1);\n}\n")
+    cm = compile_model(code, name="rejecting", verbose=False)
+    bs = cm.bridgestan_model()
+    assert bs.log_density(np.array([0.5]), propto=False) == pytest.approx(
+        -0.5 * 0.25 - 0.5 * math.log(2 * math.pi))
+    with pytest.raises(RuntimeError) as ei:
+        bs.log_density(np.array([200.0]))
+    assert "y too large: 200" in str(ei.value)
+    assert "'rejecting.stan', line 3" in str(ei.value) and ".tmp-" not in str(ei.value)
