@@ -9,18 +9,18 @@ from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
 
 __all__ = [
-    "glmer",
-    "lmer",
-    "glm",
-    "lm",
+    "MAPFit",
+    "MCMCFit",
+    "Model",
+    "__version__",
     "from_stan",
+    "glm",
+    "glmer",
+    "lm",
+    "lmer",
+    "load_debate",
+    "load_sleepstudy",
     "prior_flat",
     "prior_normal",
     "prior_weak",
-    "load_debate",
-    "load_sleepstudy",
-    "Model",
-    "MCMCFit",
-    "MAPFit",
-    "__version__",
 ]

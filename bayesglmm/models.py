@@ -16,15 +16,16 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from .results import MAPFit, MCMCFit, Param, bracket_name, resolve_params
+from .results import MAPFit, MCMCFit, bracket_name, resolve_params
 
-__all__ = ["Model", "glmer", "lmer", "glm", "lm", "from_stan"]
+__all__ = ["Model", "from_stan", "glm", "glmer", "lm", "lmer"]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -39,7 +40,7 @@ def glmer(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
-) -> "Model":
+) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
     ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
@@ -62,7 +63,7 @@ def lmer(
     y_range: Any = None,
     contrasts: str = "sum",
     dropna: bool = False,
-) -> "Model":
+) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
     (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
     return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
@@ -78,7 +79,7 @@ def glm(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
-) -> "Model":
+) -> Model:
     """Generalized linear model (no random-effect terms), treatment contrasts by default."""
     _no_bars(formula, "glm")
     return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
@@ -93,7 +94,7 @@ def lm(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
-) -> "Model":
+) -> Model:
     """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
     _no_bars(formula, "lm")
     return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
@@ -109,7 +110,7 @@ def _no_bars(formula: Any, wrapper: str) -> None:
 
 
 def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
-           contrasts: str, dropna: bool) -> "Model":
+           contrasts: str, dropna: bool) -> Model:
     from .codegen import generate
     from .spec import build_spec
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fit", "MCMCFit", "MAPFit", "kde_mode", "mcmc_summary_table"]
+__all__ = ["Fit", "MAPFit", "MCMCFit", "kde_mode", "mcmc_summary_table"]
 
 SUMMARY_COLUMNS = ("mean", "sd", "map", "q2.5", "q97.5", "ess_bulk", "ess_tail", "rhat")
 MAP_COLUMNS = ("estimate", "se", "lower", "upper")
@@ -299,11 +300,11 @@ def _fmt_table(df: pd.DataFrame, fmts: dict[str, Any], headers: dict[str, str] |
 
 
 def _ess_fmt(v: float) -> str:
-    return str(int(round(v)))
+    return str(round(v))
 
 
 class _IntFmt:
-    def format(self, v):  # noqa: A003 - mimics str.format
+    def format(self, v):
         return _ess_fmt(v)
 
 
@@ -478,7 +479,7 @@ class MCMCFit(Fit):
 
     def format(self, max_rows: int = 10, digits: int = 2, inc_random: bool = False) -> str:
         df = self.summary(inc_random=inc_random)
-        f = "{:.%df}" % digits
+        f = "{:.%sf}".replace("%s", str(int(digits)))
         fmts = {c: f for c in ("mean", "sd", "map", "q2.5", "q97.5", "rhat")}
         fmts.update(ess_bulk=_IntFmt(), ess_tail=_IntFmt())
         head = [
@@ -615,7 +616,7 @@ class MAPFit(Fit):
 
     def format(self, max_rows: int = 10, digits: int = 5, ranef: bool = False) -> str:
         df = self.summary()
-        f = "{:.%df}" % digits
+        f = "{:.%sf}".replace("%s", str(int(digits)))
         has_re = any(p.kind == "re" for p in self._params)
         lines = [
             "Call:",
@@ -628,6 +629,11 @@ class MAPFit(Fit):
         ]
         if not self.converged:
             lines.append(f"Warning: the optimiser did not converge ({self.message})")
+        if has_re and not self.laplace:
+            lines.append(
+                "Note: joint mode over all parameters incl. the standardised random effects "
+                "(random-effect SDs tend to be overestimated; see sample())"
+            )
         if has_re and not ranef:
             lines.append(
                 "Note: Random effects are stored in fit.random_effects() (use ranef=True to show them)"
@@ -657,7 +663,7 @@ class MAPFit(Fit):
             row = t_.iloc[i]
             if scale == "natural":
                 s = t_.iloc[sd_i]["estimate"] if sd_i is not None else math.nan
-                vals = dict(estimate=row["estimate"] * s, se=math.nan, lower=math.nan, upper=math.nan)
+                vals = {"estimate": row["estimate"] * s, "se": math.nan, "lower": math.nan, "upper": math.nan}
             else:
                 vals = dict(row[list(MAP_COLUMNS)])
             recs.append(dict(group=t.group, level=level, term=coef, parameter=self._params[i].user, **vals))
@@ -689,6 +695,6 @@ def observed_response(model: Any) -> np.ndarray | None:
     if callable(fn):
         try:
             return fn()
-        except Exception:  # pragma: no cover - best effort
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - best effort
             return None
     return None

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize as sopt
 
-__all__ = ["Objective", "JointMode", "find_joint_mode", "initial_point", "wald_table", "Z95"]
+__all__ = ["Z95", "JointMode", "Objective", "find_joint_mode", "initial_point", "wald_table"]
 
 Z95 = 1.959963984540054
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..results import SAMPLER_STATS, Param, log_lik_names
 
-__all__ = ["run_nuts", "extract_draws", "new_seed", "quiet_cmdstanpy"]
+__all__ = ["extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts"]
 
 
 def new_seed() -> int:
@@ -20,11 +21,11 @@ def new_seed() -> int:
 
 @contextlib.contextmanager
 def quiet_cmdstanpy(quiet: bool = True):
-    """Silence cmdstanpy's INFO chatter (errors and warnings still pass)."""
+    """Silence cmdstanpy's INFO chatter; with ``quiet`` also its warnings (e.g. the console
+    echo of rejected proposals early in warmup). Errors always pass."""
     logger = logging.getLogger("cmdstanpy")
     old = logger.level
-    if quiet:
-        logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
     try:
         yield
     finally:
@@ -47,7 +48,7 @@ def run_nuts(
     output_dir: str | None = None,
 ):
     """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``."""
-    with quiet_cmdstanpy(True):
+    with quiet_cmdstanpy(not verbose):
         return cmdstan_model.sample(
             data=data,
             chains=chains,

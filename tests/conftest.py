@@ -1,0 +1,104 @@
+"""Shared fixtures.
+
+Every distinct Stan program of these tests compiles at most once per run: the models and the
+expensive fits are session-scoped (and the toolchain caches compiled programs by hash, so a
+second run compiles nothing). Tests that compile or sample are marked ``slow``; without a
+usable toolchain they are skipped with the reason.
+
+Distinct Stan programs used by tests/test_models.py, test_results.py, test_statistics.py:
+  1. debate  lmer(sat ~ talk + perf + (1 | group), prior_normal())
+  2. sleepstudy  lmer(Reaction ~ Days + (Days | Subject), prior_weak(), y_range)
+  3. debate  lm(sat ~ talk + perf) with flat priors
+  4. an edited copy of program 1 (from_stan test)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bayesglmm
+
+REFERENCE = Path(__file__).parent / "reference"
+SEED = 20261125
+
+
+def load_reference(name: str) -> dict:
+    return json.loads((REFERENCE / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def toolchain():
+    """The Stan toolchain, or skip (tests that compile need it)."""
+    from bayesglmm.toolchain import ToolchainError, ensure_toolchain
+
+    try:
+        return ensure_toolchain(verbose=False)
+    except ToolchainError as e:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Stan toolchain not available: {e}")
+
+
+@pytest.fixture(scope="session")
+def debate():
+    return bayesglmm.load_debate()
+
+
+@pytest.fixture(scope="session")
+def sleepstudy():
+    return bayesglmm.load_sleepstudy()
+
+
+# ---- program 1: debate, normal prior ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def debate_model(debate):
+    return bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=debate,
+                          prior=bayesglmm.prior_normal())
+
+
+@pytest.fixture(scope="session")
+def debate_compiled(debate_model, toolchain):
+    return debate_model.compile(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def debate_mcmc(debate_model, debate_compiled):
+    return debate_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def debate_map(debate_model, debate_compiled):
+    return debate_model.optimize(verbose=False)
+
+
+# ---- program 2: sleepstudy, weak prior ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sleep_model(sleepstudy):
+    y = sleepstudy["Reaction"]
+    return bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy,
+                          prior=bayesglmm.prior_weak(), y_range=(float(y.min()), float(y.max())))
+
+
+@pytest.fixture(scope="session")
+def sleep_mcmc(sleep_model, toolchain):
+    sleep_model.compile(verbose=False)
+    return sleep_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+
+
+# ---- program 3: debate lm, flat priors -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lm_model(debate):
+    return bayesglmm.lm("sat ~ talk + perf", data=debate)
+
+
+@pytest.fixture(scope="session")
+def lm_map(lm_model, toolchain):
+    lm_model.compile(verbose=False)
+    return lm_model.optimize(verbose=False)

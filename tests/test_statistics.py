@@ -1,0 +1,112 @@
+"""Statistical tests against reference figures (copied into tests/reference/ with their source).
+
+- debate Model A, normal prior, NUTS 4 x 1000: posterior means vs the reference MCMC run
+  (features.md §12) within Monte Carlo error;
+- sleepstudy, correlated random slopes, weak prior: fixed effects vs lme4 REML;
+- lm with flat priors: the MAP equals the closed-form least-squares / ML answer;
+- the joint MAP of Model A: internal consistency (the reference MAP figures integrate the random
+  effects out by Laplace, so they are not a target for the joint mode).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import load_reference
+
+pytestmark = pytest.mark.slow
+
+PARAMS_A = ["Intercept", "b[talk]", "b[perf]", "sigma", "sd[group:Int]"]
+
+
+def test_debate_mcmc_means_match_reference(debate_mcmc):
+    ref = load_reference("debate_model_a.json")["mcmc"]
+    s = debate_mcmc.summary(mcse=True)
+    for name in PARAMS_A:
+        mean, mcse = s.loc[name, "mean"], s.loc[name, "mcse_mean"]
+        # Our mean and the reference mean are two independent runs of the same size, so their
+        # difference has MC SD ~ sqrt(2) * mcse; allow 4 of those plus the reference's rounding.
+        tol = 4 * math.sqrt(2) * mcse + ref["rounding"]
+        assert abs(mean - ref["mean"][name]) < tol, (name, mean, ref["mean"][name], tol)
+        # posterior SDs: reference rounded to 2 dp; relative MC error of an SD is ~1/sqrt(2 ESS)
+        assert abs(s.loc[name, "sd"] - ref["sd"][name]) < 0.005 + 0.15 * ref["sd"][name], name
+        assert s.loc[name, "ess_bulk"] > 400 and s.loc[name, "rhat"] < 1.01
+
+
+def test_sleepstudy_fixed_effects_match_lme4_reml(sleep_mcmc):
+    ref = load_reference("sleepstudy_lme4_reml.json")
+    s = sleep_mcmc.summary(mcse=True)
+    for name, r in ref["fixef"].items():
+        mean, sd, mcse = s.loc[name, "mean"], s.loc[name, "sd"], s.loc[name, "mcse_mean"]
+        # The posterior mean of a fixed effect differs from the REML (GLS) estimate only through
+        # the weak prior (prior SD / posterior SD > 10 here) and the averaging over the variance
+        # parameters, both small against the posterior SD: allow 0.25 posterior SD + 4 MCSE.
+        assert abs(mean - r["estimate"]) < 0.25 * sd + 4 * mcse, (name, mean, r["estimate"])
+        # the posterior SD is close to the REML standard error (a bit larger: variance
+        # parameters are uncertain)
+        assert 0.85 * r["se"] < sd < 1.35 * r["se"], (name, sd, r["se"])
+    # variance parameters: same ballpark as REML (posterior means of SDs are right-skewed)
+    assert abs(s.loc["sigma", "mean"] - ref["sigma"]) < 0.5 * s.loc["sigma", "sd"] + 1.0
+    for name, v in ref["sd"].items():
+        assert abs(s.loc[name, "mean"] - v) < 1.0 * s.loc[name, "sd"], name
+
+
+def test_lm_flat_map_equals_least_squares(lm_map, debate):
+    X = np.column_stack([np.ones(len(debate)), debate["talk"], debate["perf"]]).astype(float)
+    y = debate["sat"].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    n = len(y)
+    rss = float(np.sum((y - X @ beta) ** 2))
+    sigma_ml = math.sqrt(rss / n)  # mode in sigma with a flat prior and no Jacobian
+    s = lm_map.summary()
+    est = s["estimate"]
+    np.testing.assert_allclose(est[["Intercept", "b[talk]", "b[perf]"]].to_numpy(), beta,
+                               rtol=0, atol=1e-5)
+    assert est["sigma"] == pytest.approx(sigma_ml, abs=1e-5)
+    # negative log posterior = negative Gaussian log likelihood at the ML estimates
+    nll = 0.5 * n * math.log(2 * math.pi * sigma_ml**2) + 0.5 * n
+    assert lm_map.objective == pytest.approx(nll, abs=1e-5)
+    # SEs: inverse observed information at the mode -> sigma_ml^2 (X'X)^-1 for beta,
+    # sigma_ml / sqrt(2n) for sigma
+    se_beta = np.sqrt(np.diag(sigma_ml**2 * np.linalg.inv(X.T @ X)))
+    np.testing.assert_allclose(s["se"][["Intercept", "b[talk]", "b[perf]"]].to_numpy(), se_beta,
+                               rtol=1e-4)
+    assert s.loc["sigma", "se"] == pytest.approx(sigma_ml / math.sqrt(2 * n), rel=1e-4)
+    # Wald CI for sigma: log-symmetric (back-transform of log sigma +- 1.96 se)
+    se_log = s.loc["sigma", "se"] / sigma_ml
+    assert s.loc["sigma", "lower"] == pytest.approx(sigma_ml * math.exp(-1.959964 * se_log), rel=1e-5)
+    assert s.loc["sigma", "upper"] == pytest.approx(sigma_ml * math.exp(1.959964 * se_log), rel=1e-5)
+    b = s.loc["b[talk]"]
+    assert b["lower"] == pytest.approx(b["estimate"] - 1.959964 * b["se"], abs=1e-6)
+
+
+def test_debate_joint_map_is_a_mode(debate_map, debate_model):
+    fit = debate_map
+    assert fit.converged
+    bs = debate_model._bridgestan()
+    _, g = bs.log_density_gradient(fit.theta_unc, propto=False, jacobian=False)
+    assert np.max(np.abs(g)) < 1e-3
+    f0 = fit.objective
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # no nearby point is better
+        u = fit.theta_unc + 1e-3 * rng.normal(size=fit.theta_unc.size)
+        assert -bs.log_density(u, propto=False, jacobian=False) > f0 - 1e-9
+    s = fit.summary()
+    # scale parameters: log-symmetric Wald intervals
+    for name in ("sigma", "sd[group:Int]"):
+        e, lo, hi = s.loc[name, ["estimate", "lower", "upper"]]
+        assert lo * hi == pytest.approx(e * e, rel=1e-6), name
+    # derived Intercept: symmetric est +- 1.96 SE
+    e, se, lo, hi = s.loc["Intercept"]
+    assert (lo + hi) / 2 == pytest.approx(e, abs=1e-8) and hi - e == pytest.approx(1.959964 * se, rel=1e-5)
+    # Intercept = Intercept_c - sum_j mean(X_j) b_j (reported on the user's scale)
+    d = debate_model.spec.data
+    recon = s.loc["Intercept_c", "estimate"] - (d["talk"].mean() * s.loc["b[talk]", "estimate"]
+                                                + d["perf"].mean() * s.loc["b[perf]", "estimate"])
+    assert s.loc["Intercept", "estimate"] == pytest.approx(recon, abs=1e-8)
+    # No comparison with the reference MAP: that one integrates the random effects out. The
+    # joint mode over (theta, z) in the non-centred parameterisation has no log(sd) penalty, so
+    # sd[group:Int] is pulled up to where its Exp(0.2) prior stops it (about 6 here) and the
+    # fixed effects are not the Laplace MAP ones.
