@@ -8,6 +8,8 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -235,3 +237,39 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stop_process_group(proc: "subprocess.Popen") -> None:
+    """Terminate a child started with ``start_new_session=True`` and everything it spawned
+    (make and its compiler processes), then reap it."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=5)
+
+
+def run_captured(cmd: list, cwd=None, env=None) -> tuple:
+    """Run ``cmd`` (stderr merged into stdout) in its own process group; on any exception
+    (e.g. Ctrl-C) the whole group is stopped.  Returns (returncode, output)."""
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        raise ToolchainError(f"could not run {cmd[0]}: {e}") from e
+    try:
+        out, _ = proc.communicate()
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc.returncode, out or ""

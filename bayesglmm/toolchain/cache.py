@@ -36,6 +36,7 @@ from ._common import (
     models_dir,
     pid_alive,
     remove_tree,
+    run_captured,
     sha256_file,
     write_atomic,
 )
@@ -238,13 +239,7 @@ def run_stanc_check(stanc: Path, code: str, name: str, workdir: Path) -> list[st
 
 
 def _run_capture(cmd: list[str], cwd: Optional[Path] = None, env: Optional[dict] = None):
-    try:
-        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, errors="replace",
-                           stdin=subprocess.DEVNULL)
-    except OSError as e:
-        raise ToolchainError(f"could not run {cmd[0]}: {e}") from e
-    return p.returncode, p.stdout or ""
+    return run_captured(cmd, cwd=cwd, env=env)
 
 
 def _failure_tail(output: str, n: int = 40) -> str:

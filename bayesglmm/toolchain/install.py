@@ -44,6 +44,7 @@ from ._common import (
     is_disk_full,
     remove_tree,
     sha256_file,
+    stop_process_group,
     toolchain_root,
     write_atomic,
 )
@@ -418,7 +419,8 @@ def run_make(args: list[str], progress: Progress, *, env: Optional[dict] = None,
     hb.start()
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", env=env, stdin=subprocess.DEVNULL)
+                                errors="replace", env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     except OSError as e:
         done.set()
         raise ToolchainError(f"could not run {make}: {e}") from e
@@ -434,8 +436,7 @@ def run_make(args: list[str], progress: Progress, *, env: Optional[dict] = None,
                 last[0] = time.monotonic()
         rc = proc.wait()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        stop_process_group(proc)  # make and its compilers
         raise
     finally:
         done.set()

@@ -532,3 +532,33 @@ def test_cli_error_is_clean(env, tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and "apt-get install g++ make" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_interrupted_make_stops_compilers(tmp_path):
+    """An exception (e.g. Ctrl-C) during make stops make and the processes it started."""
+    import signal
+
+    pidfile = tmp_path / "pid"
+    d = tmp_path / "cmdstan"
+    d.mkdir()
+    (d / "makefile").write_text(f"build:\n\t@echo $$$$ > {pidfile}; exec sleep 60\n")
+
+    class Interrupt(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupt()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(2)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Interrupt):
+            inst.run_make(["-C", str(d), "build"], _common.Progress(False))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < 20
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not _common.pid_alive(pid) or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
