@@ -166,6 +166,14 @@ def test_g5_four_chains(bern, workdir, one_process_per_chain):
     assert abs(fit.stan_variable("theta").mean() - 0.25) < 0.03
 
 
+def test_g5_process_modes_agree(bern):
+    # chain i's RNG stream depends only on (seed, id): both modes give identical draws
+    a = bern.sample(data=BERN_DATA, chains=3, seed=42, show_progress=False)
+    b = bern.sample(data=BERN_DATA, chains=3, seed=42, show_progress=False,
+                    force_one_process_per_chain=True)
+    assert np.array_equal(a.draws(), b.draws())
+
+
 def test_g6_warmup_thin_dense_chain_ids(conj, workdir):
     out = workdir / "g6"
     fit = conj.sample(data=CONJ_DATA, save_warmup=True, thin=3, iter_warmup=50,
