@@ -128,7 +128,7 @@ def make_vars(root: Path) -> dict:
     out = {}
     try:
         p = subprocess.run(["make", "-s", "-C", str(root / "cmdstan"), "print-info"],
-                           capture_output=True, text=True, timeout=60)
+                           check=False, capture_output=True, text=True, timeout=60)
         for line in p.stdout.splitlines():
             if "=" in line:
                 k, v = line.split("=", 1)
@@ -155,7 +155,7 @@ def one_shot_compile(root: Path, hpp: Path, workdir: Path) -> dict:
            + ["-O3", f"-I{root / 'src' / 'driver'}", str(tu), "-o", str(exe)]
            + shlex.split(mv["LDLIBS_STAN"]))
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True)
     secs = time.monotonic() - t0
     res = {"command": " ".join(cmd), "seconds": round(secs, 2), "variant": "single TU",
            "ok": p.returncode == 0 and exe.exists()}
@@ -168,7 +168,7 @@ def one_shot_compile(root: Path, hpp: Path, workdir: Path) -> dict:
                + ["-O3", f"-I{root / 'src' / 'driver'}", str(model_cpp)]
                + [str(c) for c in driver] + ["-o", str(exe)] + shlex.split(mv["LDLIBS_STAN"]))
         t0 = time.monotonic()
-        p2 = subprocess.run(cmd, capture_output=True, text=True)
+        p2 = subprocess.run(cmd, check=False, capture_output=True, text=True)
         secs = time.monotonic() - t0
         res = {"command": " ".join(cmd), "seconds": round(secs, 2),
                "variant": "one command, model TU + driver sources (single TU failed: "
@@ -213,7 +213,7 @@ fit.draws()
 print(time.monotonic() - t0)
 """
     env = dict(os.environ, BAYESGLMM_HOME=str(home))
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
                        env=env, cwd=REPO, timeout=300)
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
@@ -231,7 +231,7 @@ def time_gradient(cm, data: dict, n: int = 5000) -> dict:
         for _ in range(n):
             bs.log_density_gradient(x)
         reps.append((time.perf_counter() - t0) / n * 1e6)
-    lp, grad = bs.log_density_gradient(x, propto=False)
+    lp, _ = bs.log_density_gradient(x, propto=False)
     return {"us_per_gradient": round(min(reps), 2), "us_per_gradient_all": [round(r, 2) for r in reps],
             "evaluations": n, "num_unconstrained": int(bs.param_unc_num()),
             "lp_at_point": float(lp), "includes": "Python/ctypes call overhead"}
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
                 env["BAYESGLMM_WHEEL"] = wheel
             t0 = time.monotonic()
             p = subprocess.run([sys.executable, "-m", "bayesglmm.toolchain", "install"],
-                               env=env, cwd=REPO, capture_output=True, text=True)
+                               env=env, cwd=REPO, check=False, capture_output=True, text=True)
             secs = time.monotonic() - t0
             if p.returncode != 0:
                 print(p.stderr, file=sys.stderr)

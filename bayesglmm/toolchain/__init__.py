@@ -28,10 +28,10 @@ from .locate import Toolchain, ensure_toolchain
 from .status import format_status, status
 
 __all__ = [
+    "STAN_VERSION",
     "CompiledModel",
     "MissingBuildToolsError",
     "ModelBuildError",
-    "STAN_VERSION",
     "StanCompileError",
     "Toolchain",
     "ToolchainError",

@@ -6,10 +6,10 @@ import argparse
 import json
 import shlex
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ._common import ToolchainError, file_lock, home_dir, remove_tree, toolchain_root
-from .cache import cache_stats, clean_cache
+from .cache import clean_cache
 
 
 def _cmd_install(args) -> int:
@@ -49,7 +49,7 @@ def _cmd_clean(args) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bayesglmm.toolchain",
         description="Manage bayesglmm's Stan toolchain (home: $BAYESGLMM_HOME, "

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator, Optional
+from typing import IO
 
 DEFAULT_HOME = "~/.cache/bayesglmm"
 
@@ -45,7 +46,7 @@ class StanCompileError(ValueError):
     in the program text (1-based; ``None`` when stanc gave no position).
     """
 
-    def __init__(self, message: str, line: Optional[int] = None, column: Optional[int] = None):
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
         super().__init__(message)
         self.message = message
         self.line = line
@@ -55,18 +56,18 @@ class StanCompileError(ValueError):
 # --------------------------------------------------------------------------- paths
 
 
-def home_dir(home: Optional[os.PathLike | str] = None) -> Path:
+def home_dir(home: os.PathLike | str | None = None) -> Path:
     """``$BAYESGLMM_HOME`` (default ``~/.cache/bayesglmm``), or ``home`` when given."""
     if home is None:
         home = os.environ.get("BAYESGLMM_HOME") or DEFAULT_HOME
     return Path(home).expanduser().absolute()
 
 
-def toolchain_root(home: Optional[os.PathLike | str] = None) -> Path:
+def toolchain_root(home: os.PathLike | str | None = None) -> Path:
     return home_dir(home) / "toolchain"
 
 
-def models_dir(home: Optional[os.PathLike | str] = None) -> Path:
+def models_dir(home: os.PathLike | str | None = None) -> Path:
     return home_dir(home) / "models"
 
 
@@ -123,7 +124,7 @@ def fmt_seconds(s: float) -> str:
 class Progress:
     """Progress lines with elapsed time on stderr (or nothing when not verbose)."""
 
-    def __init__(self, verbose: bool = True, stream: Optional[IO[str]] = None):
+    def __init__(self, verbose: bool = True, stream: IO[str] | None = None):
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
@@ -146,18 +147,18 @@ class Ticker:
     the start, one every ``interval`` seconds and one at the end, so logs stay short.
     """
 
-    def __init__(self, message: str, verbose: bool = True, stream: Optional[IO[str]] = None,
+    def __init__(self, message: str, verbose: bool = True, stream: IO[str] | None = None,
                  interval: float = 30.0):
         self.message = message
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.t0 = 0.0
         try:
             self.tty = self.stream.isatty()
-        except Exception:
+        except (AttributeError, ValueError, OSError):
             self.tty = False
 
     def _run(self) -> None:
@@ -170,7 +171,7 @@ class Ticker:
             else:
                 print(f"{self.message}... {fmt_seconds(el)}", file=self.stream, flush=True)
 
-    def __enter__(self) -> "Ticker":
+    def __enter__(self) -> Ticker:  # noqa: PYI034
         self.t0 = time.monotonic()
         if self.verbose:
             if self.tty:
@@ -200,7 +201,7 @@ class Ticker:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, waiting_message: Optional[str] = None,
+def file_lock(path: Path, waiting_message: str | None = None,
               verbose: bool = True) -> Iterator[None]:
     """Exclusive ``fcntl.flock`` on ``path`` (created if needed; never deleted).
 
@@ -239,7 +240,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stop_process_group(proc: "subprocess.Popen") -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
     """Terminate a child started with ``start_new_session=True`` and everything it spawned
     (make and its compiler processes), then reap it."""
     if proc.poll() is not None:

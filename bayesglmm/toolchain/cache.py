@@ -23,9 +23,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any
 
 from ._common import (
     ModelBuildError,
@@ -66,7 +67,7 @@ class CompiledModel:
     hash: str
     code: str = field(repr=False)
     name: str = "model"
-    toolchain: Optional[Toolchain] = field(default=None, repr=False, compare=False)
+    toolchain: Toolchain | None = field(default=None, repr=False, compare=False)
     manifest: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -81,7 +82,7 @@ class CompiledModel:
             self.toolchain.activate()
         return cmdstanpy.CmdStanModel(stan_file=str(self.stan_file), exe_file=str(self.exe_file))
 
-    def bridgestan_model(self, data: Union[Mapping[str, Any], str, os.PathLike, None] = None,
+    def bridgestan_model(self, data: Mapping[str, Any] | str | os.PathLike | None = None,
                          seed: int = 1234, **kwargs):
         """A ``bridgestan.StanModel`` on the cached shared library.
 
@@ -141,7 +142,7 @@ def sanitize_name(name: str) -> str:
     return clean if clean[0].isalpha() else f"m_{clean}"
 
 
-def build_flags(toolchain: Toolchain, opt_level: Optional[int] = None) -> dict:
+def build_flags(toolchain: Toolchain, opt_level: int | None = None) -> dict:
     """Everything besides the program and toolchain that changes the compiled output."""
     if toolchain.kind == "external":
         return {"cpp_options": {"STAN_THREADS": True}, "make_args": ["STAN_THREADS=True"],
@@ -168,7 +169,7 @@ def entry_files(name: str) -> dict[str, str]:
     return {"stan": f"{name}.stan", "exe": name, "so": f"{name}_model.so", "hpp": f"{name}.hpp"}
 
 
-def read_manifest(entry: Path) -> Optional[dict]:
+def read_manifest(entry: Path) -> dict | None:
     try:
         m = json.loads((entry / MANIFEST).read_text())
         return m if isinstance(m, dict) else None
@@ -176,7 +177,7 @@ def read_manifest(entry: Path) -> Optional[dict]:
         return None
 
 
-def validate_entry(entry: Path, key: str, *, full: bool = True) -> tuple[bool, str, Optional[dict]]:
+def validate_entry(entry: Path, key: str, *, full: bool = True) -> tuple[bool, str, dict | None]:
     """(valid?, reason, manifest).  ``full`` checks sha256 of every file, not only sizes."""
     if not entry.is_dir():
         return False, "missing", None
@@ -219,7 +220,7 @@ def run_stanc_check(stanc: Path, code: str, name: str, workdir: Path) -> list[st
             proc = subprocess.run(
                 [str(stanc), f"--filename-in-msg={name}.stan", f"--o={d / (name + '.hpp')}",
                  str(src)],
-                capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+                check=False, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
                 timeout=300,
             )
         except OSError as e:
@@ -238,7 +239,7 @@ def run_stanc_check(stanc: Path, code: str, name: str, workdir: Path) -> list[st
 # --------------------------------------------------------------------------- builders
 
 
-def _run_capture(cmd: list[str], cwd: Optional[Path] = None, env: Optional[dict] = None):
+def _run_capture(cmd: list[str], cwd: Path | None = None, env: dict | None = None):
     return run_captured(cmd, cwd=cwd, env=env)
 
 
@@ -349,7 +350,7 @@ class ModelCache:
         return self.root / key
 
     def _load(self, key: str, code: str, name: str, manifest: dict,
-              toolchain: Optional[Toolchain]) -> CompiledModel:
+              toolchain: Toolchain | None) -> CompiledModel:
         e = self.entry(key)
         f = manifest["files"]
         return CompiledModel(stan_file=e / f["stan"]["path"], exe_file=e / f["exe"]["path"],
@@ -364,8 +365,8 @@ class ModelCache:
                     remove_tree(d)
 
     def get_or_build(self, key: str, code: str, name: str, builder: Builder, *,
-                     checker: Optional[Checker] = None, toolchain: Optional[Toolchain] = None,
-                     toolchain_id: str = "", flags: Optional[Mapping] = None,
+                     checker: Checker | None = None, toolchain: Toolchain | None = None,
+                     toolchain_id: str = "", flags: Mapping | None = None,
                      verbose: bool = True) -> CompiledModel:
         entry = self.entry(key)
         ok, _, m = validate_entry(entry, key)
@@ -431,8 +432,8 @@ _memo_lock = threading.Lock()
 
 
 def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
-                  opt_level: Optional[int] = None,
-                  toolchain: Optional[Toolchain] = None) -> CompiledModel:
+                  opt_level: int | None = None,
+                  toolchain: Toolchain | None = None) -> CompiledModel:
     """Compile a Stan program (or reuse the cached build) and return its files.
 
     ``opt_level`` is the bundled toolchain's optimisation level of the model translation
@@ -471,7 +472,7 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
     return cm
 
 
-def cache_stats(home: Optional[os.PathLike | str] = None) -> dict:
+def cache_stats(home: os.PathLike | str | None = None) -> dict:
     """Number of entries and bytes used by ``<home>/models``."""
     root = models_dir(home)
     count, size = 0, 0
@@ -486,7 +487,7 @@ def cache_stats(home: Optional[os.PathLike | str] = None) -> dict:
     return {"path": str(root), "count": count, "bytes": size}
 
 
-def clean_cache(home: Optional[os.PathLike | str] = None) -> dict:
+def clean_cache(home: os.PathLike | str | None = None) -> dict:
     """Remove ``<home>/models``; returns the stats of what was removed."""
     stats = cache_stats(home)
     remove_tree(models_dir(home))

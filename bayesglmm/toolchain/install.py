@@ -30,8 +30,9 @@ import threading
 import time
 import zipfile
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ._common import (
     MissingBuildToolsError,
@@ -111,7 +112,7 @@ def compiler_version() -> str:
     """First line of ``$CXX --version`` (identifies the compiler build the PCH is tied to)."""
     cmd = _cxx_command() + ["--version"]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise MissingBuildToolsError(f"Could not run {' '.join(cmd)}: {e}") from e
     first = (out.stdout or out.stderr).strip().splitlines()
@@ -164,7 +165,7 @@ def package_files() -> list[tuple[str, Any]]:
     return out
 
 
-def source_hash(files: Optional[list[tuple[str, Any]]] = None) -> str:
+def source_hash(files: list[tuple[str, Any]] | None = None) -> str:
     """sha256 over (relative path, content) of every copied source file."""
     h = hashlib.sha256()
     for rel, node in files if files is not None else package_files():
@@ -257,7 +258,7 @@ def _download_hint(home: Path) -> str:
 
 
 def obtain_wheel(home: Path, progress: Progress, *, expected_sha256: str = WHEEL_SHA256,
-                 python: Optional[str] = None) -> Path:
+                 python: str | None = None) -> Path:
     """Return a path to the verified httpstan wheel, downloading it if needed."""
     env_wheel = os.environ.get("BAYESGLMM_WHEEL")
     if env_wheel:
@@ -290,7 +291,7 @@ def obtain_wheel(home: Path, progress: Progress, *, expected_sha256: str = WHEEL
     ]
     progress(f"downloading httpstan=={HTTPSTAN_VERSION} (~45 MB) with pip")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         out = (proc.stdout or "") + (proc.stderr or "")
         rc = proc.returncode
     except OSError as e:
@@ -312,7 +313,7 @@ def obtain_wheel(home: Path, progress: Progress, *, expected_sha256: str = WHEEL
     return cached
 
 
-def _wanted_member(name: str) -> Optional[str]:
+def _wanted_member(name: str) -> str | None:
     """Map a wheel member to its path under ``<root>/stan`` (None = not unpacked)."""
     if name.endswith("/"):
         return None
@@ -377,7 +378,7 @@ def unpack_wheel(wheel: Path, root: Path, progress: Progress, sha256: str) -> No
 # --------------------------------------------------------------------------- make
 
 
-def _summarise_make_line(line: str) -> Optional[str]:
+def _summarise_make_line(line: str) -> str | None:
     s = line.strip()
     if not s:
         return None
@@ -386,8 +387,7 @@ def _summarise_make_line(line: str) -> Optional[str]:
     m = re.search(r"\s-o\s+(\S+)", s)
     if m and len(s) > 120:
         target = m.group(1)
-        if target.endswith(".tmp"):
-            target = target[:-4]
+        target = target.removesuffix(".tmp")
         verb = "linking" if " -c " not in s and "c++-header" not in s else "compiling"
         if "c++-header" in s:
             verb = "building precompiled header"
@@ -395,8 +395,8 @@ def _summarise_make_line(line: str) -> Optional[str]:
     return s if len(s) <= 200 else s[:197] + "..."
 
 
-def run_make(args: list[str], progress: Progress, *, env: Optional[dict] = None,
-             label: str = "make", summarise: bool = True, strip: Optional[str] = None) -> str:
+def run_make(args: list[str], progress: Progress, *, env: dict | None = None,
+             label: str = "make", summarise: bool = True, strip: str | None = None) -> str:
     """Run make, streaming summarised output lines; raise ToolchainError on failure.
 
     Returns the full output.  While make is silent, a line every 30 s shows that it is
@@ -474,7 +474,7 @@ def make_build(root: Path, progress: Progress, jobs: int) -> None:
 # --------------------------------------------------------------------------- READY
 
 
-def read_ready(root: Path) -> Optional[dict]:
+def read_ready(root: Path) -> dict | None:
     try:
         data = json.loads((root / "READY").read_text())
         return data if isinstance(data, dict) else None
@@ -494,8 +494,8 @@ def stan_version(root: Path) -> str:
     return STAN_VERSION
 
 
-def ready_status(root: Path, src_hash: Optional[str] = None,
-                 cxx: Optional[str] = None) -> tuple[bool, str]:
+def ready_status(root: Path, src_hash: str | None = None,
+                 cxx: str | None = None) -> tuple[bool, str]:
     """(is the installed toolchain current?, reason)."""
     ready = read_ready(root)
     if ready is None:
@@ -519,9 +519,9 @@ def _remove_ready(root: Path) -> None:
 # --------------------------------------------------------------------------- install
 
 
-def install(home: Optional[os.PathLike | str] = None, *, verbose: bool = True,
-            force: bool = False, jobs: Optional[int] = None,
-            build: Optional[BuildFn] = None,
+def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
+            force: bool = False, jobs: int | None = None,
+            build: BuildFn | None = None,
             expected_sha256: str = WHEEL_SHA256,
             check_tools: bool = True) -> dict:
     """Install (or update) the bundled toolchain under ``<home>/toolchain``; idempotent.

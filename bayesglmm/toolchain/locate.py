@@ -8,7 +8,6 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ._common import ToolchainError, home_dir, toolchain_root
 
@@ -30,8 +29,8 @@ class Toolchain:
     kind: str
     home: Path
     id: str = field(default="", compare=False)
-    cmdstan_version: Optional[str] = None
-    bridgestan_version: Optional[str] = None
+    cmdstan_version: str | None = None
+    bridgestan_version: str | None = None
 
     @property
     def stanc(self) -> Path:
@@ -62,7 +61,7 @@ def is_bundled_dir(path: Path) -> bool:
     return (parent / "common.mk").exists() and (parent / "stan").is_dir()
 
 
-def _latest_versioned(base: Path, prefix: str) -> Optional[Path]:
+def _latest_versioned(base: Path, prefix: str) -> Path | None:
     if not base.is_dir():
         return None
     best = None
@@ -77,7 +76,7 @@ def _latest_versioned(base: Path, prefix: str) -> Optional[Path]:
     return best[1] if best else None
 
 
-def cmdstan_version_of(path: Path) -> Optional[str]:
+def cmdstan_version_of(path: Path) -> str | None:
     """Version from the ``CMDSTAN_VERSION := x.y.z`` line of ``<path>/makefile``."""
     try:
         text = (path / "makefile").read_text(errors="replace")
@@ -87,7 +86,7 @@ def cmdstan_version_of(path: Path) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def bridgestan_version_of(path: Path) -> Optional[str]:
+def bridgestan_version_of(path: Path) -> str | None:
     m = re.match(r"bridgestan-(\d+\.\d+\.\d+)", path.name)
     if m:
         return m.group(1)
@@ -102,7 +101,7 @@ def bridgestan_version_of(path: Path) -> Optional[str]:
     return None
 
 
-def find_external_cmdstan() -> tuple[Optional[Path], str]:
+def find_external_cmdstan() -> tuple[Path | None, str]:
     """(path, where it came from) of a real CmdStan, ignoring bundled toolchains."""
     env = os.environ.get("CMDSTAN", "")
     if env:
@@ -116,7 +115,7 @@ def find_external_cmdstan() -> tuple[Optional[Path], str]:
     return None, "not found"
 
 
-def find_external_bridgestan() -> tuple[Optional[Path], str]:
+def find_external_bridgestan() -> tuple[Path | None, str]:
     env = os.environ.get("BRIDGESTAN", "")
     if env:
         p = Path(env).expanduser()
@@ -145,7 +144,7 @@ def _validate_external(cs: Path, bs: Path) -> None:
         )
 
 
-def select(home: Optional[os.PathLike | str] = None) -> dict:
+def select(home: os.PathLike | str | None = None) -> dict:
     """Decide which toolchain to use, without installing anything.
 
     ``BAYESGLMM_TOOLCHAIN`` = ``auto`` (default) | ``bundled`` | ``external``.  In auto
@@ -186,7 +185,7 @@ def _toolchain_id(parts: list[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] + " " + " | ".join(parts)
 
 
-def external_toolchain(home: Optional[os.PathLike | str] = None) -> Toolchain:
+def external_toolchain(home: os.PathLike | str | None = None) -> Toolchain:
     cs, _ = find_external_cmdstan()
     bs, _ = find_external_bridgestan()
     if cs is None or bs is None:
@@ -205,8 +204,8 @@ def external_toolchain(home: Optional[os.PathLike | str] = None) -> Toolchain:
                      home=home_dir(home), id=tid, cmdstan_version=csv, bridgestan_version=bsv)
 
 
-def bundled_toolchain(home: Optional[os.PathLike | str] = None,
-                      ready: Optional[dict] = None) -> Toolchain:
+def bundled_toolchain(home: os.PathLike | str | None = None,
+                      ready: dict | None = None) -> Toolchain:
     from .install import read_ready
 
     root = toolchain_root(home)
@@ -224,7 +223,7 @@ def bundled_toolchain(home: Optional[os.PathLike | str] = None,
 _memo: dict[tuple, Toolchain] = {}
 
 
-def ensure_toolchain(verbose: bool = True, home: Optional[os.PathLike | str] = None) -> Toolchain:
+def ensure_toolchain(verbose: bool = True, home: os.PathLike | str | None = None) -> Toolchain:
     """Return a ready toolchain, installing the bundled one on first use.
 
     Also points cmdstanpy and bridgestan at it (``set_cmdstan_path`` /

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from pathlib import Path
 
 from ._common import ToolchainError, home_dir, toolchain_root
 from .cache import cache_stats
-from .install import ready_status, read_ready, source_hash, stan_version
+from .install import read_ready, ready_status, source_hash, stan_version
 from .locate import bridgestan_version_of, cmdstan_version_of, select
-from pathlib import Path
 
 
 def _fmt_bytes(n: int) -> str:
@@ -20,7 +19,7 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def status(home: Optional[os.PathLike | str] = None) -> dict:
+def status(home: os.PathLike | str | None = None) -> dict:
     """Machine-readable status (no installation, no compilation)."""
     try:
         sel = select(home)
@@ -71,10 +70,10 @@ def format_status(st: dict) -> str:
     lines = [f"Toolchain in use: {st['in_use']} ({st['reason']})", f"BAYESGLMM_HOME:   {st['home']}"]
     if st["in_use"] == "external":
         lines += [
-            f"CmdStan:          {e['cmdstan']} (version {e['cmdstan_version'] or '?'}, "
-            f"from {e['cmdstan_source']})",
-            f"BridgeStan:       {e['bridgestan']} (version {e['bridgestan_version'] or '?'}, "
-            f"from {e['bridgestan_source']})",
+            (f"CmdStan:          {e['cmdstan']} (version {e['cmdstan_version'] or '?'}, "
+             f"from {e['cmdstan_source']})"),
+            (f"BridgeStan:       {e['bridgestan']} (version {e['bridgestan_version'] or '?'}, "
+             f"from {e['bridgestan_source']})"),
         ]
     else:
         for label, key in (("CmdStan", "cmdstan"), ("BridgeStan", "bridgestan")):

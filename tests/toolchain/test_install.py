@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import multiprocessing as mp
 import os
@@ -19,8 +20,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-import importlib
 
 from bayesglmm.toolchain import _common, locate
 from bayesglmm.toolchain._common import (
@@ -271,7 +270,7 @@ def _path_with(tmp_path: Path, names: list[str]) -> str:
     d = tmp_path / "bin"
     d.mkdir(exist_ok=True)
     for n in names:
-        real = subprocess.run(["sh", "-c", f"command -v {n}"], capture_output=True,
+        real = subprocess.run(["sh", "-c", f"command -v {n}"], check=False, capture_output=True,
                               text=True).stdout.strip()
         target = real or "/bin/true"
         (d / n).symlink_to(target)
@@ -495,7 +494,7 @@ def _cli(*args, env_extra=None):
     e = dict(os.environ)
     e.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "bayesglmm.toolchain", *args],
-                          capture_output=True, text=True, env=e, cwd=REPO, timeout=120)
+                          check=False, capture_output=True, text=True, env=e, cwd=REPO, timeout=120)
 
 
 def test_cli_status_env_clean(env):
