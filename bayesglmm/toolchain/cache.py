@@ -452,14 +452,29 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
         hit = _memo.get(key)
     if hit is not None and (hit.directory / MANIFEST).exists() and hit.exe_file.exists():
         return hit
+    cache = ModelCache(models_dir(tc.home))
+    ok, _, manifest = validate_entry(cache.entry(key), key)
+    if ok:  # cached by an earlier process: no compiler needed
+        cm = cache._load(key, stan_code, name, manifest, tc)  # type: ignore[arg-type]
+        with _memo_lock:
+            _memo[key] = cm
+        return cm
     if tc.kind == "bundled":
-        from .install import check_build_tools
+        from .install import check_build_tools, compiler_version, install, read_ready
 
         check_build_tools()
+        if (read_ready(tc.root) or {}).get("compiler") != compiler_version():
+            # the precompiled header and objects belong to another compiler: rebuild them
+            install(tc.home, verbose=verbose)
+            from . import locate
+
+            locate._memo.clear()
+            tc = ensure_toolchain(verbose=verbose, home=tc.home)
+            flags = build_flags(tc, opt_level)
+            key = cache_key(stan_code, name, tc.id, flags)
         builder = bundled_builder(tc, flags, verbose)
     else:
         builder = external_builder(tc, flags, verbose)
-    cache = ModelCache(models_dir(tc.home))
     cache.root.mkdir(parents=True, exist_ok=True)
 
     def checker(code: str, nm: str) -> list:

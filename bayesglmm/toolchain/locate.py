@@ -253,9 +253,8 @@ def ensure_toolchain(verbose: bool = True, home: os.PathLike | str | None = None
                            f"now into {root} (once, a few minutes).")
                 print(msg, file=sys.stderr, flush=True)
             install(home, verbose=verbose)
-        else:
-            # sources unchanged; install() also re-checks the compiler (cheap no-op)
-            install(home, verbose=False)
+        # else: ready and current.  No compiler is needed to run cached models; a changed
+        # compiler is detected by compile_model before it compiles anything new.
         tc = bundled_toolchain(home)
     if sel["kind"] == "bundled" and sel["reason"].startswith(("CmdStan found", "BridgeStan found")):
         warnings.warn(sel["reason"], RuntimeWarning, stacklevel=2)

@@ -561,3 +561,34 @@ def test_interrupted_make_stops_compilers(tmp_path):
     pid = int(pidfile.read_text())
     time.sleep(0.2)
     assert not _common.pid_alive(pid) or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_installed_home_works_without_compiler(env, tmp_path, monkeypatch):
+    """A READY toolchain with cached models (e.g. a copied BAYESGLMM_HOME) needs no g++
+    until a new program must be compiled."""
+    from bayesglmm.toolchain import cache as cache_mod
+
+    inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
+                 expected_sha256=env["sha"])
+    tc = locate.ensure_toolchain(verbose=False)
+    code = "parameters { real y; } model { y ~ std_normal(); }"
+    flags = cache_mod.build_flags(tc)
+    key = cache_mod.cache_key(code, "model", tc.id, flags)
+
+    def builder(workdir, stan_file, name):
+        for f in (name, f"{name}_model.so", f"{name}.hpp"):
+            (workdir / f).write_text(f)
+        (workdir / name).chmod(0o755)
+        return {}
+
+    cache_mod.ModelCache(env["home"] / "models").get_or_build(key, code, "model", builder,
+                                                               verbose=False)
+    locate._memo.clear()
+    cache_mod._memo.clear()
+    monkeypatch.setenv("PATH", _path_with(tmp_path, ["make"]))  # no g++
+    tc2 = locate.ensure_toolchain(verbose=False)
+    assert tc2.id == tc.id
+    cm = cache_mod.compile_model(code, verbose=False)
+    assert cm.hash == key and cm.exe_file.read_text() == "model"
+    with pytest.raises(MissingBuildToolsError, match="apt-get install g\\+\\+ make"):
+        cache_mod.compile_model(code + "\n// new program", verbose=False)
