@@ -12,6 +12,7 @@
 #include <stan/version.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <thread>
@@ -50,7 +51,7 @@ bool is_number(const std::string& s, double& v) {
   if (s.empty()) return false;
   char* end = nullptr;
   v = std::strtod(s.c_str(), &end);
-  return end && *end == '\0';
+  return end && *end == '\0' && std::isfinite(v);
 }
 
 void write_profiles(const std::string& path) {
@@ -233,15 +234,14 @@ int main(int argc, const char* argv[]) {
     // Threads: STAN_NUM_THREADS gives the default of num_threads.
     std::string env_threads;
     if (const char* e = std::getenv("STAN_NUM_THREADS")) env_threads = e;
-    std::unique_ptr<Arg> root = make_tree(env_threads.empty() ? "1" : env_threads);
-    r.root = root.get();
-    if (!env_threads.empty() && root->child("num_threads")->value != env_threads) {
-      long long v;
+    if (!env_threads.empty()) {
       char* end = nullptr;
-      v = std::strtoll(env_threads.c_str(), &end, 10);
-      if (!end || *end || v == 0 || v < -1)
+      long long v = std::strtoll(env_threads.c_str(), &end, 10);
+      if (!end || *end || v == 0 || v < -1 || v > 1000000)
         throw usage_error("Invalid STAN_NUM_THREADS value: " + env_threads);
     }
+    std::unique_ptr<Arg> root = make_tree(env_threads.empty() ? "1" : env_threads);
+    r.root = root.get();
     if (tokens.empty()) {
       print_help(std::cerr);
       return 1;

@@ -42,7 +42,7 @@ ctx_ptr unit_metric(size_t n, bool dense) {
 }  // namespace
 
 int run_sample(Run& r) {
-  stan::model::model_base& model = r.model ? *r.model : throw std::logic_error("model");
+  stan::model::model_base& model = *r.model;
   const std::string S = "method.sample.";
   int num_samples = r.geti(S + "num_samples");
   int num_warmup = r.geti(S + "num_warmup");
