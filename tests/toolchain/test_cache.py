@@ -424,3 +424,27 @@ def test_runtime_error_names_the_program_file():
         bs.log_density(np.array([200.0]))
     assert "y too large: 200" in str(ei.value)
     assert "'rejecting.stan', line 3" in str(ei.value) and ".tmp-" not in str(ei.value)
+
+
+@pytest.mark.slow
+def test_external_toolchain_path():
+    """The external route (cmdstanpy.CmdStanModel + bridgestan.compile_model) fills the same
+    cache layout.  Driven here against the bundled homes, which are CmdStan/BridgeStan
+    compatible, presented as an external toolchain."""
+    from bayesglmm.toolchain import Toolchain, compile_model, ensure_toolchain
+
+    b = ensure_toolchain(verbose=False)
+    ext = Toolchain(cmdstan_dir=b.cmdstan_dir, bridgestan_dir=b.bridgestan_dir,
+                    stan_dir=b.stan_dir, kind="external", home=b.home,
+                    id="external-test " + b.id, cmdstan_version="2.35.0",
+                    bridgestan_version="2.9.0")
+    code = BERNOULLI + f"\n// external route {time.time()}\n"
+    cm = compile_model(code, name="ext", verbose=False, toolchain=ext)
+    assert validate_entry(cm.directory, cm.hash)[0]
+    assert set(cm.manifest["files"]) == {"stan", "exe", "so", "hpp"}
+    assert cm.manifest["flags"]["cpp_options"] == {"STAN_THREADS": True}
+    bs = cm.bridgestan_model(BERN_DATA)
+    assert bs.param_names() == ["theta"]
+    fit = cm.cmdstan_model().sample(data=BERN_DATA, chains=1, iter_warmup=200,
+                                    iter_sampling=200, seed=2, show_progress=False)
+    assert fit.stan_variable("theta").shape == (200,)
