@@ -322,3 +322,51 @@ def test_log_density_matches_scipy(case, debate, toolchain):
     ll = np.array([gq[i] for i, n in enumerate(names) if n.startswith("log_lik.")])
     assert ll.shape == (program.data["N"],)
     assert ll.sum() == pytest.approx(loglik, rel=1e-8, abs=1e-8)
+
+
+def _maximise(bs) -> np.ndarray:
+    """Maximum of log_density (no Jacobian: the mode in the constrained parameters)."""
+    from scipy.optimize import minimize
+
+    def f(u):
+        lp, g = bs.log_density_gradient(u, propto=False, jacobian=False)
+        return -lp, -g
+
+    res = minimize(f, np.zeros(bs.param_unc_num()), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-14})
+    return bs.param_constrain(res.x), -res.fun
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_flat_ml_bernoulli_matches_reference(debate, toolchain):
+    # features.md section 12: bernoulli cond ~ talk + sat (glm, ML): -3.16409, 0.84795, 0.17405;
+    # logLik -183.307
+    from bayesglmm.toolchain import compile_model
+
+    program = generate(build_spec("cond ~ talk + sat", debate, family="bernoulli"))
+    bs = compile_model(program.code, name="fam_bernoulli_glm", verbose=False).bridgestan_model(
+        program.data)
+    est, loglik = _maximise(bs)
+    names = bs.param_names()
+    got = dict(zip(names, est))
+    np.testing.assert_allclose([got["Intercept"], got["beta.1"], got["beta.2"]],
+                               [-3.16409, 0.84795, 0.17405], atol=2e-5)
+    assert loglik == pytest.approx(-183.307, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_flat_ml_gaussian_is_least_squares(debate, toolchain):
+    from bayesglmm.toolchain import compile_model
+
+    spec = build_spec("sat ~ talk + perf", debate)
+    program = generate(spec)
+    bs = compile_model(program.code, name="fam_gaussian_lm", verbose=False).bridgestan_model(
+        program.data)
+    est, _ = _maximise(bs)
+    got = dict(zip(bs.param_names(), est))
+    X = np.column_stack([np.ones(spec.n_obs), spec.fixed.X])
+    coef, rss, *_ = np.linalg.lstsq(X, spec.response.y, rcond=None)
+    np.testing.assert_allclose([got["Intercept"], got["beta.1"], got["beta.2"]], coef, atol=1e-5)
+    assert got["sigma"] == pytest.approx(np.sqrt(rss[0] / spec.n_obs), rel=1e-5)
