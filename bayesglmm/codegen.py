@@ -169,6 +169,7 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
             d[f"Z_{g.k}"] = np.ascontiguousarray(g.Z, dtype=float)
     for key, val in spec.prior.data.items():
         d[key] = np.asarray(val, dtype=float) if isinstance(val, np.ndarray) else float(val)
+    d["compute_log_lik"] = 1  # set to 0 to skip the pointwise log-likelihood (large N)
     return d
 
 

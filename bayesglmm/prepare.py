@@ -34,6 +34,7 @@ class PreparedData:
     factor_levels: dict[str, list[Any]]  # categorical predictors -> levels (in coding order)
     n_dropped: int
     notes: tuple[str, ...] = ()
+    ordered_factors: frozenset[str] = frozenset()  # ordered categoricals: polynomial contrasts
 
 
 def _var_names(expr: str) -> set[str]:
@@ -137,6 +138,7 @@ def prepare_data(
     df = df.reset_index(drop=True)
     # ---- categorical predictors
     factor_levels: dict[str, list[Any]] = {}
+    ordered: set[str] = set()
     predictors = list(dict.fromkeys(cols["fixed"] + cols["random"]))
     for c in predictors:
         if c in cols["response"]:
@@ -144,12 +146,15 @@ def prepare_data(
         s = df[c]
         if (factors and c in factors) or _is_text_or_cat(s):
             levs = _levels_of(s)
-            df[c] = pd.Categorical(s, categories=levs)
+            is_ordered = isinstance(s.dtype, pd.CategoricalDtype) and bool(s.cat.ordered)
+            df[c] = pd.Categorical(s, categories=levs, ordered=is_ordered)
             factor_levels[c] = levs
+            if is_ordered and len(levs) > 1:
+                ordered.add(c)
     # ---- the response
     response = _response(parsed, df, family, trials, levels, notes)
     return PreparedData(df, response, factor_levels, n_missing_rows if dropna else 0,
-                        tuple(notes))
+                        tuple(notes), frozenset(ordered))
 
 
 def _response(parsed, df, family: Family, trials, levels, notes) -> Response:

@@ -326,20 +326,40 @@ class ModelSpec:
 
 # ============================================================================ building
 
+def contr_poly(n: int) -> np.ndarray:
+    """R's contr.poly(n): orthonormal polynomial contrasts (n x (n - 1))."""
+    x = np.arange(1, n + 1, dtype=float)
+    q, r = np.linalg.qr(np.vander(x - x.mean(), n, increasing=True))
+    z = q * np.sign(np.diag(r))
+    return z[:, 1:]
+
+
+def _poly_labels(n: int) -> list[str]:
+    names = [".L", ".Q", ".C"]
+    return [names[i] if i < 3 else f"^{i + 1}" for i in range(n - 1)]
+
+
+def _make_poly():
+    from formulae.categorical import ContrastMatrix, Encoding
+
+    class Poly(Encoding):
+        """Polynomial contrasts for ordered factors (R's contr.poly; columns .L, .Q, .C, ^4)."""
+
+        def code_with_intercept(self, levels):
+            return ContrastMatrix(np.eye(len(levels)), [str(v) for v in levels])
+
+        def code_without_intercept(self, levels):
+            return ContrastMatrix(contr_poly(len(levels)), _poly_labels(len(levels)))
+
+    return Poly
+
+
 _NAMESPACE = {
     "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log1p": np.log1p, "abs": np.abs,
-    "log2": np.log2, "log10": np.log10,
+    "log2": np.log2, "log10": np.log10, "Poly": _make_poly(),
 }
-_NON_COLUMNS = {"Sum", "Treatment", "C", "I", "np", "offset", "scale", "center", "standardize",
-                "levels", "reference", "", "True", "False"} | set(_NAMESPACE)
-
-
-def _is_factor(s: pd.Series) -> bool:
-    return (
-        isinstance(s.dtype, pd.CategoricalDtype)
-        or pd.api.types.is_object_dtype(s.dtype)
-        or pd.api.types.is_string_dtype(s.dtype)
-    )
+_NON_COLUMNS = {"Sum", "Treatment", "Poly", "C", "I", "np", "offset", "scale", "center",
+                "standardize", "levels", "reference", "", "True", "False"} | set(_NAMESPACE)
 
 
 def _sorted_levels(s: pd.Series) -> list[Any]:
@@ -353,25 +373,25 @@ def _sorted_levels(s: pd.Series) -> list[Any]:
         return sorted(vals.tolist(), key=str)
 
 
-def _inject_sum(rhs: str, factor_cols: set[str]) -> str:
-    """Wrap categorical column names in C(name, Sum) (contrasts='sum')."""
+def _inject_contrasts(rhs: str, wrap: dict[str, str]) -> str:
+    """Wrap categorical column names: {'cond': 'Sum'} turns cond into C(cond, Sum)."""
 
     def repl(m: re.Match) -> str:
         name = m.group(0)
-        start, end = m.start(), m.end()
-        before = rhs[:start].rstrip()
-        after = rhs[end:].lstrip()
-        if name not in factor_cols or after.startswith("(") or before.endswith("C("):
+        before = rhs[: m.start()].rstrip()
+        after = rhs[m.end():].lstrip()
+        if name not in wrap or after.startswith("(") or before.endswith("."):
             return name
-        if before.endswith(".") or (before.endswith("(") and re.search(r"C\s*\($", before)):
+        if re.search(r"C\s*\($", before):  # already inside C(...)
             return name
-        return f"C({name}, Sum)"
+        return f"C({name}, {wrap[name]})"
 
-    return re.sub(_IDENT, repl, rhs)
+    return re.sub(_IDENT, repl, rhs) if wrap else rhs
 
 
 _RE_SUM = re.compile(r"^C\(\s*(" + _IDENT + r")\s*,\s*Sum\s*\)\[(.*)\]$")
 _RE_C = re.compile(r"^C\(\s*(" + _IDENT + r")\s*(?:,.*)?\)\[(.*)\]$")
+_RE_WRAPPED = re.compile(r"C\(\s*(" + _IDENT + r")\s*(?:,[^)]*)?\)")
 _RE_LEVEL = re.compile(r"^(" + _IDENT + r")\[(.*)\]$")
 
 
@@ -436,8 +456,7 @@ def _fixed_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]]) -
             idx.append(len(cols))
             cols.append(j)
             names.append(_column_name(lab, levels))
-        term_columns.append((_column_name(tname, {}).replace("C(", "").replace(", Sum)", ""),
-                             tuple(idx)))
+        term_columns.append((_RE_WRAPPED.sub(r"\1", tname), tuple(idx)))
     X = M[:, cols] if cols else np.zeros((M.shape[0], 0))
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -465,9 +484,9 @@ def _group_index(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray,
 
 
 def _group_term(k: int, bar: Bar, data: pd.DataFrame, levels: dict[str, list[str]],
-                contrasts: str, factor_cols: set[str]) -> GroupTerm:
+                wrap: dict[str, str]) -> GroupTerm:
     lhs = bar.lhs
-    rhs = _inject_sum(lhs, factor_cols) if contrasts == "sum" else lhs
+    rhs = _inject_contrasts(lhs, wrap)
     common = _design(rhs, data, f"random-effect term '{bar.source}'")
     if common is None:
         raise FormulaError(f"Random-effect term '{bar.source}' has no coefficients.")
@@ -550,9 +569,11 @@ def build_spec(
     prep = prepare_data(parsed, data, family=fam, dropna=dropna, factors=factors, trials=trials,
                         levels=levels)
     df = prep.data
-    factor_cols = set(prep.factor_levels)
+    # contrasts: ordered factors polynomial (R's contr.poly), the others treatment or sum
+    wrap = {c: "Poly" if c in prep.ordered_factors else "Sum"
+            for c in prep.factor_levels if c in prep.ordered_factors or contrasts == "sum"}
     lev_str = {c: [str(v) for v in ls] for c, ls in prep.factor_levels.items()}
-    rhs = _inject_sum(parsed.fixed, factor_cols) if contrasts == "sum" else parsed.fixed
+    rhs = _inject_contrasts(parsed.fixed, wrap)
     fixed = _fixed_effects(rhs, df, lev_str)
     if fixed.offset is not None and not fam.allows_offset:
         raise FormulaError(f"offset() terms are not supported for family '{fam.name}'.")
@@ -560,7 +581,7 @@ def build_spec(
     if not fam.has_intercept and fixed.intercept:
         notes.append(f"family '{fam.name}' has no intercept: it is absorbed by the cutpoints.")
     groups = tuple(
-        _group_term(k, bar, df, lev_str, contrasts, factor_cols)
+        _group_term(k, bar, df, lev_str, wrap)
         for k, bar in enumerate(parsed.bars, start=1)
     )
     has_intercept = fixed.intercept and fam.has_intercept

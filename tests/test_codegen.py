@@ -126,6 +126,7 @@ def test_normal_and_weak_same_code(debate, formula, family, kw):
     differs = [k for k in a.data if not np.array_equal(np.asarray(a.data[k]),
                                                        np.asarray(b.data[k]))]
     assert differs, "normal and weak priors should differ in their data"
+    assert "compute_log_lik" not in differs and a.data["compute_log_lik"] == 1
     assert all(k in ("Intercept_mu", "Intercept_sd", "b_mu", "b_sd", "sigma_rate")
                or k.endswith("_rate") for k in differs)
 
@@ -165,7 +166,8 @@ def test_program_shape_normal(debate):
                   "real Intercept = Intercept_c - dot_product(means_X, beta);",
                   "target += std_normal_lpdf(to_vector(z_1));",
                   "target += normal_lpdf(Intercept_c | Intercept_mu, Intercept_sd);",
-                  "target += exponential_lpdf(sd_1 | sd_1_rate);", "vector[N] log_lik;"):
+                  "target += exponential_lpdf(sd_1 | sd_1_rate);",
+                  "vector[compute_log_lik ? N : 0] log_lik;"):
         assert piece in code, piece
     assert "~" not in "\n".join(ln.split("//")[0] for ln in code.splitlines())
     for line in code.splitlines():
@@ -232,7 +234,8 @@ def test_param_names_ordinal(debate):
     assert p.data["C"] == 5
     p = generate(_spec(debate, "sat ~ talk + perf", "ordered", {}, "normal"))
     assert [n.user for n in p.params][:3] == ["b[talk]", "b[perf]", "cutpoints[C1]"]
-    assert "Intercept" not in p.code.split("generated quantities")[0].split("parameters {")[1]
+    params_block = p.code.split("\nparameters {")[1].split("\nmodel {")[0]
+    assert "Intercept" not in params_block and "cutpoints" in params_block
 
 
 def test_data_json_encodable(debate):

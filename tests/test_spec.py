@@ -302,3 +302,19 @@ def test_factor_grouping_levels_in_category_order():
     d["g"] = list("bbaacc")
     s = build_spec("y ~ (1 | g)", d)
     assert s.groups[0].levels == ("a", "b", "c")
+
+
+def test_ordered_factor_polynomial_contrasts(debate):
+    from bayesglmm.spec import contr_poly
+
+    # R: contr.poly(3)
+    np.testing.assert_allclose(contr_poly(3), [[-1 / np.sqrt(2), 1 / np.sqrt(6)],
+                                               [0, -2 / np.sqrt(6)],
+                                               [1 / np.sqrt(2), 1 / np.sqrt(6)]], atol=1e-12)
+    d = debate.assign(sk=pd.Categorical(debate.skill, categories=[1, 2, 3], ordered=True))
+    for contrasts in ("treatment", "sum"):
+        s = build_spec("sat ~ sk * talk + (1 | group)", d, contrasts=contrasts)
+        assert s.fixed.names == ("sk.L", "sk.Q", "talk", "sk.L:talk", "sk.Q:talk")
+        assert dict(s.fixed.term_columns) == {"sk": (0, 1), "talk": (2,), "sk:talk": (3, 4)}
+        np.testing.assert_allclose(s.fixed.X[:, :2], contr_poly(3)[debate.skill - 1])
+    assert build_spec("sat ~ 0 + sk", d).fixed.names == ("sk1", "sk2", "sk3")
