@@ -120,6 +120,10 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
                                      fam.category_specific),
         "snippets": [_snippet(s) for s in fam.snippets],
     }
+    parts = (["intercept"] if intercept else []) + (["offset"] if offset else []) + (
+        ["group-level effects"] if groups else [])
+    ctx["eta_comment"] = (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1
+                          else "".join(parts))
     ctx["ctx"] = ctx
     return ctx
 
