@@ -244,3 +244,16 @@ def test_data_json_encodable(debate):
                        "normal"))
     text = stanio.dump_stan_json(p.data)
     assert '"trials"' in text and '"y"' in text
+
+
+def test_resource_paths(tmp_path, monkeypatch):
+    from bayesglmm import _paths
+
+    assert (_paths.templates_dir() / "model.stan.j2").is_file()
+    assert (_paths.snippets_dir() / "sequential.stan").is_file()
+    _paths.find_resource_dir.cache_clear()
+    monkeypatch.setenv("BAYESGLMM_TEMPLATES", str(tmp_path))
+    try:
+        assert _paths.templates_dir() == tmp_path
+    finally:
+        _paths.find_resource_dir.cache_clear()
