@@ -4,6 +4,19 @@ The code is rendered from ``templates/model.stan.j2`` (Jinja) and ``stan_snippet
 depends only on the model *structure* (family, which parts exist, which prior terms exist); all
 numbers -- data, design matrices, group indices and prior hyperparameters -- go to
 :attr:`StanProgram.data`. Same spec -> byte-identical code.
+
+Stan data names: ``N``, ``y``, ``C`` (ordinal), ``trials`` (binomial), ``K``, ``X`` (N x K, no
+intercept column), ``offsets`` (offset() terms); per grouping term k: ``N_k`` (groups), ``M_k``
+(coefficients), ``J_k`` (1-based group of each row), ``Z_k`` (N x M_k, omitted for intercept-only
+terms); prior hyperparameters (see ``priors.PRIOR_TABLE``): ``Intercept_mu``, ``Intercept_sd``,
+``b_mu``, ``b_sd``, ``sigma_rate``, ``nu_rate``, ``shape_rate``, ``phi_rate``, ``cutpoint_sd``,
+``sd_k_rate``, ``lkj_eta_k``; ``compute_log_lik`` (1: fill ``log_lik``; 0: skip it).
+
+Stan parameter names: ``Intercept`` (flat prior) or ``Intercept_c`` (centred design, with
+``Intercept`` a generated quantity), ``beta`` (vector[K], or matrix[K, C-1] for sequential),
+``cutpoints``, ``sigma``/``nu``/``shape``/``phi``, ``sd_k``, ``L_k`` (correlated terms), ``z_k``
+(M_k x N_k standard normals); generated quantities ``corr_k``, ``r_re_k`` (N_k x M_k standardised
+effects) and ``log_lik``.
 """
 
 from __future__ import annotations
