@@ -333,29 +333,44 @@ class Model:
         seed: int | None = None,
         init: Any = None,
         verbose: bool = True,
-        laplace: bool = False,
+        laplace: bool = True,
     ) -> MAPFit:
-        """Posterior mode (MAP) over all parameters, in the natural parameterisation (no
-        Jacobian terms; features §8.1), with delta-method SEs from the Hessian on Stan's
+        """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
+        Jacobian terms (features §8.1), with delta-method SEs from the Hessian on Stan's
         unconstrained scale and 95% Wald intervals (back-transformed u ± 1.96 se(u) for
-        parameters, Fisher z for correlations, est ± 1.96 SE for derived quantities).
+        parameters, so scale parameters get log-symmetric intervals; Fisher z for
+        correlations; est ± 1.96 SE for derived quantities such as ``Intercept``).
 
+        ``laplace=True`` (default): the standardised random effects are integrated out by the
+        Laplace approximation and the remaining parameters maximised (what lme4 does for ML
+        with flat priors); the random effects are then reported at their conditional modes
+        (``fit.random_effects()``), and the printed log marginal likelihood is the Laplace
+        one. ``laplace=False``: the joint mode over all parameters, random effects included
+        (for models without random effects both are the same).
         ``init``: None (unconstrained zeros), a radius r (uniform(-r, r), seeded by ``seed``),
-        or a dict of initial values keyed by Stan names. ``laplace=True`` (integrating the
-        random effects out) is not available yet.
+        or a dict of initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
         """
-        from .inference.optimize import Objective, find_joint_mode, initial_point, wald_table
+        from .inference.optimize import (
+            Objective,
+            block_indices,
+            find_joint_mode,
+            find_laplace_mode,
+            initial_point,
+            wald_table,
+        )
 
-        if laplace:
-            raise NotImplementedError(
-                "optimize(laplace=True) (random effects integrated out by the Laplace "
-                "approximation) is not available yet; optimize(laplace=False) gives the joint mode."
-            )
+        if not isinstance(laplace, bool):
+            raise TypeError(f"laplace must be True or False, not {laplace!r}")
         seed = _check_seed(seed)
         t0 = time.perf_counter()
         bs = self._bridgestan(verbose)
         u0 = initial_point(bs, _check_init(init), seed)
-        mode = find_joint_mode(Objective(bs), u0)
+        z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
+        laplace = laplace and z_idx.size > 0
+        if laplace:
+            mode = find_laplace_mode(Objective(bs), z_idx, u0)
+        else:
+            mode = find_joint_mode(Objective(bs), u0)
         names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
         params = resolve_params(self.program, names)
         pos = {n: i for i, n in enumerate(names)}
@@ -366,7 +381,7 @@ class Model:
         return MAPFit(
             self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,
             converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
-            cov_unc=mode.cov_unc, laplace=False, elapsed=time.perf_counter() - t0,
+            cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
         )
 
 

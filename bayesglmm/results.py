@@ -561,9 +561,11 @@ class MAPFit(Fit):
     """Joint posterior mode (``Model.optimize()``): estimates, delta-method SEs, Wald CIs.
 
     Attributes: ``objective`` (negative log posterior at the mode, all constants kept, no
-    Jacobian), ``log_ml`` (Laplace approximation of the log marginal likelihood, NaN if the
-    Hessian is not positive definite), ``converged``, ``theta_unc`` (unconstrained mode),
-    ``cov_unc`` (inverse Hessian on the unconstrained scale), ``laplace`` (False: joint mode).
+    Jacobian; with ``laplace=True`` the Laplace-integrated one), ``log_ml`` (Laplace
+    approximation of the log marginal likelihood, NaN if the Hessian is not positive definite),
+    ``converged``, ``theta_unc`` (unconstrained mode; random effects at their conditional
+    modes), ``cov_unc`` (covariance on the unconstrained scale used for the delta method),
+    ``laplace`` (True: random effects integrated out; False: joint mode).
     """
 
     method = "optimize"
@@ -622,7 +624,7 @@ class MAPFit(Fit):
             "Call:",
             _call_line(self.model),
             "",
-            "MAP Estimation via Stan" + (" (Laplace over random effects)" if self.laplace else ""),
+            "MAP Estimation via Stan" + (" (joint mode)" if has_re and not self.laplace else ""),
             f"Negative Log-Posterior: {self.objective:.2f}",
             "Approx. Log Marginal Likelihood (Laplace): "
             + (f"{self.log_ml:.2f}" if np.isfinite(self.log_ml) else "NA"),
@@ -631,8 +633,8 @@ class MAPFit(Fit):
             lines.append(f"Warning: the optimiser did not converge ({self.message})")
         if has_re and not self.laplace:
             lines.append(
-                "Note: joint mode over all parameters incl. the standardised random effects "
-                "(random-effect SDs tend to be overestimated; see sample())"
+                "Note: joint mode over all parameters incl. the standardised random effects; "
+                "random-effect SDs are overestimated (use optimize(laplace=True))"
             )
         if has_re and not ranef:
             lines.append(

@@ -71,7 +71,13 @@ def debate_mcmc(debate_model, debate_compiled):
 
 @pytest.fixture(scope="session")
 def debate_map(debate_model, debate_compiled):
+    """Laplace MAP (the default of optimize())."""
     return debate_model.optimize(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def debate_joint_map(debate_model, debate_compiled):
+    return debate_model.optimize(laplace=False, verbose=False)
 
 
 # ---- program 2: sleepstudy, weak prior ----------------------------------------------------

@@ -131,8 +131,8 @@ def test_optimize_bad_arguments(debate_model):
         debate_model.optimize(seed=1.5)
     with pytest.raises(ValueError, match="init"):
         debate_model.optimize(init=[1, 2])
-    with pytest.raises(NotImplementedError, match="laplace"):
-        debate_model.optimize(laplace=True)
+    with pytest.raises(TypeError, match="laplace"):
+        debate_model.optimize(laplace="yes")
 
 
 def test_from_stan_bad_input(tmp_path):

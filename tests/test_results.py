@@ -138,7 +138,7 @@ def test_map_fit_format():
     n = len(ps)
     est = np.linspace(0.5, 1.5, n)
     fit = MAPFit(_FakeModel(), ps, est, est / 10, est - 0.1, est + 0.1, objective=399.6412,
-                 log_ml=-410.0234)
+                 log_ml=-410.0234, laplace=True)
     s = fit.summary()
     assert list(s.columns) == ["estimate", "se", "lower", "upper"]
     assert list(s.index) == ["Intercept", "b[x]", "sigma", "sd[g:Int]", "Intercept_c"]
@@ -157,7 +157,9 @@ def test_map_fit_format():
                                "upper"]
     assert len(r) == 2
     nan_fit = MAPFit(_FakeModel(), ps, est, est, est, est, objective=1.0)
-    assert "Approx. Log Marginal Likelihood (Laplace): NA" in str(nan_fit)
+    text = str(nan_fit)
+    assert "Approx. Log Marginal Likelihood (Laplace): NA" in text
+    assert "MAP Estimation via Stan (joint mode)" in text
 
 
 def test_re_layout_uses_spec_labels():

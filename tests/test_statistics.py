@@ -82,8 +82,35 @@ def test_lm_flat_map_equals_least_squares(lm_map, debate):
     assert b["lower"] == pytest.approx(b["estimate"] - 1.959964 * b["se"], abs=1e-6)
 
 
-def test_debate_joint_map_is_a_mode(debate_map, debate_model):
+def test_debate_laplace_map_matches_reference(debate_map):
+    """optimize() (Laplace over the random effects) against the reference MAP (features §12,
+    normal-prior row): estimates 1e-3 relative, SEs 1 %, objective and log ML to the printed
+    2 decimals, CIs to the printed 5 decimals (+ the estimate tolerance)."""
+    ref = load_reference("debate_model_a.json")["laplace_map_normal_prior"]
     fit = debate_map
+    assert fit.converged and fit.laplace
+    s = fit.summary()
+    assert list(s.index) == list(ref["estimate"])
+    for name, v in ref["estimate"].items():
+        assert s.loc[name, "estimate"] == pytest.approx(v, rel=1e-3), name
+    for name, v in ref["se"].items():
+        assert s.loc[name, "se"] == pytest.approx(v, rel=0.01), name
+    for name, (lo, hi) in ref["ci"].items():
+        assert s.loc[name, "lower"] == pytest.approx(lo, rel=1e-3), name
+        assert s.loc[name, "upper"] == pytest.approx(hi, rel=1e-3), name
+    assert fit.objective == pytest.approx(ref["nlp"], abs=0.006)
+    assert fit.log_ml == pytest.approx(ref["log_ml"], abs=0.006)
+    lines = str(fit).splitlines()
+    assert f"Negative Log-Posterior: {ref['nlp']:.2f}" in lines
+    assert f"Approx. Log Marginal Likelihood (Laplace): {ref['log_ml']:.2f}" in lines
+    # random effects at their conditional modes, with SEs
+    r = fit.random_effects()
+    assert len(r) == 100 and (r["se"] > 0).all() and abs(r["estimate"].mean()) < 0.2
+
+
+def test_debate_joint_map_is_a_mode(debate_joint_map, debate_model):
+    fit = debate_joint_map
+    assert not fit.laplace
     assert fit.converged
     bs = debate_model._bridgestan()
     _, g = bs.log_density_gradient(fit.theta_unc, propto=False, jacobian=False)
