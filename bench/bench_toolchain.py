@@ -22,6 +22,7 @@ then made "cold" with a unique comment).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -179,6 +180,20 @@ def one_shot_compile(root: Path, hpp: Path, workdir: Path) -> dict:
     return res
 
 
+def model_tu_o3_compile(root: Path, hpp: Path, workdir: Path) -> dict:
+    """The model TU alone, -O3, no precompiled header (a stock CmdStan's per-model compile,
+    whose driver main.o is prebuilt): the fairer reference for the per-model cost."""
+    mv = make_vars(root)
+    cpp = workdir / "model_only.cpp"
+    cpp.write_text(f'#include "{hpp}"\n')
+    cmd = (shlex.split(mv["CXX"]) + shlex.split(mv["CXXFLAGS_BASE"])
+           + ["-O3", "-c", str(cpp), "-o", str(workdir / "model_only.o")])
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    return {"seconds": round(time.monotonic() - t0, 2), "ok": p.returncode == 0,
+            "command": " ".join(cmd)}
+
+
 def time_first_draw(cm, data: dict, reps: int) -> list[float]:
     from bayesglmm.toolchain import cache as cache_mod
     from bayesglmm.toolchain import compile_model
@@ -206,7 +221,11 @@ def time_first_draw_fresh_process(cm, home: Path, data_file: Path) -> float:
 import time
 t0 = time.monotonic()
 from bayesglmm.toolchain import compile_model
-cm = compile_model(open({str(cm.stan_file)!r}).read(), name={cm.name!r}, verbose=False)
+from bayesglmm.toolchain.locate import bundled_toolchain
+tc = bundled_toolchain()  # as ensure_toolchain() would return it (timed separately)
+tc.activate()
+cm = compile_model(open({str(cm.stan_file)!r}).read(), name={cm.name!r}, verbose=False,
+                   toolchain=tc)
 fit = cm.cmdstan_model().sample(data={str(data_file)!r}, chains=1, iter_warmup=1,
                                 iter_sampling=1, seed=1, show_progress=False)
 fit.draws()
@@ -225,14 +244,16 @@ def time_gradient(cm, data: dict, n: int = 5000) -> dict:
     rng = np.random.default_rng(3)
     x = rng.normal(scale=0.3, size=bs.param_unc_num())
     bs.log_density_gradient(x)  # warm up
-    reps = []
+    reps, cpu = [], []
     for _ in range(3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             bs.log_density_gradient(x)
         reps.append((time.perf_counter() - t0) / n * 1e6)
+        cpu.append((time.process_time() - c0) / n * 1e6)
     lp, _ = bs.log_density_gradient(x, propto=False)
     return {"us_per_gradient": round(min(reps), 2), "us_per_gradient_all": [round(r, 2) for r in reps],
+            "cpu_us_per_gradient": round(min(cpu), 2),
             "evaluations": n, "num_unconstrained": int(bs.param_unc_num()),
             "lp_at_point": float(lp), "includes": "Python/ctypes call overhead"}
 
@@ -279,11 +300,16 @@ def main(argv=None) -> int:
                 raise SystemExit("install failed")
             results["install"] = {
                 "seconds": round(secs, 1), "jobs": None, "wheel_reused": bool(wheel),
-                "log_tail": p.stderr.strip().splitlines()[-12:],
+                "log": p.stderr.strip().splitlines()[-60:],
             }
             from bayesglmm.toolchain.install import default_jobs
 
             results["install"]["jobs"] = default_jobs()
+            for line in p.stderr.splitlines():
+                if "sha256 verified" in line or "reusing verified wheel" in line:
+                    with contextlib.suppress(ValueError, IndexError):
+                        results["install"]["wheel_ready_at_seconds"] = float(
+                            line.split("]")[0].strip("[ s"))
             print(f"install: {secs:.1f} s", file=sys.stderr)
 
         from bayesglmm.toolchain import compile_model, ensure_toolchain
@@ -312,12 +338,30 @@ def main(argv=None) -> int:
             one = one_shot_compile(tc.root, cm.directory / f"{cm.name}.hpp", work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        results["loadavg_before_model_tu_O3"] = loadavg()
+        work2 = Path(tempfile.mkdtemp(prefix="bench-modeltu-"))
+        try:
+            mtu = model_tu_o3_compile(tc.root, cm.directory / f"{cm.name}.hpp", work2)
+        finally:
+            shutil.rmtree(work2, ignore_errors=True)
         results["one_shot_O3"] = one
+        results["model_tu_O3_no_pch"] = mtu
         if one["ok"]:
             results["ratio_cold_to_one_shot"] = round(cold / one["seconds"], 3)
+        if mtu["ok"]:
+            results["ratio_cold_to_model_tu_O3_no_pch"] = round(cold / mtu["seconds"], 3)
+        print(f"model TU alone -O3 no PCH: {mtu['seconds']:.1f} s", file=sys.stderr)
         print(f"one-shot -O3: {one['seconds']:.1f} s ({one['variant']}, ok={one['ok']})",
               file=sys.stderr)
 
+        from bayesglmm.toolchain import locate as locate_mod
+
+        et = []
+        for _ in range(3):
+            locate_mod._memo.clear()
+            t0 = time.monotonic()
+            ensure_toolchain(verbose=False)
+            et.append(time.monotonic() - t0)
         ft = time_first_draw(cm, data, args.reps)
         data_file = Path(tempfile.mkstemp(suffix=".json")[1])
         try:
@@ -331,9 +375,11 @@ def main(argv=None) -> int:
             "seconds_median": round(statistics.median(ft), 3),
             "seconds_all": [round(t, 3) for t in ft],
             "fresh_process_seconds": round(fresh, 3),
+            "ensure_toolchain_seconds": round(min(et), 4),
             "what": "compile_model cache hit (MANIFEST + checksums) + CmdStanModel + "
                     "sample(chains=1, iter_warmup=1, iter_sampling=1) until draws are read; "
-                    "fresh_process also includes Python imports",
+                    "fresh_process also includes Python imports (toolchain passed explicitly; "
+                    "ensure_toolchain's READY check is ensure_toolchain_seconds)",
         }
         print(f"cached model to first draw: {statistics.median(ft):.2f} s "
               f"(fresh process {fresh:.2f} s)", file=sys.stderr)
