@@ -377,6 +377,7 @@ class Model:
         est, se, lo, hi = wald_table(
             bs, mode.theta_unc, mode.cov_unc, [pos[p.stan] for p in params],
             [p.kind for p in params], seed=1 if seed is None else seed,
+            degenerate=mode.extra.get("degenerate"),
         )
         return MAPFit(
             self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,

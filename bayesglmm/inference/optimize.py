@@ -160,23 +160,58 @@ def find_joint_mode(
     gnorm = float(np.max(np.abs(g))) if n else 0.0
     H = objective.hessian(u) if n else np.zeros((0, 0))
     converged = bool(np.isfinite(f) and gnorm < 1e-3)  # max |d log p / du|
-    cov = None
     log_ml = math.nan
     logjac = objective.log_jacobian(u)
-    try:
-        L = np.linalg.cholesky(H)
-        Linv = np.linalg.inv(L)
-        cov = Linv.T @ Linv
-        logdet_cov = -2.0 * float(np.sum(np.log(np.diag(L))))
+    cov, logdet_cov, bad = hessian_inverse(H)
+    if logdet_cov is not None:
         log_ml = -f + logjac + 0.5 * n * math.log(2 * math.pi) + 0.5 * logdet_cov
-    except np.linalg.LinAlgError:
-        warnings.warn(
-            "the Hessian at the mode is not positive definite: standard errors are not available",
-            RuntimeWarning, stacklevel=3,
-        )
+    else:
+        _warn_degenerate(_unc_names(objective, bad))
     if not converged:
         message = f"gradient norm {gnorm:.2g} after {iters} iterations; {message}"
-    return JointMode(u, float(f), converged, message, iters, H, cov, float(logjac), float(log_ml), gnorm)
+    return JointMode(u, float(f), converged, message, iters, H, cov, float(logjac), float(log_ml),
+                     gnorm, extra={"degenerate": bad})
+
+
+def hessian_inverse(H: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray]:
+    """(covariance, log det of it or None, mask of degenerate coordinates) from a Hessian.
+
+    Positive definite: the inverse. Otherwise (a parameter on a boundary, e.g. a random-effect
+    SD going to 0, makes the objective flat in its direction): the pseudo-inverse on the
+    eigen-directions with positive curvature; coordinates that load on the dropped directions
+    are flagged so that their standard errors are reported as unavailable.
+    """
+    n = H.shape[0]
+    try:
+        L = np.linalg.cholesky(H)
+        Linv = sla.solve_triangular(L, np.eye(n), lower=True, check_finite=False)
+        return Linv.T @ Linv, -2.0 * float(np.sum(np.log(np.diag(L)))), np.zeros(n, dtype=bool)
+    except np.linalg.LinAlgError:
+        pass
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    top = float(w.max()) if n else 0.0
+    keep = w > 1e-8 * top if top > 0 else np.zeros(n, dtype=bool)
+    cov = (V[:, keep] / w[keep]) @ V[:, keep].T
+    bad = np.sum(V[:, ~keep] ** 2, axis=1) > 1e-2
+    return cov, None, bad
+
+
+def _unc_names(objective: Objective, mask_or_index: np.ndarray) -> list[str]:
+    try:
+        names = np.asarray(objective.bs_model.param_unc_names())
+    except (AttributeError, RuntimeError):  # pragma: no cover
+        return []
+    return [str(x) for x in names[mask_or_index]]
+
+
+def _warn_degenerate(names: Sequence[str]) -> None:
+    warnings.warn(
+        "the Hessian at the mode is not positive definite (a parameter on a boundary, e.g. a "
+        "random-effect SD near 0?): no standard errors for "
+        + (", ".join(names) if names else "some parameters")
+        + "; log marginal likelihood not available",
+        RuntimeWarning, stacklevel=4,
+    )
 
 
 def _constrain_fn(bs_model: Any, seed: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -196,6 +231,7 @@ def wald_table(
     *,
     seed: int = 1,
     z: float = Z95,
+    degenerate: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Estimates, SEs, lower and upper 95% limits of the constrained quantities ``index``
     (positions in ``param_constrain(include_tp=True, include_gq=True)``).
@@ -204,7 +240,8 @@ def wald_table(
     Intervals (features §8.1): a quantity that is a function of one unconstrained coordinate
     (sigma, sd, b, Intercept_c, ...) gets the back-transform of u_i ± z se(u_i), so scale
     parameters have log-symmetric intervals; correlations get Fisher-z intervals; other
-    transformed quantities (e.g. Intercept) est ± z SE.
+    transformed quantities (e.g. Intercept) est ± z SE. Quantities that depend on a
+    ``degenerate`` coordinate (see :func:`hessian_inverse`) get NaN.
     """
     constrain = _constrain_fn(bs_model, seed)
     index = np.asarray(index, dtype=int)
@@ -228,7 +265,9 @@ def wald_table(
     absJ = np.abs(J)
     for r in range(index.size):
         nz = np.flatnonzero(absJ[r] > 1e-9 * max(1.0, absJ[r].max()))
-        if kinds[r] == "corr" and abs(est[r]) < 1 and se[r] > 0:
+        if degenerate is not None and np.any(degenerate[nz]):
+            se[r] = lower[r] = upper[r] = np.nan
+        elif kinds[r] == "corr" and abs(est[r]) < 1 and se[r] > 0:
             zr = math.atanh(est[r])
             sz = se[r] / (1 - est[r] ** 2)
             lower[r], upper[r] = math.tanh(zr - z * sz), math.tanh(zr + z * sz)
@@ -453,27 +492,24 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
     u = lap.full(theta, z)
     H = objective.hessian(u)
     logjac = objective.log_jacobian(u)  # only theta is constrained-transformed in the outer problem
-    cov = None
     log_ml = math.nan
-    try:
-        Lt = np.linalg.cholesky(Ht)
-        Lti = np.linalg.inv(Lt)
-        cov_t = Lti.T @ Lti
+    cov_t, logdet_t, bad_t = hessian_inverse(Ht)
+    if logdet_t is not None:
         # log|J| of the outer parameters: the z are unconstrained, their Jacobian terms are 0
-        log_ml = (-F + logjac + 0.5 * lap.t.size * math.log(2 * math.pi)
-                  - float(np.sum(np.log(np.diag(Lt)))))
-        Hzt = H[np.ix_(lap.z, lap.t)]
-        Hzz_inv = sla.cho_solve((Lz, True), np.eye(lap.z.size), check_finite=False)
-        A = -Hzz_inv @ Hzt  # dz^/dtheta
-        cov = np.empty((n, n))
-        cov[np.ix_(lap.t, lap.t)] = cov_t
-        cov[np.ix_(lap.z, lap.t)] = A @ cov_t
-        cov[np.ix_(lap.t, lap.z)] = (A @ cov_t).T
-        cov[np.ix_(lap.z, lap.z)] = Hzz_inv + A @ cov_t @ A.T
-    except np.linalg.LinAlgError:
-        warnings.warn("the Hessian of the Laplace objective is not positive definite: standard "
-                      "errors are not available", RuntimeWarning, stacklevel=3)
+        log_ml = -F + logjac + 0.5 * lap.t.size * math.log(2 * math.pi) + 0.5 * logdet_t
+    else:
+        _warn_degenerate(_unc_names(objective, lap.t[bad_t]))
+    Hzt = H[np.ix_(lap.z, lap.t)]
+    Hzz_inv = sla.cho_solve((Lz, True), np.eye(lap.z.size), check_finite=False)
+    A = -Hzz_inv @ Hzt  # dz^/dtheta
+    cov = np.empty((n, n))
+    cov[np.ix_(lap.t, lap.t)] = cov_t
+    cov[np.ix_(lap.z, lap.t)] = A @ cov_t
+    cov[np.ix_(lap.t, lap.z)] = (A @ cov_t).T
+    cov[np.ix_(lap.z, lap.z)] = Hzz_inv + A @ cov_t @ A.T
+    bad = np.zeros(n, dtype=bool)
+    bad[lap.t[bad_t]] = True
     converged = bool(np.isfinite(F) and gnorm < 1e-3)
     msg = "" if converged else f"gradient norm {gnorm:.2g} after {iters} iterations; {res.message}"
     return JointMode(u, float(F), converged, msg, iters, Ht, cov, float(logjac), float(log_ml),
-                     gnorm, extra={"theta_index": lap.t, "z_index": lap.z})
+                     gnorm, extra={"theta_index": lap.t, "z_index": lap.z, "degenerate": bad})
