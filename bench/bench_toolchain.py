@@ -269,7 +269,10 @@ def main(argv=None) -> int:
     os.environ["BAYESGLMM_TOOLCHAIN"] = "bundled"
     import logging
 
-    logging.getLogger("cmdstanpy").setLevel(logging.ERROR)  # 1-iteration runs are noisy
+    import cmdstanpy
+
+    # 1-iteration runs are noisy (rejections while the step size is still huge)
+    cmdstanpy.utils.get_logger().setLevel(logging.ERROR)
     results: dict = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
