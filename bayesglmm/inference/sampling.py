@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,12 +21,17 @@ def new_seed() -> int:
 
 
 @contextlib.contextmanager
-def quiet_cmdstanpy(quiet: bool = True):
-    """Silence cmdstanpy's INFO chatter; with ``quiet`` also its warnings (e.g. the console
-    echo of rejected proposals early in warmup). Errors always pass."""
-    logger = logging.getLogger("cmdstanpy")
+def quiet_cmdstanpy():
+    """Silence cmdstanpy's log (INFO chatter, and the console echo of proposals rejected early
+    in warmup, which is normal and alarms users). Errors still raise."""
+    try:
+        from cmdstanpy.utils import get_logger
+
+        logger = get_logger()  # configures the logger first, so our level sticks
+    except ImportError:  # pragma: no cover
+        logger = logging.getLogger("cmdstanpy")
     old = logger.level
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -48,7 +54,7 @@ def run_nuts(
     output_dir: str | None = None,
 ):
     """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``."""
-    with quiet_cmdstanpy(not verbose):
+    with quiet_cmdstanpy():
         return cmdstan_model.sample(
             data=data,
             chains=chains,
@@ -60,7 +66,7 @@ def run_nuts(
             thin=thin,
             adapt_delta=delta,
             max_treedepth=max_treedepth,
-            show_progress=verbose,
+            show_progress=bool(verbose) and sys.stderr.isatty(),
             show_console=False,
             output_dir=output_dir,
         )
