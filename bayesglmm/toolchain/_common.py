@@ -202,8 +202,9 @@ class Ticker:
 
 @contextlib.contextmanager
 def file_lock(path: Path, waiting_message: str | None = None,
-              verbose: bool = True) -> Iterator[None]:
-    """Exclusive ``fcntl.flock`` on ``path`` (created if needed; never deleted).
+              verbose: bool = True, shared: bool = False) -> Iterator[None]:
+    """``fcntl.flock`` on ``path`` (created if needed; never deleted), exclusive unless
+    ``shared``.
 
     If another process holds the lock, ``waiting_message`` is printed to stderr and
     the call blocks until the lock is free.  The lock is released when the process
@@ -212,17 +213,19 @@ def file_lock(path: Path, waiting_message: str | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if verbose and waiting_message:
                 print(waiting_message, file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass
+            fcntl.flock(fd, mode)
+        if not shared:
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError:
+                pass
         yield
     finally:
         with contextlib.suppress(OSError):

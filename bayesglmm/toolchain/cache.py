@@ -277,6 +277,14 @@ def ensure_pch(toolchain: Toolchain, opt_level: int, verbose: bool) -> None:
 
 def bundled_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: bool = True) -> Builder:
     def build(workdir: Path, stan_file: Path, name: str) -> dict:
+        # shared hold on the install lock: an update of the toolchain (exclusive) never
+        # rewrites driver objects or headers while a model is being built against them
+        with file_lock(toolchain.home / "install.lock",
+                       "Waiting for a running toolchain install/update to finish ...",
+                       verbose, shared=True):
+            return _build(workdir, stan_file, name)
+
+    def _build(workdir: Path, stan_file: Path, name: str) -> dict:
         make = os.environ.get("MAKE") or "make"
         o = flags["O"]
         ensure_pch(toolchain, o, verbose)

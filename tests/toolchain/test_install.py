@@ -592,3 +592,30 @@ def test_installed_home_works_without_compiler(env, tmp_path, monkeypatch):
     assert cm.hash == key and cm.exe_file.read_text() == "model"
     with pytest.raises(MissingBuildToolsError, match="apt-get install g\\+\\+ make"):
         cache_mod.compile_model(code + "\n// new program", verbose=False)
+
+
+def test_shared_locks_coexist_and_exclude_exclusive(tmp_path):
+    """Model builds hold install.lock shared; an install holds it exclusively."""
+    lock = tmp_path / "install.lock"
+    log = tmp_path / "log"
+
+    def worker(kind: str, delay: float) -> None:
+        time.sleep(delay)
+        with _common.file_lock(lock, shared=(kind == "sh")):
+            with open(log, "a") as f:
+                f.write(f"in {kind} {time.time()}\n")
+            time.sleep(0.6)
+            with open(log, "a") as f:
+                f.write(f"out {kind} {time.time()}\n")
+
+    ctx = mp.get_context("fork")
+    ps = [ctx.Process(target=worker, args=a) for a in (("sh", 0), ("sh", 0.1), ("ex", 0.3))]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(30)
+    ev = [ln.split()[:2] for ln in log.read_text().splitlines()]
+    # both shared holders overlap; the exclusive one enters only after both left
+    assert ev[:2] == [["in", "sh"], ["in", "sh"]]
+    assert ev[2:4] == [["out", "sh"], ["out", "sh"]]
+    assert ev[4:] == [["in", "ex"], ["out", "ex"]]
