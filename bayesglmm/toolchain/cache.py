@@ -34,6 +34,7 @@ from ._common import (
     Ticker,
     ToolchainError,
     file_lock,
+    is_disk_full,
     models_dir,
     pid_alive,
     remove_tree,
@@ -429,6 +430,14 @@ class ModelCache:
                 }
                 write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
                 os.rename(tmp, entry)
+            except OSError as e:
+                remove_tree(tmp)
+                if is_disk_full(e):
+                    raise ToolchainError(
+                        f"The disk is full: compiling the Stan program into {self.root} failed "
+                        f"({e}). Free some space or run 'python -m bayesglmm.toolchain clean'."
+                    ) from e
+                raise
             except BaseException:
                 remove_tree(tmp)
                 raise

@@ -448,3 +448,18 @@ def test_external_toolchain_path():
     fit = cm.cmdstan_model().sample(data=BERN_DATA, chains=1, iter_warmup=200,
                                     iter_sampling=200, seed=2, show_progress=False)
     assert fit.stan_variable("theta").shape == (200,)
+
+
+def test_disk_full_during_compile(cache, tmp_path):
+    import errno
+
+    from bayesglmm.toolchain import ToolchainError
+
+    def full(workdir, stan_file, name):
+        (workdir / name).write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    key = cache_key(CODE, "model", "t", {})
+    with pytest.raises(ToolchainError, match="disk is full"):
+        cache.get_or_build(key, CODE, "model", full, verbose=False)
+    assert not cache.entry(key).exists() and not list(cache.root.glob(".tmp-*"))
