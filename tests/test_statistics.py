@@ -16,11 +16,17 @@ import numpy as np
 import pytest
 from conftest import load_reference
 
-pytestmark = pytest.mark.slow
+from bayesglmm.inference.optimize import (
+    LaplaceObjective,
+    Objective,
+    find_laplace_mode,
+    hessian_inverse,
+)
 
 PARAMS_A = ["Intercept", "b[talk]", "b[perf]", "sigma", "sd[group:Int]"]
 
 
+@pytest.mark.slow
 def test_debate_mcmc_means_match_reference(debate_mcmc):
     ref = load_reference("debate_model_a.json")["mcmc"]
     s = debate_mcmc.summary(mcse=True)
@@ -35,6 +41,7 @@ def test_debate_mcmc_means_match_reference(debate_mcmc):
         assert s.loc[name, "ess_bulk"] > 400 and s.loc[name, "rhat"] < 1.01
 
 
+@pytest.mark.slow
 def test_sleepstudy_fixed_effects_match_lme4_reml(sleep_mcmc):
     ref = load_reference("sleepstudy_lme4_reml.json")
     s = sleep_mcmc.summary(mcse=True)
@@ -53,6 +60,7 @@ def test_sleepstudy_fixed_effects_match_lme4_reml(sleep_mcmc):
         assert abs(s.loc[name, "mean"] - v) < 1.0 * s.loc[name, "sd"], name
 
 
+@pytest.mark.slow
 def test_lm_flat_map_equals_least_squares(lm_map, debate):
     X = np.column_stack([np.ones(len(debate)), debate["talk"], debate["perf"]]).astype(float)
     y = debate["sat"].to_numpy(float)
@@ -82,6 +90,7 @@ def test_lm_flat_map_equals_least_squares(lm_map, debate):
     assert b["lower"] == pytest.approx(b["estimate"] - 1.959964 * b["se"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_debate_laplace_map_matches_reference(debate_map):
     """optimize() (Laplace over the random effects) against the reference MAP (features §12,
     normal-prior row): estimates 1e-3 relative, SEs 1 %, objective and log ML to the printed
@@ -108,6 +117,7 @@ def test_debate_laplace_map_matches_reference(debate_map):
     assert len(r) == 100 and (r["se"] > 0).all() and abs(r["estimate"].mean()) < 0.2
 
 
+@pytest.mark.slow
 def test_debate_joint_map_is_a_mode(debate_joint_map, debate_model):
     fit = debate_joint_map
     assert not fit.laplace
@@ -137,3 +147,94 @@ def test_debate_joint_map_is_a_mode(debate_joint_map, debate_model):
     # joint mode over (theta, z) in the non-centred parameterisation has no log(sd) penalty, so
     # sd[group:Int] is pulled up to where its Exp(0.2) prior stops it (about 6 here) and the
     # fixed effects are not the Laplace MAP ones.
+
+
+# --------------------------------------------------------------------------- Laplace, no Stan
+
+
+class _NormalNormal:
+    """A BridgeStan look-alike for y[g, i] ~ N(mu + tau * z[g], 1), z[g] ~ N(0, 1), flat priors;
+    unconstrained u = (mu, log tau, z[1..G]). Gaussian in z, so the Laplace approximation of
+    the marginal likelihood is exact."""
+
+    def __init__(self, y):
+        self.y = np.asarray(y, dtype=float)  # (G, m)
+
+    def param_unc_num(self):
+        return 2 + self.y.shape[0]
+
+    def param_unc_names(self):
+        return ["mu", "tau"] + [f"z.{g + 1}" for g in range(self.y.shape[0])]
+
+    def _split(self, u):
+        return u[0], math.exp(u[1]), np.asarray(u[2:])
+
+    def log_density(self, u, propto=False, jacobian=False):
+        mu, tau, z = self._split(u)
+        r = self.y - mu - tau * z[:, None]
+        lp = -0.5 * np.sum(r**2) - 0.5 * np.sum(z**2) - 0.5 * (r.size + z.size) * math.log(2 * math.pi)
+        return lp + (u[1] if jacobian else 0.0)
+
+    def log_density_gradient(self, u, propto=False, jacobian=False):
+        mu, tau, z = self._split(u)
+        r = self.y - mu - tau * z[:, None]
+        g = np.empty(u.size)
+        g[0] = r.sum()
+        g[1] = tau * np.sum(r * z[:, None]) + (1.0 if jacobian else 0.0)
+        g[2:] = tau * r.sum(axis=1) - z
+        return self.log_density(u, jacobian=jacobian), g
+
+    def log_density_hessian(self, u, propto=False, jacobian=False):
+        n = u.size
+        H = np.empty((n, n))
+        for i in range(n):
+            e = np.zeros(n)
+            e[i] = 1e-5
+            H[:, i] = (self.log_density_gradient(u + e, jacobian=jacobian)[1]
+                       - self.log_density_gradient(u - e, jacobian=jacobian)[1]) / 2e-5
+        lp, g = self.log_density_gradient(u, jacobian=jacobian)
+        return lp, g, 0.5 * (H + H.T)
+
+
+def _exact_neg_log_marginal(y, mu, tau):
+    G, m = y.shape
+    V = np.eye(m) + tau**2 * np.ones((m, m))
+    _, logdet = np.linalg.slogdet(V)
+    Vi = np.linalg.inv(V)
+    r = y - mu
+    return 0.5 * G * (m * math.log(2 * math.pi) + logdet) + 0.5 * np.einsum("gi,ij,gj->", r, Vi, r)
+
+
+def test_laplace_objective_is_exact_for_a_gaussian_model():
+    rng = np.random.default_rng(7)
+    G, m = 12, 4
+    y = 1.5 + 0.8 * rng.normal(size=(G, 1)) + rng.normal(size=(G, m))
+    bs = _NormalNormal(y)
+    n = bs.param_unc_num()
+    lap = LaplaceObjective(Objective(bs), np.arange(2, n), n, np.zeros(n))
+    assert lap.n_colours == 1  # independent groups: one gradient difference gives H_zz
+    for mu, tau in [(0.0, 1.0), (1.3, 0.6), (2.0, 1.7)]:
+        F = lap.value(np.array([mu, math.log(tau)]))
+        assert F == pytest.approx(_exact_neg_log_marginal(y, mu, tau), abs=1e-6)
+    mode = find_laplace_mode(Objective(bs), np.arange(2, n), np.zeros(n))
+    assert mode.converged
+    # closed form ML: mu = grand mean; tau^2 = max(0, var of group means (1/G) - 1/m)
+    means = y.mean(axis=1)
+    assert mode.theta_unc[0] == pytest.approx(means.mean(), abs=1e-5)
+    tau2 = np.mean((means - means.mean()) ** 2) - 1.0 / m
+    assert math.exp(mode.theta_unc[1]) == pytest.approx(math.sqrt(tau2), rel=1e-4)
+    # SE of mu: sqrt((tau^2 + 1/m) / G); the delta-method covariance carries it
+    assert math.sqrt(mode.cov_unc[0, 0]) == pytest.approx(math.sqrt((tau2 + 1.0 / m) / G), rel=1e-3)
+    # log marginal likelihood: exact here up to the Laplace step over the outer parameters
+    assert np.isfinite(mode.log_ml)
+
+
+def test_hessian_inverse_at_a_boundary():
+    H = np.diag([4.0, 1.0, 0.0])
+    H[0, 1] = H[1, 0] = 1.0
+    cov, logdet, bad = hessian_inverse(H)
+    assert logdet is None and list(bad) == [False, False, True]
+    np.testing.assert_allclose(cov[:2, :2], np.linalg.inv(H[:2, :2]))
+    cov2, logdet2, bad2 = hessian_inverse(np.diag([2.0, 8.0]))
+    np.testing.assert_allclose(cov2, np.diag([0.5, 0.125]))
+    assert logdet2 == pytest.approx(-math.log(16.0)) and not bad2.any()
