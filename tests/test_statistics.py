@@ -4,8 +4,11 @@
   (features.md §12) within Monte Carlo error;
 - sleepstudy, correlated random slopes, weak prior: fixed effects vs lme4 REML;
 - lm with flat priors: the MAP equals the closed-form least-squares / ML answer;
-- the joint MAP of Model A: internal consistency (the reference MAP figures integrate the random
-  effects out by Laplace, so they are not a target for the joint mode).
+- optimize() of Model A (Laplace over the random effects, the default) vs the reference MAP row
+  (features.md §12); the joint MAP (laplace=False) only for internal consistency, since the
+  reference MAP figures integrate the random effects out;
+- the Laplace objective on a normal-normal model without Stan: exact marginal likelihood and
+  closed-form ML estimates.
 """
 
 from __future__ import annotations
