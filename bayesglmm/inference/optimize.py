@@ -293,6 +293,60 @@ def block_indices(bs_model: Any, re_blocks: Sequence[str]) -> np.ndarray:
     return np.array([i for i, n in enumerate(names) if n.split(".", 1)[0] in heads], dtype=int)
 
 
+class _Factor:
+    """Cholesky factorisation of H_zz, block-wise when H_zz is block diagonal (one grouping
+    term: a q x q block per group), dense otherwise. Raises LinAlgError if not PD."""
+
+    def __init__(self, H: np.ndarray, blocks: list[np.ndarray] | None):
+        self.q = H.shape[0]
+        self.blocks = blocks
+        if blocks is None:
+            self.L = np.linalg.cholesky(H)
+        else:
+            self.B = [H[idx[:, :, None], idx[:, None, :]] for idx in blocks]
+            self.L = [np.linalg.cholesky(B) for B in self.B]
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        if self.blocks is None:
+            return sla.cho_solve((self.L, True), g, check_finite=False)
+        out = np.empty(self.q)
+        for idx, B in zip(self.blocks, self.B):
+            out[idx] = np.linalg.solve(B, g[idx][:, :, None])[:, :, 0]
+        return out
+
+    def half_logdet(self) -> float:
+        if self.blocks is None:
+            return float(np.sum(np.log(np.diag(self.L))))
+        return float(sum(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))) for L in self.L))
+
+    def inverse(self) -> np.ndarray:
+        if self.blocks is None:
+            return sla.cho_solve((self.L, True), np.eye(self.q), check_finite=False)
+        out = np.zeros((self.q, self.q))
+        for idx, B in zip(self.blocks, self.B):
+            out[idx[:, :, None], idx[:, None, :]] = np.linalg.inv(B)
+        return out
+
+
+def _small_blocks(pattern: np.ndarray, max_size: int = 16) -> list[np.ndarray] | None:
+    """Index arrays (n_blocks, size), one per block size, if the pattern is block diagonal
+    with blocks of at most ``max_size``; else None."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    q = pattern.shape[0]
+    if q == 0:
+        return None
+    k, labels = connected_components(csr_matrix(pattern), directed=False)
+    comps: dict[int, list[np.ndarray]] = {}
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        if idx.size > max_size:
+            return None
+        comps.setdefault(idx.size, []).append(idx)
+    return [np.array(v) for _, v in sorted(comps.items())]
+
+
 class LaplaceObjective:
     """Negative log posterior of the outer parameters theta with the random-effect blocks z
     integrated out by the Laplace approximation (features §8.1):
@@ -348,9 +402,18 @@ class LaplaceObjective:
                 nd[need[j]] = True
                 needed.append(nd)
         self.pattern = pattern
+        self.blocks = _small_blocks(pattern)
         self.need = need
         self.colour = colour
         self.n_colours = len(touched)
+        # per colour: the (row, column) entries it delivers
+        self._entries = []
+        for c in range(self.n_colours):
+            cols = np.flatnonzero(colour == c)
+            rows = [need[j] for j in cols]
+            ii = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
+            jj = np.repeat(cols, [r.size for r in rows]) if rows else np.zeros(0, dtype=int)
+            self._entries.append((cols, ii, jj))
 
     def hzz(self, u: np.ndarray) -> np.ndarray:
         """H_zz at u from one central gradient difference per colour."""
@@ -359,17 +422,14 @@ class LaplaceObjective:
             return self.base.hessian(u)[np.ix_(self.z, self.z)]
         out = np.zeros((q, q))
         h = 1e-4  # fixed step: the truncation error is smooth in theta (F stays differentiable)
-        for c in range(self.n_colours):
-            cols = np.flatnonzero(self.colour == c)
+        for cols, ii, jj in self._entries:
             v = np.zeros(self.n)
             v[self.z[cols]] = h
             _, g_up = self.base.value_grad(u + v)
             _, g_dn = self.base.value_grad(u - v)
             hv = ((g_up - g_dn) / (2 * h))[self.z]
-            for j in cols:
-                rows = self.need[j]
-                out[rows, j] = hv[rows]
-                out[j, rows] = hv[rows]
+            out[ii, jj] = hv[ii]
+            out[jj, ii] = hv[ii]
         return out
 
     def full(self, theta: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -380,20 +440,20 @@ class LaplaceObjective:
 
     def inner(self, theta: np.ndarray, z0: np.ndarray | None = None, tol: float = 1e-10,
               maxit: int = 100):
-        """(z^, f(theta, z^), Cholesky factor of H_zz at z^)."""
+        """(z^, f(theta, z^), factorisation of H_zz at z^ (see ``_Factor``))."""
         z = (self.zhat if z0 is None else z0).copy()
         f, g = self.base.value_grad(self.full(theta, z))
         for _ in range(maxit):
             Hzz = self.hzz(self.full(theta, z))
             try:
-                L = np.linalg.cholesky(Hzz)
+                fac = _Factor(Hzz, self.blocks)
             except np.linalg.LinAlgError:
-                L = None
+                fac = None
             gz = g[self.z]
-            if L is not None and np.max(np.abs(gz)) < tol:
-                return z, f, L
-            if L is not None:
-                step = sla.cho_solve((L, True), gz, check_finite=False)
+            if fac is not None and np.max(np.abs(gz)) < tol:
+                return z, f, fac
+            if fac is not None:
+                step = fac.solve(gz)
             else:  # not convex here: a damped gradient step
                 step = gz / max(1.0, float(np.max(np.abs(np.diag(Hzz)))))
             t = 1.0
@@ -406,20 +466,20 @@ class LaplaceObjective:
                 break
             z, f, g = z - t * step, f_new, g_new
         try:
-            L = np.linalg.cholesky(self.hzz(self.full(theta, z)))
+            fac = _Factor(self.hzz(self.full(theta, z)), self.blocks)
         except np.linalg.LinAlgError:
             raise FloatingPointError("the random-effect Hessian is not positive definite") from None
-        return z, f, L
+        return z, f, fac
 
     def value(self, theta: np.ndarray) -> float:
         try:
-            z, f, L = self.inner(theta)
+            z, f, fac = self.inner(theta)
         except (FloatingPointError, RuntimeError):
             return np.inf
         if not np.isfinite(f):
             return np.inf
         self.zhat = z
-        return f + float(np.sum(np.log(np.diag(L)))) - 0.5 * self.z.size * math.log(2 * math.pi)
+        return f + fac.half_logdet() - 0.5 * self.z.size * math.log(2 * math.pi)
 
 
 def _fd_grad(F: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -502,7 +562,7 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
     F = lap.value(theta)
     Ht = _fd_hess(lap.value, theta)
     Ht = 0.5 * (Ht + Ht.T)
-    z, _f, Lz = lap.inner(theta)
+    z, _f, fac = lap.inner(theta)
     u = lap.full(theta, z)
     H = objective.hessian(u)
     logjac = objective.log_jacobian(u)  # only theta is constrained-transformed in the outer problem
@@ -514,7 +574,7 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
     else:
         _warn_degenerate(_unc_names(objective, lap.t[bad_t]))
     Hzt = H[np.ix_(lap.z, lap.t)]
-    Hzz_inv = sla.cho_solve((Lz, True), np.eye(lap.z.size), check_finite=False)
+    Hzz_inv = fac.inverse()
     A = -Hzz_inv @ Hzt  # dz^/dtheta
     cov = np.empty((n, n))
     cov[np.ix_(lap.t, lap.t)] = cov_t
