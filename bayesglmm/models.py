@@ -334,6 +334,7 @@ class Model:
         init: Any = None,
         verbose: bool = True,
         laplace: bool = True,
+        num_estimate: int = 1,
     ) -> MAPFit:
         """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
         Jacobian terms (features §8.1), with delta-method SEs from the Hessian on Stan's
@@ -349,6 +350,8 @@ class Model:
         (for models without random effects both are the same).
         ``init``: None (unconstrained zeros), a radius r (uniform(-r, r), seeded by ``seed``),
         or a dict of initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
+        ``num_estimate > 1``: multistart, the extra starts jittered by N(0, 0.5^2) on the
+        unconstrained scale (seeded by ``seed``); the best optimum is kept.
         """
         from .inference.optimize import (
             Objective,
@@ -365,12 +368,24 @@ class Model:
         t0 = time.perf_counter()
         bs = self._bridgestan(verbose)
         u0 = initial_point(bs, _check_init(init), seed)
+        num_estimate = _check_int("num_estimate", num_estimate, 1)
         z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
         laplace = laplace and z_idx.size > 0
-        if laplace:
-            mode = find_laplace_mode(Objective(bs), z_idx, u0)
-        else:
-            mode = find_joint_mode(Objective(bs), u0)
+        rng = np.random.default_rng(seed)
+        mode = None
+        for k in range(num_estimate):
+            start = u0 if k == 0 else u0 + rng.normal(0.0, 0.5, size=u0.size)
+            try:
+                if laplace:
+                    cand = find_laplace_mode(Objective(bs), z_idx, start)
+                else:
+                    cand = find_joint_mode(Objective(bs), start)
+            except ValueError:
+                if k == 0 or (k == num_estimate - 1 and mode is None):
+                    raise
+                continue  # a jittered start outside the support: skip it
+            if mode is None or (cand.objective < mode.objective and np.isfinite(cand.objective)):
+                mode = cand
         names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
         params = resolve_params(self.program, names)
         pos = {n: i for i, n in enumerate(names)}

@@ -133,6 +133,8 @@ def test_optimize_bad_arguments(debate_model):
         debate_model.optimize(init=[1, 2])
     with pytest.raises(TypeError, match="laplace"):
         debate_model.optimize(laplace="yes")
+    with pytest.raises(ValueError, match="num_estimate"):
+        debate_model.optimize(num_estimate=0)
 
 
 def test_from_stan_bad_input(tmp_path):

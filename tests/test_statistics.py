@@ -121,6 +121,14 @@ def test_debate_laplace_map_matches_reference(debate_map):
 
 
 @pytest.mark.slow
+def test_debate_laplace_multistart(debate_model, debate_map):
+    fit = debate_model.optimize(num_estimate=3, seed=5, verbose=False)
+    assert fit.objective == pytest.approx(debate_map.objective, abs=1e-6)
+    np.testing.assert_allclose(fit.summary()["estimate"], debate_map.summary()["estimate"],
+                               rtol=1e-5)
+
+
+@pytest.mark.slow
 def test_debate_joint_map_is_a_mode(debate_joint_map, debate_model):
     fit = debate_joint_map
     assert not fit.laplace
