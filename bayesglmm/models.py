@@ -335,6 +335,7 @@ class Model:
         verbose: bool = True,
         laplace: bool = True,
         num_estimate: int = 1,
+        se_method: str = "wald",
     ) -> MAPFit:
         """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
         Jacobian terms (features §8.1), with delta-method SEs from the Hessian on Stan's
@@ -352,6 +353,8 @@ class Model:
         or a dict of initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
         ``num_estimate > 1``: multistart, the extra starts jittered by N(0, 0.5^2) on the
         unconstrained scale (seeded by ``seed``); the best optimum is kept.
+        ``se_method``: "wald" (default, as above), "sampling" (1000 multivariate normal draws of
+        the unconstrained estimates: SD and 2.5/97.5 % quantiles) or "none".
         """
         from .inference.optimize import (
             Objective,
@@ -359,6 +362,7 @@ class Model:
             find_joint_mode,
             find_laplace_mode,
             initial_point,
+            sampling_table,
             wald_table,
         )
 
@@ -369,6 +373,8 @@ class Model:
         bs = self._bridgestan(verbose)
         u0 = initial_point(bs, _check_init(init), seed)
         num_estimate = _check_int("num_estimate", num_estimate, 1)
+        if se_method not in ("wald", "sampling", "none"):
+            raise ValueError(f"se_method must be 'wald', 'sampling' or 'none', not {se_method!r}")
         z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
         laplace = laplace and z_idx.size > 0
         rng = np.random.default_rng(seed)
@@ -389,11 +395,17 @@ class Model:
         names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
         params = resolve_params(self.program, names)
         pos = {n: i for i, n in enumerate(names)}
-        est, se, lo, hi = wald_table(
-            bs, mode.theta_unc, mode.cov_unc, [pos[p.stan] for p in params],
-            [p.kind for p in params], seed=1 if seed is None else seed,
-            degenerate=mode.extra.get("degenerate"),
-        )
+        index = [pos[p.stan] for p in params]
+        degenerate = mode.extra.get("degenerate")
+        s_seed = 1 if seed is None else seed
+        if se_method == "sampling":
+            est, se, lo, hi = sampling_table(bs, mode.theta_unc, mode.cov_unc, index,
+                                             seed=s_seed, degenerate=degenerate)
+        else:
+            est, se, lo, hi = wald_table(
+                bs, mode.theta_unc, None if se_method == "none" else mode.cov_unc, index,
+                [p.kind for p in params], seed=s_seed, degenerate=degenerate,
+            )
         return MAPFit(
             self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,
             converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,

@@ -135,6 +135,8 @@ def test_optimize_bad_arguments(debate_model):
         debate_model.optimize(laplace="yes")
     with pytest.raises(ValueError, match="num_estimate"):
         debate_model.optimize(num_estimate=0)
+    with pytest.raises(ValueError, match="se_method"):
+        debate_model.optimize(se_method="bootstrap")
 
 
 def test_from_stan_bad_input(tmp_path):

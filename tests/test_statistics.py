@@ -121,6 +121,18 @@ def test_debate_laplace_map_matches_reference(debate_map):
 
 
 @pytest.mark.slow
+def test_debate_se_methods(debate_model, debate_map):
+    wald = debate_map.summary()
+    smp = debate_model.optimize(se_method="sampling", seed=3, verbose=False).summary()
+    np.testing.assert_allclose(smp["estimate"], wald["estimate"], rtol=1e-6)
+    # 1000 normal draws: the SD of the draws has ~2.2 % relative MC error
+    np.testing.assert_allclose(smp["se"], wald["se"], rtol=0.1)
+    assert (smp["lower"] < smp["estimate"]).all() and (smp["estimate"] < smp["upper"]).all()
+    none = debate_model.optimize(se_method="none", verbose=False).summary()
+    assert none["se"].isna().all() and none["estimate"].notna().all()
+
+
+@pytest.mark.slow
 def test_debate_laplace_multistart(debate_model, debate_map):
     fit = debate_model.optimize(num_estimate=3, seed=5, verbose=False)
     assert fit.objective == pytest.approx(debate_map.objective, abs=1e-6)

@@ -12,6 +12,7 @@ from .optimize import (
     find_laplace_mode,
     hessian_inverse,
     initial_point,
+    sampling_table,
     wald_table,
 )
 from .sampling import extract_draws, new_seed, run_nuts
@@ -28,5 +29,6 @@ __all__ = [
     "initial_point",
     "new_seed",
     "run_nuts",
+    "sampling_table",
     "wald_table",
 ]
