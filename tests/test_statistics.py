@@ -120,6 +120,28 @@ def test_debate_laplace_map_matches_reference(debate_map):
     assert len(r) == 100 and (r["se"] > 0).all() and abs(r["estimate"].mean()) < 0.2
 
 
+@pytest.mark.parametrize("case", ["laplace_map_weak_prior", "model_b_laplace_map_normal_prior"])
+@pytest.mark.slow
+def test_debate_laplace_map_other_rows(case, debate, debate_compiled):
+    """More rows of features §12 that reuse the same Stan program (the prior scales and the
+    number of design columns are data): the weak prior and Model B (talk * perf)."""
+    import bayesglmm
+
+    ref = load_reference("debate_model_a.json")[case]
+    if case == "laplace_map_weak_prior":
+        m = bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=debate,
+                           prior=bayesglmm.prior_weak(), y_range=(1, 5))
+    else:
+        m = bayesglmm.lmer(ref["formula"], data=debate, prior=bayesglmm.prior_normal())
+    assert m.stan_code == debate_compiled.code  # no new compilation
+    fit = m.optimize(verbose=False)
+    est = fit.summary()["estimate"]
+    for name, v in ref["estimate"].items():
+        assert est[name] == pytest.approx(v, rel=1e-3), name
+    assert fit.objective == pytest.approx(ref["nlp"], abs=0.006)
+    assert fit.log_ml == pytest.approx(ref["log_ml"], abs=0.006)
+
+
 @pytest.mark.slow
 def test_debate_se_methods(debate_model, debate_map):
     wald = debate_map.summary()
