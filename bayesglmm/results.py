@@ -342,6 +342,8 @@ class Fit:
         pos = {p.user: i for i, p in enumerate(self._params)}
         out = []
         for name in pars:
+            if name == "lp":  # always the first row of MCMC summaries
+                continue
             if name in pos:
                 out.append(pos[name])
                 continue
