@@ -369,12 +369,13 @@ class Model:
         if not isinstance(laplace, bool):
             raise TypeError(f"laplace must be True or False, not {laplace!r}")
         seed = _check_seed(seed)
-        t0 = time.perf_counter()
-        bs = self._bridgestan(verbose)
-        u0 = initial_point(bs, _check_init(init), seed)
+        init = _check_init(init)
         num_estimate = _check_int("num_estimate", num_estimate, 1)
         if se_method not in ("wald", "sampling", "none"):
             raise ValueError(f"se_method must be 'wald', 'sampling' or 'none', not {se_method!r}")
+        t0 = time.perf_counter()
+        bs = self._bridgestan(verbose)  # compiles (or loads from the cache) after the checks
+        u0 = initial_point(bs, init, seed)
         z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
         laplace = laplace and z_idx.size > 0
         rng = np.random.default_rng(seed)
