@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,6 +407,15 @@ class Model:
             est, se, lo, hi = wald_table(
                 bs, mode.theta_unc, None if se_method == "none" else mode.cov_unc, index,
                 [p.kind for p in params], seed=s_seed, degenerate=degenerate,
+            )
+        if degenerate is not None and degenerate.any() and se_method != "none":
+            lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+            warnings.warn(
+                "the Hessian at the mode is not positive definite (a parameter on a boundary, "
+                "e.g. a random-effect SD near 0): no standard errors for "
+                + (", ".join(lost) or "some quantities")
+                + "; the log marginal likelihood is not available",
+                RuntimeWarning, stacklevel=2,
             )
         return MAPFit(
             self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,

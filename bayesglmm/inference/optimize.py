@@ -15,7 +15,6 @@ reuse ``find_joint_mode``'s driver and ``wald_table``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,53 +164,38 @@ def find_joint_mode(
     cov, logdet_cov, bad = hessian_inverse(H)
     if logdet_cov is not None:
         log_ml = -f + logjac + 0.5 * n * math.log(2 * math.pi) + 0.5 * logdet_cov
-    else:
-        _warn_degenerate(_unc_names(objective, bad))
     if not converged:
         message = f"gradient norm {gnorm:.2g} after {iters} iterations; {message}"
     return JointMode(u, float(f), converged, message, iters, H, cov, float(logjac), float(log_ml),
                      gnorm, extra={"degenerate": bad})
 
 
-def hessian_inverse(H: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray]:
+def hessian_inverse(H: np.ndarray, rtol: float = 1e-9) -> tuple[np.ndarray, float | None, np.ndarray]:
     """(covariance, log det of it or None, mask of degenerate coordinates) from a Hessian.
 
-    Positive definite: the inverse. Otherwise (a parameter on a boundary, e.g. a random-effect
-    SD going to 0, makes the objective flat in its direction): the pseudo-inverse on the
+    Well-conditioned and positive definite: the inverse. Otherwise (a parameter on a boundary,
+    e.g. a random-effect SD going to 0, makes the objective flat in its direction; curvature
+    below ``rtol`` times the largest one counts as flat): the pseudo-inverse on the
     eigen-directions with positive curvature; coordinates that load on the dropped directions
     are flagged so that their standard errors are reported as unavailable.
     """
     n = H.shape[0]
-    try:
-        L = np.linalg.cholesky(H)
-        Linv = sla.solve_triangular(L, np.eye(n), lower=True, check_finite=False)
-        return Linv.T @ Linv, -2.0 * float(np.sum(np.log(np.diag(L)))), np.zeros(n, dtype=bool)
-    except np.linalg.LinAlgError:
-        pass
-    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    H = 0.5 * (H + H.T)
+    if n > 500:  # large joint problems: Cholesky only (an eigen-decomposition is too costly)
+        try:
+            L = np.linalg.cholesky(H)
+            Linv = sla.solve_triangular(L, np.eye(n), lower=True, check_finite=False)
+            return Linv.T @ Linv, -2.0 * float(np.sum(np.log(np.diag(L)))), np.zeros(n, dtype=bool)
+        except np.linalg.LinAlgError:
+            pass
+    w, V = np.linalg.eigh(H)
     top = float(w.max()) if n else 0.0
-    keep = w > 1e-8 * top if top > 0 else np.zeros(n, dtype=bool)
+    keep = w > rtol * top if top > 0 else np.zeros(n, dtype=bool)
     cov = (V[:, keep] / w[keep]) @ V[:, keep].T
+    if keep.all():
+        return cov, -float(np.sum(np.log(w))), np.zeros(n, dtype=bool)
     bad = np.sum(V[:, ~keep] ** 2, axis=1) > 1e-2
     return cov, None, bad
-
-
-def _unc_names(objective: Objective, mask_or_index: np.ndarray) -> list[str]:
-    try:
-        names = np.asarray(objective.bs_model.param_unc_names())
-    except (AttributeError, RuntimeError):  # pragma: no cover
-        return []
-    return [str(x) for x in names[mask_or_index]]
-
-
-def _warn_degenerate(names: Sequence[str]) -> None:
-    warnings.warn(
-        "the Hessian at the mode is not positive definite (a parameter on a boundary, e.g. a "
-        "random-effect SD near 0?): no standard errors for "
-        + (", ".join(names) if names else "some parameters")
-        + "; log marginal likelihood not available",
-        RuntimeWarning, stacklevel=4,
-    )
 
 
 def _constrain_fn(bs_model: Any, seed: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -579,8 +563,6 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
     if logdet_t is not None:
         # log|J| of the outer parameters: the z are unconstrained, their Jacobian terms are 0
         log_ml = -F + logjac + 0.5 * lap.t.size * math.log(2 * math.pi) + 0.5 * logdet_t
-    else:
-        _warn_degenerate(_unc_names(objective, lap.t[bad_t]))
     Hzz_inv = fac.inverse()
     A = -Hzz_inv @ Hzt  # dz^/dtheta
     cov = np.empty((n, n))
