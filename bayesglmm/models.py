@@ -440,13 +440,23 @@ def _check_init(init: Any) -> Any:
 # --------------------------------------------------------------------------- from_stan
 
 
-def from_stan(path: str | os.PathLike, data: Mapping[str, Any] | str | os.PathLike | None = None) -> Model:
+def from_stan(
+    path: str | os.PathLike,
+    data: Mapping[str, Any] | str | os.PathLike | None = None,
+    *,
+    re_blocks: tuple[str, ...] | list[str] = (),
+) -> Model:
     """A Model for a (possibly edited) Stan program, fitted with the same fit classes.
 
     ``path``: a ``.stan`` file, or a directory written by ``Model.export()`` (then
     ``model.stan`` in it, and ``data.json`` unless ``data`` is given). ``data``: a dict of Stan
     data or a path to a JSON data file. Parameters are reported under their Stan names.
+    ``re_blocks``: names of parameters that ``optimize()`` integrates out by the Laplace
+    approximation (e.g. ``("z_1",)`` for an exported bayesglmm program); by default none, so
+    ``optimize()`` finds the joint mode.
     """
+    if isinstance(re_blocks, str) or not all(isinstance(b, str) for b in re_blocks):
+        raise TypeError("re_blocks must be a tuple of Stan parameter names, e.g. ('z_1',)")
     p = Path(path)
     if p.is_dir():
         if data is None and (p / "data.json").exists():
@@ -470,7 +480,8 @@ def from_stan(path: str | os.PathLike, data: Mapping[str, Any] | str | os.PathLi
             raise ValueError(f"data file {str(dp)!r} is not valid JSON: {e}") from None
     else:
         raise TypeError("data must be a dict or the path of a JSON data file")
-    program = ExternalProgram(code=p.read_text(), data=data_dict, source=str(p))
+    program = ExternalProgram(code=p.read_text(), data=data_dict, source=str(p),
+                              re_blocks=tuple(re_blocks))
     return Model(program, wrapper="from_stan", name="model")
 
 

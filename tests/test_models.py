@@ -200,6 +200,12 @@ def test_from_stan_edited_program(debate_model, tmp_path, toolchain):
     assert not any(str(i).startswith("log_lik") for i in s.index)
     assert s.loc["sigma", "mean"] == pytest.approx(0.5, abs=0.01)
     assert mc.idata.log_likelihood["y"].shape == (2, 100, 300)
+    # Laplace over the named blocks also works for external programs
+    lap = bayesglmm.from_stan(d / "model.stan", d / "data.json", re_blocks=("z_1",))
+    lfit = lap.optimize(verbose=False)
+    assert lfit.laplace and lfit.summary().loc["sigma", "estimate"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(TypeError, match="re_blocks"):
+        bayesglmm.from_stan(d / "model.stan", d / "data.json", re_blocks="z_1")
 
 
 def test_glm_and_lm_wrappers(debate):
