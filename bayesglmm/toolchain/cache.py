@@ -257,23 +257,22 @@ def _failure_tail(output: str, n: int = 40) -> str:
 _pch_lock = threading.Lock()
 
 
-def ensure_pch(toolchain: Toolchain, opt_level: int, verbose: bool) -> None:
-    """Build the precompiled header for ``opt_level`` once (under a cross-process lock)."""
-    root = toolchain.root
-    gch = root / "build" / f"pch_O{opt_level}" / "pch.hpp.gch"
+@contextlib.contextmanager
+def pch_guard(toolchain: Toolchain, opt_level: int, verbose: bool):
+    """Serialise the first builds at an optimisation level whose precompiled header does
+    not exist yet (make builds it as a prerequisite of the model object; two makes must not
+    write the same 800 MB file at once).  Free once the header exists."""
+    gch = toolchain.root / "build" / f"pch_O{opt_level}" / "pch.hpp.gch"
     if gch.exists():
+        yield
         return
-    make = os.environ.get("MAKE") or "make"
     with _pch_lock, file_lock(toolchain.home / f"pch-O{opt_level}.lock",
                               f"Waiting for another process building the -O{opt_level} "
                               "precompiled header ...", verbose):
-        if gch.exists():
-            return
-        with Ticker(f"Building the precompiled Stan header for -O{opt_level} (once)", verbose):
-            rc, out = _run_capture([make, "-C", str(root / "cmdstan"), f"O={opt_level}", str(gch)])
-        if rc != 0 or not gch.exists():
-            raise ModelBuildError(f"Building the -O{opt_level} precompiled header failed.\n"
-                                  + _failure_tail(out))
+        if not gch.exists() and verbose:
+            print(f"bayesglmm: first model at -O{opt_level}: its precompiled Stan header is "
+                  "built once as well (about 30-45 s more).", file=sys.stderr, flush=True)
+        yield
 
 
 def bundled_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: bool = True) -> Builder:
@@ -286,9 +285,12 @@ def bundled_builder(toolchain: Toolchain, flags: Mapping[str, Any], verbose: boo
             return _build(workdir, stan_file, name)
 
     def _build(workdir: Path, stan_file: Path, name: str) -> dict:
+        with pch_guard(toolchain, flags["O"], verbose):
+            return _make_model(workdir, name)
+
+    def _make_model(workdir: Path, name: str) -> dict:
         make = os.environ.get("MAKE") or "make"
         o = flags["O"]
-        ensure_pch(toolchain, o, verbose)
         timings = {}
         exe = workdir / name
         so = workdir / f"{name}_model.so"
