@@ -235,17 +235,9 @@ class Model:
     def observed_response(self) -> np.ndarray | None:
         """The response vector as passed to Stan (None for external programs without a
         recognisable response)."""
-        spec = self.spec
-        for attr in ("y", "response_values"):
-            v = getattr(spec, attr, None)
-            if v is not None and not isinstance(v, str):
-                return np.asarray(v)
-        resp = getattr(spec, "response", None)
-        if resp is not None and not isinstance(resp, str):
-            for attr in ("values", "y"):
-                v = getattr(resp, attr, None)
-                if v is not None:
-                    return np.asarray(v)
+        resp = getattr(self.spec, "response", None)  # bayesglmm.spec.Response
+        if resp is not None and getattr(resp, "y", None) is not None:
+            return np.asarray(resp.y)
         for key in ("Y", "y"):
             if key in self.program.data:
                 return np.asarray(self.program.data[key])

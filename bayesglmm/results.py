@@ -110,44 +110,6 @@ class ReTerm:
     sd_names: tuple[str, ...]  # user names of the SDs, one per coefficient
 
 
-def _spec_terms(spec: Any) -> list[Any]:
-    for attr in ("groups", "re_terms", "random", "group_terms", "random_terms", "terms"):
-        terms = getattr(spec, attr, None)
-        if terms:
-            try:
-                return list(terms)
-            except TypeError:  # pragma: no cover - defensive
-                continue
-    return []
-
-
-def _term_levels(term: Any) -> tuple[str, ...] | None:
-    for attr in ("levels", "group_levels", "labels"):
-        lv = getattr(term, attr, None)
-        if lv is not None:
-            return tuple(str(x) for x in lv)
-    return None
-
-
-def _term_group(term: Any) -> str | None:
-    for attr in ("group", "group_name", "factor", "name"):
-        g = getattr(term, attr, None)
-        if isinstance(g, str):
-            return g
-    return None
-
-
-def _term_coefs(term: Any) -> tuple[str, ...] | None:
-    for attr in ("coef_labels", "coef_names", "coefs", "columns", "names"):
-        c = getattr(term, attr, None)
-        if c is not None and not isinstance(c, str):
-            try:
-                return tuple(str(x) for x in c)
-            except TypeError:  # pragma: no cover
-                continue
-    return None
-
-
 def re_layout(params: Sequence[Param], spec: Any = None) -> list[ReTerm]:
     """Grouping terms, their coefficients and level labels, from the parameter names
     (``sd[group:Int]``, ``r_re_2[7,1]``) completed by the model spec when it is available."""
@@ -165,13 +127,14 @@ def re_layout(params: Sequence[Param], spec: Any = None) -> list[ReTerm]:
                 k = int(m.group(1) or 1)
                 n_levels[k] = max(n_levels.get(k, 0), int(m.group(2)))
                 n_coefs[k] = max(n_coefs.get(k, 0), int(m.group(3) or 1))
-    spec_terms = _spec_terms(spec) if spec is not None else []
+    # the spec's grouping terms (bayesglmm.spec.GroupTerm: factor, coefs, levels), in k order
+    spec_terms = list(getattr(spec, "groups", None) or ())
     out = []
     for k in sorted(set(sds) | set(n_levels)):
         term = spec_terms[k - 1] if len(spec_terms) >= k else None
         sd_params = sds.get(k, [])
-        group = _term_group(term) if term is not None else None
-        coefs = _term_coefs(term) if term is not None else None
+        group = getattr(term, "factor", None)
+        coefs = tuple(getattr(term, "coefs", None) or ()) or None
         inner = [(_SD_RX.match(p.user).group(2)) for p in sd_params]
         if group is None:
             group = inner[0].rsplit(":", 1)[0] if inner else f"group_{k}"
@@ -180,7 +143,8 @@ def re_layout(params: Sequence[Param], spec: Any = None) -> list[ReTerm]:
         nc = max(n_coefs.get(k, 0), len(coefs))
         if len(coefs) < nc:
             coefs = tuple(coefs) + tuple(str(i + 1) for i in range(len(coefs), nc))
-        levels = _term_levels(term) if term is not None else None
+        levels = getattr(term, "levels", None)
+        levels = tuple(str(x) for x in levels) if levels is not None else None
         G = n_levels.get(k, 0)
         if levels is None or len(levels) != G:
             levels = tuple(str(i + 1) for i in range(G))
