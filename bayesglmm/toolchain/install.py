@@ -165,6 +165,17 @@ def package_files() -> list[tuple[str, Any]]:
     return out
 
 
+# Copied files that never end up inside a model executable or library: editing them must
+# not invalidate compiled models (see model_source_hash).
+NOT_IN_MODELS = ("src/tools/", "cmdstan/examples/")
+
+
+def model_source_hash(files: list[tuple[str, Any]] | None = None) -> str:
+    """Hash of the sources that are compiled or linked into models (part of the cache key)."""
+    files = files if files is not None else package_files()
+    return source_hash([(r, n) for r, n in files if not r.startswith(NOT_IN_MODELS)])
+
+
 def source_hash(files: list[tuple[str, Any]] | None = None) -> str:
     """sha256 over (relative path, content) of every copied source file."""
     h = hashlib.sha256()
@@ -586,6 +597,7 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
                 "wheel": WHEEL_NAME,
                 "wheel_sha256": wheel_sha or "unknown",
                 "source_hash": src_hash,
+                "model_source_hash": model_source_hash(files),
                 "compiler": cxx,
                 "root": str(root),
                 "installed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -212,7 +212,8 @@ def bundled_toolchain(home: os.PathLike | str | None = None,
     ready = ready if ready is not None else (read_ready(root) or {})
     tid = _toolchain_id([
         "bundled", f"root={root}", f"stan={ready.get('stan_version')}",
-        f"src={ready.get('source_hash')}", f"cxx={ready.get('compiler')}",
+        f"src={ready.get('model_source_hash') or ready.get('source_hash')}",
+        f"cxx={ready.get('compiler')}",
     ])
     return Toolchain(cmdstan_dir=root / "cmdstan", bridgestan_dir=root / "bridgestan",
                      stan_dir=root / "stan", kind="bundled", home=home_dir(home), id=tid,

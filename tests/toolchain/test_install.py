@@ -619,3 +619,25 @@ def test_shared_locks_coexist_and_exclude_exclusive(tmp_path):
     assert ev[:2] == [["in", "sh"], ["in", "sh"]]
     assert ev[2:4] == [["out", "sh"], ["out", "sh"]]
     assert ev[4:] == [["in", "ex"], ["out", "ex"]]
+
+
+def test_model_source_hash_ignores_tools(tmp_path):
+    a = tmp_path / "a"
+    a.write_text("driver")
+    t = tmp_path / "t"
+    t.write_text("tool v1")
+    files = [("src/driver/main.cpp", a), ("src/tools/diagnose.cpp", t)]
+    h1, m1 = inst.source_hash(files), inst.model_source_hash(files)
+    t.write_text("tool v2")
+    assert inst.source_hash(files) != h1  # the install is redone (tools rebuilt)...
+    assert inst.model_source_hash(files) == m1  # ...but cached models stay valid
+    a.write_text("driver v2")
+    assert inst.model_source_hash(files) != m1
+
+
+def test_ready_records_model_source_hash(env):
+    rec = inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
+                       expected_sha256=env["sha"])
+    assert rec["model_source_hash"] == inst.model_source_hash()
+    tc = locate.bundled_toolchain(env["home"])
+    assert rec["model_source_hash"] in tc.id
