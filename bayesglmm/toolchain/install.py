@@ -43,6 +43,7 @@ from ._common import (
     fmt_seconds,
     home_dir,
     is_disk_full,
+    pid_alive,
     remove_tree,
     sha256_file,
     stop_process_group,
@@ -574,6 +575,10 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
         try:
             _remove_ready(root)
             root.mkdir(parents=True, exist_ok=True)
+            for stale in root.glob(".stan.tmp-*"):  # left by a killed install
+                with contextlib.suppress(ValueError):
+                    if not pid_alive(int(stale.name.rsplit("-", 1)[1])):
+                        remove_tree(stale)
             if previous is not None and previous.get("compiler") not in (None, cxx):
                 progress("compiler changed: removing prebuilt objects and precompiled headers")
                 build_dir = root / "build"

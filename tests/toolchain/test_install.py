@@ -641,3 +641,15 @@ def test_ready_records_model_source_hash(env):
     assert rec["model_source_hash"] == inst.model_source_hash()
     tc = locate.bundled_toolchain(env["home"])
     assert rec["model_source_hash"] in tc.id
+
+
+def test_killed_unpack_leftovers_are_removed(env):
+    root = env["root"]
+    root.mkdir(parents=True)
+    p = subprocess.Popen(["true"])
+    p.wait()
+    stale = root / f".stan.tmp-{p.pid}"
+    (stale / "include").mkdir(parents=True)
+    inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
+                 expected_sha256=env["sha"])
+    assert not stale.exists() and (root / "READY").exists()
