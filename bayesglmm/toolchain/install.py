@@ -572,6 +572,13 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
         else:
             progress(f"Updating the Stan toolchain in {root} ({reason})")
         t0 = time.monotonic()
+        wheel = None
+        if force or not stan_complete(root):
+            # before touching anything: a failed download leaves the old install as it was
+            try:
+                wheel = obtain_wheel(home_p, progress, expected_sha256=expected_sha256)
+            except OSError as e:
+                raise ToolchainError(f"could not obtain the httpstan wheel: {e}") from e
         try:
             _remove_ready(root)
             root.mkdir(parents=True, exist_ok=True)
@@ -585,8 +592,7 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
                 if not build_dir.is_symlink():
                     remove_tree(build_dir)
             wheel_sha = None
-            if force or not stan_complete(root):
-                wheel = obtain_wheel(home_p, progress, expected_sha256=expected_sha256)
+            if wheel is not None:
                 wheel_sha = expected_sha256
                 unpack_wheel(wheel, root, progress, wheel_sha)
             else:

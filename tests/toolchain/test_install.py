@@ -653,3 +653,13 @@ def test_killed_unpack_leftovers_are_removed(env):
     inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
                  expected_sha256=env["sha"])
     assert not stale.exists() and (root / "READY").exists()
+
+
+def test_forced_reinstall_without_wheel_keeps_working_install(env, monkeypatch):
+    inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
+                 expected_sha256=env["sha"])
+    monkeypatch.setenv("BAYESGLMM_WHEEL", str(env["wheel"]) + ".gone")
+    with pytest.raises(WheelDownloadError):
+        inst.install(env["home"], verbose=False, force=True, expected_sha256=env["sha"],
+                     build=fake_build_factory(env["log"]))
+    assert inst.ready_status(env["root"])[0]  # still READY and usable
