@@ -41,6 +41,9 @@ def glmer(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    trials: str | None = None,
+    levels: list[Any] | tuple[Any, ...] | None = None,
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
@@ -49,11 +52,18 @@ def glmer(
     ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
     dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
     flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
-    ``dropna=True``: drop rows with missing values in the used columns (default: error).
+    ``dropna=True``: drop rows with missing values in the used columns (default: error);
+    ``factors=[...]``: numeric columns to treat as categorical predictors;
+    ``trials="n"``: binomial trials column (instead of ``cbind(successes, failures)``, whose
+    entries may be expressions such as ``size - incidence``); ``levels=[...]``: the order of the
+    categories of an ordinal response (or ``[level for 0, level for 1]`` of a bernoulli/binomial
+    text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
+    predictor (poisson, neg_binomial, ...).
     Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
     """
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna)
+                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
+                  levels=levels)
 
 
 def lmer(
@@ -64,11 +74,12 @@ def lmer(
     y_range: Any = None,
     contrasts: str = "sum",
     dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
 ) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
     (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
     return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts="sum", dropna=dropna)
+                  contrasts="sum", dropna=dropna, factors=factors)
 
 
 def glm(
@@ -80,11 +91,16 @@ def glm(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    trials: str | None = None,
+    levels: list[Any] | tuple[Any, ...] | None = None,
 ) -> Model:
-    """Generalized linear model (no random-effect terms), treatment contrasts by default."""
+    """Generalized linear model (no random-effect terms), treatment contrasts by default.
+    Arguments as for :func:`glmer`."""
     _no_bars(formula, "glm")
     return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna)
+                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
+                  levels=levels)
 
 
 def lm(
@@ -95,11 +111,12 @@ def lm(
     y_range: Any = None,
     contrasts: str = "treatment",
     dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
 ) -> Model:
     """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
     _no_bars(formula, "lm")
     return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna)
+                  contrasts=contrasts, dropna=dropna, factors=factors)
 
 
 def _no_bars(formula: Any, wrapper: str) -> None:
@@ -111,7 +128,8 @@ def _no_bars(formula: Any, wrapper: str) -> None:
 
 
 def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
-           contrasts: str, dropna: bool) -> Model:
+           contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
+           levels: Any = None) -> Model:
     from .codegen import generate
     from .spec import build_spec
 
@@ -122,7 +140,8 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     if not isinstance(dropna, bool):
         raise TypeError(f"dropna must be True or False, not {dropna!r}")
     spec = build_spec(formula, data, family=family, prior=prior, contrasts=contrasts,
-                      y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"))
+                      y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
+                      factors=factors, trials=trials, levels=levels)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     return Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)

@@ -12,6 +12,7 @@ DataFrame and returns the rows and columns the model uses, with
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,10 @@ def used_columns(parsed: ParsedFormula, trials: str | None = None) -> dict[str, 
     """Columns used by each part: {'response': [...], 'fixed': [...], 'random': [...],
     'grouping': [...]} (formula order not guaranteed within a part; sorted)."""
     if parsed.cbind is not None:
-        resp = list(parsed.cbind)
+        resp = list(dict.fromkeys(
+            c for e in parsed.cbind
+            for c in ([e] if _is_column_name(e) else sorted(_var_names(f"I({e})")))
+        ))
     else:
         resp = sorted(_var_names(parsed.response))
     if trials is not None:
@@ -64,6 +68,29 @@ def used_columns(parsed: ParsedFormula, trials: str | None = None) -> dict[str, 
     rand = sorted({v for b in parsed.bars for v in _var_names(b.lhs)})
     grouping = list(parsed.grouping_columns)
     return {"response": resp, "fixed": fixed, "random": rand, "grouping": grouping}
+
+
+def _is_column_name(expr: str) -> bool:
+    from .spec import _IDENT
+
+    return re.fullmatch(_IDENT, expr) is not None
+
+
+def _evaluate(expr: str, df: pd.DataFrame) -> np.ndarray:
+    """The values of a response expression such as ``log(y)`` or ``size - incidence``
+    (evaluated by formulae, with the functions of the formula namespace)."""
+    from formulae import design_matrices
+
+    from .spec import _NAMESPACE, FormulaError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dm = design_matrices(f"I({expr}) ~ 1", df, na_action="error",
+                                 extra_namespace=_NAMESPACE)
+    except Exception as e:  # noqa: BLE001 - formulae raises many types
+        raise FormulaError(f"Cannot evaluate the response '{expr}': {e}") from None
+    return np.asarray(dm.response.design_matrix, dtype=float).ravel()
 
 
 def _is_text_or_cat(s: pd.Series) -> bool:
@@ -101,6 +128,14 @@ def prepare_data(
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     if data.shape[0] == 0:
         raise ValueError("The data frame is empty (0 rows).")
+    if isinstance(factors, str):
+        factors = [factors]
+    if factors is not None and not all(isinstance(c, str) for c in factors):
+        raise TypeError(f"factors= must be a list of column names, got {factors!r}.")
+    if trials is not None and not isinstance(trials, str):
+        raise TypeError(f"trials= must be the name of a column, got {trials!r}.")
+    if levels is not None and (isinstance(levels, str) or not hasattr(levels, "__iter__")):
+        raise TypeError(f"levels= must be a list of response categories in order, got {levels!r}.")
     if trials is not None and not family.needs_trials:
         raise ValueError(f"trials= is only used by family 'binomial', not '{family.name}'.")
     cols = used_columns(parsed, trials)
@@ -169,11 +204,12 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
             )
         if len(parsed.cbind) != 2:
             raise FormulaError("binomial: write the response as cbind(successes, failures).")
-        s_col, f_col = parsed.cbind
-        for c in (s_col, f_col):
-            family.check_response(_numeric(df[c], c, family), c)
-        succ = df[s_col].to_numpy(dtype=float)
-        fail = df[f_col].to_numpy(dtype=float)
+        succ, fail = (
+            _numeric(df[e], e, family) if e in df.columns else _evaluate(e, df)
+            for e in parsed.cbind
+        )
+        for e, v in zip(parsed.cbind, (succ, fail)):
+            family.check_response(v, e)
         return Response(name, succ.astype(np.int64), (succ + fail).astype(np.int64))
     col = name if name in df.columns else None
     if col is None:
@@ -182,15 +218,7 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
             raise FormulaError(
                 f"Response '{name}' must be a data column for family '{family.name}'."
             )
-        from formulae import design_matrices
-
-        from .spec import _NAMESPACE
-
-        try:
-            dm = design_matrices(f"{name} ~ 1", df, na_action="error", extra_namespace=_NAMESPACE)
-        except Exception as e:  # noqa: BLE001 - formulae raises many types
-            raise FormulaError(f"Cannot evaluate the response '{name}': {e}") from None
-        y = np.asarray(dm.response.design_matrix, dtype=float).ravel()
+        y = _evaluate(name, df)
         family.check_response(y, name)
         return Response(name, y)
     s = df[col]

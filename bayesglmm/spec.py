@@ -72,7 +72,7 @@ class ParsedFormula:
 
     formula: str
     response: str  # as written ('sat', 'cbind(s, f)', 'log(y)')
-    cbind: tuple[str, ...] | None  # columns of cbind(...) in the response
+    cbind: tuple[str, ...] | None  # columns or expressions of cbind(...) in the response
     fixed: str  # right-hand side without the bars ('1' if nothing is left)
     bars: tuple[Bar, ...]
 
@@ -138,8 +138,11 @@ def parse_formula(formula: str, *, allow_random: bool = True) -> ParsedFormula:
     m = re.fullmatch(r"cbind\s*\((.*)\)", lhs)
     if m:
         cols = [c.strip() for c in _split_top(m.group(1), ",")]
-        if not all(re.fullmatch(_IDENT, c) for c in cols) or len(cols) < 2:
-            raise FormulaError(f"cbind() in the response must list data columns, got '{lhs}'.")
+        if len(cols) < 2 or not all(cols):
+            raise FormulaError(
+                f"cbind() in the response must list data columns or expressions of them, "
+                f"e.g. 'cbind(successes, size - successes)', got '{lhs}'."
+            )
         cbind = tuple(cols)
     fixed_pieces: list[str] = []
     removals: list[str] = []
