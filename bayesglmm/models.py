@@ -334,11 +334,15 @@ class Model:
         )
         params = resolve_params(self.program, stan_fit.column_names)
         draws, stats, log_lik = extract_draws(stan_fit, params)
-        return MCMCFit(
+        fit = MCMCFit(
             self, params, draws, stats, log_lik, chains=chains, warmup=warmup, sampling=sampling,
             thin=thin, seed=seed, delta=float(delta), max_treedepth=max_treedepth,
             elapsed=time.perf_counter() - t0, stan_fit=stan_fit,
         )
+        from .inference.diagnostics import check_sampling
+
+        check_sampling(fit)  # one warning per problem (divergences, R-hat, ESS, ...)
+        return fit
 
     def optimize(
         self,
@@ -433,6 +437,31 @@ class Model:
             converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
             cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
         )
+
+
+    def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,
+                    seed: int | None = None, tol_rel_obj: float = 0.005, num_estimate: int = 1,
+                    verbose: bool = True):
+        """Variational approximation of the posterior by Stan's ADVI (features §8.3).
+
+        ``method``: "meanfield" (independent normals on the unconstrained scale) or "fullrank"
+        (a multivariate normal); ``iter``: maximum optimisation iterations; ``draws``: draws
+        from the approximation; ``num_estimate``: independent runs, stored as chains. Returns
+        a :class:`~bayesglmm.inference.variational.VariationalFit` (the MCMC fit class); warns
+        that uncertainty may be underestimated and reports the PSIS Pareto k.
+        """
+        from .inference.variational import run_advi
+
+        return run_advi(self, method=method, iter=iter, draws=draws, seed=seed,
+                        tol_rel_obj=tol_rel_obj, num_estimate=num_estimate, verbose=verbose)
+
+    def pathfinder(self, draws: int = 1000, num_paths: int = 4, seed: int | None = None,
+                   verbose: bool = True):
+        """Pathfinder variational approximation (Stan's multi-path Pathfinder, PSIS-resampled
+        to ``draws``). Returns a :class:`~bayesglmm.inference.variational.VariationalFit`."""
+        from .inference.variational import run_pathfinder
+
+        return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
 
 
 def _check_init(init: Any) -> Any:

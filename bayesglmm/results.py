@@ -443,20 +443,20 @@ class MCMCFit(Fit):
         cols = list(SUMMARY_COLUMNS) + (["mcse_mean"] if mcse else [])
         return df[cols].copy()
 
+    def _method_lines(self) -> list[str]:
+        """The printed lines describing the method (subclasses for other algorithms)."""
+        return [
+            "MCMC sampling via Stan (NUTS)",
+            f"Chains: {self.chains}, warmup: {self.warmup}, sampling: {self.sampling}, thin: {self.thin}",
+            f"Divergent transitions: {self.num_divergent}",
+        ]
+
     def format(self, max_rows: int = 10, digits: int = 2, inc_random: bool = False) -> str:
         df = self.summary(inc_random=inc_random)
         f = "{:.%sf}".replace("%s", str(int(digits)))
         fmts = {c: f for c in ("mean", "sd", "map", "q2.5", "q97.5", "rhat")}
         fmts.update(ess_bulk=_IntFmt(), ess_tail=_IntFmt())
-        head = [
-            "Call:",
-            _call_line(self.model),
-            "",
-            "MCMC sampling via Stan (NUTS)",
-            f"Chains: {self.chains}, warmup: {self.warmup}, sampling: {self.sampling}, thin: {self.thin}",
-            f"Divergent transitions: {self.num_divergent}",
-            "",
-        ]
+        head = ["Call:", _call_line(self.model), ""] + self._method_lines() + [""]
         body = _fmt_table(df.iloc[:max_rows], fmts)
         lines = head + [body]
         if len(df) > max_rows:

@@ -108,3 +108,29 @@ def lm_model(debate):
 def lm_map(lm_model, toolchain):
     lm_model.compile(verbose=False)
     return lm_model.optimize(verbose=False)
+
+
+# ---- programs 5 and 6 (issue 6): conjugate normal model, Neal's funnel --------------------
+
+
+@pytest.fixture(scope="session")
+def conjugate_model():
+    """y_i ~ N(mu, 1), mu ~ N(0, 10^2) on refs 09_bridge_conjugate's data (analytic posterior
+    in reference/conjugate_normal.json)."""
+    import pandas as pd
+
+    y = pd.read_csv(REFERENCE / "sim_conjugate_normal.csv")["y"].to_numpy()
+    return bayesglmm.from_stan(REFERENCE / "stan" / "conjugate.stan",
+                               {"N": len(y), "y": y, "s": 10.0})
+
+
+@pytest.fixture(scope="session")
+def conjugate_compiled(conjugate_model, toolchain):
+    return conjugate_model.compile(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def funnel_model(toolchain):
+    m = bayesglmm.from_stan(REFERENCE / "stan" / "funnel.stan")
+    m.compile(verbose=False)
+    return m
