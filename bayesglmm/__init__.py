@@ -7,8 +7,10 @@ from .datasets import load_debate, load_sleepstudy
 from .models import Model, from_stan, glm, glmer, lm, lmer
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
+from .results_classic import ClassicFit
 
 __all__ = [
+    "ClassicFit",
     "MAPFit",
     "MCMCFit",
     "Model",

@@ -352,6 +352,7 @@ class Model:
         laplace: bool = True,
         num_estimate: int = 1,
         se_method: str = "wald",
+        marginal: str = "none",
     ) -> MAPFit:
         """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
         Jacobian terms (features §8.1), with delta-method SEs from the Hessian on Stan's
@@ -371,6 +372,9 @@ class Model:
         unconstrained scale (seeded by ``seed``); the best optimum is kept.
         ``se_method``: "wald" (default, as above), "sampling" (1000 multivariate normal draws of
         the unconstrained estimates: SD and 2.5/97.5 % quantiles) or "none".
+        ``marginal="auto"``: the fixed effects are integrated out too (REML-type; with flat
+        priors on a gaussian model this is exactly REML); ``"none"`` (default): they are
+        maximised.
         """
         from .inference.optimize import (
             Objective,
@@ -389,10 +393,18 @@ class Model:
         num_estimate = _check_int("num_estimate", num_estimate, 1)
         if se_method not in ("wald", "sampling", "none"):
             raise ValueError(f"se_method must be 'wald', 'sampling' or 'none', not {se_method!r}")
+        if marginal not in ("none", "auto"):
+            raise ValueError(f"marginal must be 'none' or 'auto', not {marginal!r}")
         t0 = time.perf_counter()
         bs = self._bridgestan(verbose)  # compiles (or loads from the cache) after the checks
         u0 = initial_point(bs, init, seed)
         z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
+        if marginal == "auto":
+            from .inference.classic import fixed_unc_index
+
+            f_idx = fixed_unc_index(bs, resolve_params(self.program, [
+                bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]))[1]
+            z_idx = np.union1d(z_idx, f_idx)
         laplace = laplace and z_idx.size > 0
         rng = np.random.default_rng(seed)
         mode = None
@@ -462,6 +474,29 @@ class Model:
         from .inference.variational import run_pathfinder
 
         return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
+
+    def classic(self, method: str | None = None, df_method: str = "auto",
+                verbose: bool = True):
+        """Classical (flat-prior) fit, features §8.4: REML for gaussian models (``method="ML"``
+        for maximum likelihood), Laplace ML for the other families; SEs from the observed
+        information, Satterthwaite df for gaussian mixed models (lmerTest), residual df
+        without random effects, z tests otherwise; logLik / AIC / BIC from the ML fit.
+        ``df_method``: "auto" (as described), "satterthwaite", "residual" or "none".
+        Returns a :class:`bayesglmm.results_classic.ClassicFit`.
+        """
+        from .inference.classic import fit_classic
+        from .results_classic import ClassicFit
+
+        pname = getattr(getattr(self.spec, "prior", None), "name", None)
+        if self.spec is None or pname != "flat":
+            raise ValueError(
+                "classic() needs a model with the flat prior (prior=prior_flat(), the default); "
+                f"this model has prior {pname or 'unknown'!r}: use optimize() or sample()"
+            )
+        if method is not None and (not isinstance(method, str) or method.upper() not in ("REML", "ML")):
+            raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+        return ClassicFit(self, fit_classic(self, None if method is None else method.upper(),
+                                            df_method, verbose))
 
 
 def _check_init(init: Any) -> Any:

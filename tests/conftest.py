@@ -134,3 +134,70 @@ def funnel_model(toolchain):
     m = bayesglmm.from_stan(REFERENCE / "stan" / "funnel.stan")
     m.compile(verbose=False)
     return m
+
+# ---- issue 5 (classic / anova / lsmeans): flat-prior programs ------------------------------
+#   7. sleepstudy lmer(Reaction ~ Days + (Days | Subject)) flat
+#   8. debate lmer(sat ~ talk + perf + (1 | group)) flat
+#   9. debate lmer(sat ~ cond * skill + (1 | group), factors cond, skill) flat
+#  10. cbpp glmer(cbind(incidence, failures) ~ period + (1 | herd), binomial) flat
+
+
+def _compiled(m):
+    m.compile(verbose=False)
+    return m
+
+
+@pytest.fixture(scope="session")
+def sleep_flat_model(sleepstudy, toolchain):
+    return _compiled(bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy))
+
+
+@pytest.fixture(scope="session")
+def sleep_reml(sleep_flat_model):
+    return sleep_flat_model.classic(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def sleep_ml(sleep_flat_model):
+    return sleep_flat_model.classic(method="ML", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def debate_flat_model(debate, toolchain):
+    return _compiled(bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=debate))
+
+
+@pytest.fixture(scope="session")
+def debate_classic(debate_flat_model):
+    return debate_flat_model.classic(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def cond_skill_model(debate, toolchain):
+    d = debate.astype({"cond": str, "skill": str})  # factors
+    return _compiled(bayesglmm.lmer("sat ~ cond * skill + (1 | group)", data=d))
+
+
+@pytest.fixture(scope="session")
+def cond_skill_classic(cond_skill_model):
+    return cond_skill_model.classic(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def cbpp():
+    import pandas as pd
+
+    d = pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
+    d["failures"] = d["size"] - d["incidence"]
+    return d
+
+
+@pytest.fixture(scope="session")
+def cbpp_model(cbpp, toolchain):
+    return _compiled(bayesglmm.glmer("cbind(incidence, failures) ~ period + (1 | herd)",
+                                     data=cbpp, family="binomial"))
+
+
+@pytest.fixture(scope="session")
+def cbpp_classic(cbpp_model):
+    return cbpp_model.classic(verbose=False)

@@ -1,0 +1,183 @@
+"""Classical (flat-prior) estimation on the generated program (features §8.4).
+
+* gaussian models: REML, i.e. the fixed effects are integrated out together with the random
+  effects. The joint density is Gaussian in (fixed effects, random effects) given the variance
+  parameters, so the Laplace approximation of :class:`LaplaceObjective` is exact and its
+  objective is minus lme4's REML log-likelihood. Fixed effects = conditional modes (GLS),
+  their covariance C(theta) = the fixed-effect block of the inverse joint Hessian
+  ((X' V^-1 X)^-1, as lme4). ``method="ML"``: the same with only the random effects integrated.
+* other families: ML with the random effects integrated out by the Laplace approximation
+  (lme4::glmer nAGQ = 1 / glmmTMB); SEs from the observed information of all outer
+  parameters.
+* log-likelihood, AIC, BIC and deviance always from an ML fit (lme4 convention: k = fixed
+  effects + variance parameters).
+* degrees of freedom: Satterthwaite (lmerTest) for gaussian mixed models, N - rank(X) without
+  random effects, infinity (z tests) otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .optimize import (
+    JointMode,
+    LaplaceObjective,
+    Objective,
+    _fd_hess,
+    block_indices,
+    find_joint_mode,
+    find_laplace_mode,
+    hessian_inverse,
+    initial_point,
+    wald_table,
+)
+from .satterthwaite import Satterthwaite
+
+__all__ = ["ClassicEstimate", "fit_classic", "fixed_unc_index", "reml_mode"]
+
+METHODS = ("REML", "ML")
+
+
+def unc_name(stan: str) -> str:
+    """Stan element name -> BridgeStan unconstrained name ('beta[1,2]' -> 'beta.1.2')."""
+    return stan.replace("[", ".").replace(",", ".").replace("]", "")
+
+
+def fixed_unc_index(bs_model: Any, params: list) -> tuple[list, np.ndarray]:
+    """(fixed-effect params (kinds Intercept / Intercept_c / b, as sampled), their positions in
+    the unconstrained vector). Fixed effects are unconstrained, so u = value there."""
+    pos = {n: i for i, n in enumerate(bs_model.param_unc_names())}
+    fixed = [p for p in params if p.kind in ("Intercept", "Intercept_c", "b") and unc_name(p.stan) in pos]
+    return fixed, np.array([pos[unc_name(p.stan)] for p in fixed], dtype=int)
+
+
+def reml_mode(objective: Objective, z_idx: np.ndarray, f_idx: np.ndarray, u0: np.ndarray) -> JointMode:
+    """Laplace mode with the fixed effects ``f_idx`` integrated out together with ``z_idx``
+    (``optimize(marginal="auto")``; exact REML for gaussian models with flat priors)."""
+    integ = np.union1d(np.asarray(z_idx, dtype=int), np.asarray(f_idx, dtype=int))
+    return find_laplace_mode(objective, integ, u0)
+
+
+class ClassicEstimate:
+    """Everything :class:`bayesglmm.results_classic.ClassicFit` needs (plain numbers)."""
+
+    def __init__(self, **kw: Any):
+        self.__dict__.update(kw)
+
+
+def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpos: np.ndarray,
+                     h: float = 1e-4) -> tuple[np.ndarray, np.ndarray, LaplaceObjective]:
+    """C(theta^) (fixed-effect block of the inverse joint Hessian over ``integ``) and its
+    central-difference derivatives w.r.t. the outer (variance) parameters."""
+    lap = LaplaceObjective(objective, integ, u.size, u)
+    theta = u[lap.t]
+    z0 = u[lap.z]
+
+    def C(th: np.ndarray) -> np.ndarray:
+        _z, _f, fac = lap.inner(th, z0)
+        return fac.inverse()[np.ix_(fpos, fpos)]
+
+    C0 = C(theta)
+    dC = np.empty((theta.size, fpos.size, fpos.size))
+    for k in range(theta.size):
+        e = np.zeros(theta.size)
+        e[k] = h
+        dC[k] = (C(theta + e) - C(theta - e)) / (2 * h)
+    return C0, dC, lap
+
+
+def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
+                verbose: bool = False) -> ClassicEstimate:
+    """Fit ``model`` (flat prior) by REML (gaussian, default) or ML (see module docstring)."""
+    from ..results import bracket_name, resolve_params
+
+    spec = model.spec
+    t0 = time.perf_counter()
+    family = spec.family.name
+    gaussian = family == "gaussian"
+    if method is None:
+        method = "REML" if gaussian else "ML"
+    if method not in METHODS:
+        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+    if method == "REML" and not gaussian:
+        raise ValueError(
+            f"method='REML' is only available for the gaussian family (this model is {family}); "
+            "use method='ML'"
+        )
+    if df_method not in ("auto", "satterthwaite", "residual", "none"):
+        raise ValueError(
+            f"df_method must be 'auto', 'satterthwaite', 'residual' or 'none', not {df_method!r}"
+        )
+    bs = model._bridgestan(verbose)
+    obj = Objective(bs)
+    u0 = initial_point(bs, None)
+    z_idx = block_indices(bs, getattr(model.program, "re_blocks", ()) or ())
+    has_re = z_idx.size > 0
+    names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
+    params = resolve_params(model.program, names)
+    fixed, f_idx = fixed_unc_index(bs, params)
+
+    # ML fit (always: logLik / AIC / BIC)
+    ml = find_laplace_mode(obj, z_idx, u0) if has_re else find_joint_mode(obj, u0)
+    if method == "REML":
+        mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc)
+        reml_loglik = -mode.objective
+    else:
+        mode = ml
+        reml_loglik = math.nan
+    u = mode.theta_unc
+    n_obs = int(spec.n_obs)
+    k_par = u.size - z_idx.size  # fixed effects + variance parameters
+    loglik = -ml.objective
+
+    pos = {n: i for i, n in enumerate(names)}
+    index = [pos[p.stan] for p in params]
+    degenerate = mode.extra.get("degenerate")
+    est, se, lo, hi = wald_table(bs, u, mode.cov_unc, index, [p.kind for p in params],
+                                 degenerate=degenerate)
+    # fixed effects: value (unconstrained = constrained), covariance
+    beta = u[f_idx].copy()
+    sat = None
+    if gaussian:
+        integ = np.union1d(z_idx, f_idx)
+        fpos = np.searchsorted(integ, f_idx)
+        C, dC, lap = _conditional_cov(obj, integ, u, fpos)
+        if has_re:
+            if method == "REML":
+                A = hessian_inverse(mode.hessian)[0]
+            else:  # lmerTest with REML = FALSE: Hessian of the ML deviance, beta profiled out
+                theta = u[lap.t]
+                z0 = u[lap.z]
+
+                def prof(th: np.ndarray) -> float:
+                    _z, f, fac = lap.inner(th, z0)
+                    Cf = fac.inverse()[np.ix_(fpos, fpos)]
+                    return f + fac.half_logdet() + 0.5 * np.linalg.slogdet(Cf)[1]
+
+                A = hessian_inverse(_fd_hess(prof, theta))[0]
+            sat = Satterthwaite(C, dC, A)
+    else:
+        cov = mode.cov_unc
+        C = cov[np.ix_(f_idx, f_idx)] if cov is not None else np.full((f_idx.size,) * 2, np.nan)
+    fse = np.sqrt(np.maximum(np.diag(C), 0.0))
+    X = model.program.data.get("X")
+    rank = int(np.linalg.matrix_rank(np.asarray(X))) if X is not None and np.size(X) else 0
+    rank += int(spec.family.has_intercept and any(p.kind == "Intercept" for p in fixed))
+    if not gaussian or df_method == "none":
+        df = np.full(f_idx.size, np.inf)
+    elif has_re and df_method in ("auto", "satterthwaite"):
+        df = np.array([sat.df(np.eye(f_idx.size)[i]) for i in range(f_idx.size)])
+    else:
+        df = np.full(f_idx.size, float(n_obs - rank))
+    return ClassicEstimate(
+        params=params, estimate=est, se=se, lower=lo, upper=hi, fixed=fixed, beta=beta,
+        vcov=C, fixed_se=fse, df=df, satterthwaite=sat, method=method, gaussian=gaussian,
+        has_re=has_re, loglik=loglik, reml_loglik=reml_loglik, n_par=k_par, n_obs=n_obs,
+        objective=mode.objective, converged=mode.converged and ml.converged,
+        message=mode.message or ml.message, theta_unc=u, cov_unc=mode.cov_unc,
+        degenerate=degenerate, elapsed=time.perf_counter() - t0,
+    )
