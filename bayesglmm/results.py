@@ -519,6 +519,22 @@ class MCMCFit(Fit):
             warnings.simplefilter("ignore")
             return az.from_dict(posterior=posterior, sample_stats=stats, dims=dims or None, **kw)
 
+    # bridge sampling and Bayes factors (bayesglmm/post) ---------------------------
+    def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
+                       tol: float = 1e-10, seed: int | None = None, verbose: bool = True):
+        """Log marginal likelihood by bridge sampling (features §9.5); see
+        :func:`bayesglmm.post.bridge.bridge_sampler`. The default call is cached."""
+        from .post.bridge import bridge_sampler
+
+        key = (method, repetitions, maxiter, tol, seed)
+        cache = self.__dict__.setdefault("_bridge_cache", {})
+        if key not in cache:
+            cache[key] = bridge_sampler(self, method, repetitions, maxiter, tol, seed,
+                                        verbose=False)
+        if verbose:
+            print(cache[key].format())
+        return cache[key]
+
 
 # --------------------------------------------------------------------------- MAP
 
