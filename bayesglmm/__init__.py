@@ -3,7 +3,7 @@ generated, readable Stan programs (NUTS, MAP with Laplace, variational, classica
 
 __version__ = "0.1.0"
 
-from .datasets import load_debate, load_sleepstudy
+from .datasets import load_debate, load_sleepstudy, load_training
 from .models import Model, from_stan, glm, glmer, lm, lmer
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
@@ -22,6 +22,7 @@ __all__ = [
     "lmer",
     "load_debate",
     "load_sleepstudy",
+    "load_training",
     "prior_flat",
     "prior_normal",
     "prior_weak",

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._paths import snippets_dir, templates_dir
+from . import residcorr
 from .priors import prior_blocks
 from .spec import ModelSpec
 
@@ -131,7 +132,9 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "proper": spec.prior.name != "flat",
         "prior_blocks": prior_blocks(tuple(spec.prior.terms), len(spec.groups),
                                      fam.category_specific),
-        "snippets": [_snippet(s) for s in fam.snippets],
+        "snippets": [_snippet(s) for s in fam.snippets]
+        + ([_snippet("resid_corr.stan")] if spec.resid is not None else []),
+        "resid": residcorr.stan_context(spec.resid),
     }
     parts = (["intercept"] if intercept else []) + (["offset"] if offset else []) + (
         ["group-level effects"] if groups else [])
@@ -184,6 +187,8 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
         d[f"J_{g.k}"] = np.asarray(g.index, dtype=np.int64)
         if not g.intercept_only:
             d[f"Z_{g.k}"] = np.ascontiguousarray(g.Z, dtype=float)
+    if spec.resid is not None:
+        d.update(residcorr.stan_data(spec.resid))
     for key, val in spec.prior.data.items():
         d[key] = np.asarray(val, dtype=float) if isinstance(val, np.ndarray) else float(val)
     d["compute_log_lik"] = 1  # set to 0 to skip the pointwise log-likelihood (large N)
@@ -226,6 +231,8 @@ def param_names(spec: ModelSpec) -> tuple[ParamName, ...]:
             for row in range(1, col):
                 out.append(ParamName(f"corr_{g.k}[{row},{col}]",
                                      f"corr{sfx}[{g.coefs[row - 1]},{g.coefs[col - 1]}]", "corr"))
+    if spec.resid is not None:
+        out.append(ParamName("rho_resid", "rho_resid", "aux"))
     if spec.centred:
         out.append(ParamName("Intercept_c", "Intercept_c", "Intercept_c"))
     for g in spec.groups:

@@ -238,6 +238,7 @@ class Family:
     needs_trials: bool = False
     snippets: tuple[str, ...] = ()  # files in stan_snippets/ included in `functions`
     doc: str = ""
+    resid_corr: bool = False  # residual correlation (resid_corr="ar1"/"cs") available
 
     @property
     def extra_names(self) -> tuple[str, ...]:
@@ -259,7 +260,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gaussian", "identity", _identity, _identity, (_SIGMA,), "real", "vector",
             _check_real, "gaussian", "normal_id_glm", "continuous", _rng_gaussian,
-            doc="y ~ Normal(eta, sigma)",
+            doc="y ~ Normal(eta, sigma)", resid_corr=True,
         ),
         Family(
             "lognormal", "log", _log, _exp, (_SIGMA,), "positive", "vector",

@@ -44,6 +44,13 @@ def glmer(
     factors: list[str] | tuple[str, ...] | None = None,
     trials: str | None = None,
     levels: list[Any] | tuple[Any, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
@@ -59,11 +66,23 @@ def glmer(
     categories of an ordinal response (or ``[level for 0, level for 1]`` of a bernoulli/binomial
     text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
     predictor (poisson, neg_binomial, ...).
+
+    Data options (features.md sections 6-7, applied in this order before the formula is matched):
+    ``within={"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}`` for a wide outcome
+    ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``; several within factors cross
+    the columns, the last varying fastest; the stacked response is ``y``; with
+    family="binomial", cbind(successes, failures) keeps its binomial meaning);
+    ``gmc=``/``centering=`` grand-mean centring (a column, a list or "all");
+    ``cwc={"cluster": g, "pars": [...]}`` centring within cluster (adds ``x_cwc`` and ``x_cm``;
+    x itself becomes x_cwc when the formula uses neither). ``resid_corr="ar1"`` or ``"cs"``
+    (gaussian): correlated residuals within the blocks of ``resid_group`` (default: the grouping
+    factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags = differences of its
+    integer values); parameter ``rho_resid``.
     Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
     """
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels)
+                  levels=levels, **_options(locals()))
 
 
 def lmer(
@@ -75,11 +94,18 @@ def lmer(
     contrasts: str = "sum",
     dropna: bool = False,
     factors: list[str] | tuple[str, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
 ) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
     (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
     return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts="sum", dropna=dropna, factors=factors)
+                  contrasts="sum", dropna=dropna, factors=factors, **_options(locals()))
 
 
 def glm(
@@ -94,13 +120,20 @@ def glm(
     factors: list[str] | tuple[str, ...] | None = None,
     trials: str | None = None,
     levels: list[Any] | tuple[Any, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
 ) -> Model:
     """Generalized linear model (no random-effect terms), treatment contrasts by default.
     Arguments as for :func:`glmer`."""
     _no_bars(formula, "glm")
     return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels)
+                  levels=levels, **_options(locals()))
 
 
 def lm(
@@ -112,11 +145,18 @@ def lm(
     contrasts: str = "treatment",
     dropna: bool = False,
     factors: list[str] | tuple[str, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
 ) -> Model:
     """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
     _no_bars(formula, "lm")
     return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna, factors=factors)
+                  contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
 
 
 def _no_bars(formula: Any, wrapper: str) -> None:
@@ -127,10 +167,22 @@ def _no_bars(formula: Any, wrapper: str) -> None:
         )
 
 
+_OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group")
+
+
+def _options(args: dict[str, Any]) -> dict[str, Any]:
+    """The data/residual options of a wrapper call (its locals())."""
+    return {k: args[k] for k in _OPTIONS}
+
+
 def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
            contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
-           levels: Any = None) -> Model:
+           levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
+           centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
+           resid_group: Any = None) -> Model:
     from .codegen import generate
+    from .families import get_family
+    from .prepare import prepare_frame
     from .spec import build_spec
 
     if not isinstance(formula, str) or not formula.strip():
@@ -139,12 +191,17 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
         raise ValueError(f"contrasts must be 'treatment' or 'sum', not {contrasts!r}")
     if not isinstance(dropna, bool):
         raise TypeError(f"dropna must be True or False, not {dropna!r}")
-    spec = build_spec(formula, data, family=family, prior=prior, contrasts=contrasts,
+    frame = prepare_frame(formula, data, family=get_family(family), within=within, cwc=cwc,
+                          gmc=gmc, centering=centering)
+    spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
                       y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
-                      factors=factors, trials=trials, levels=levels)
+                      factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
+                      resid_time=resid_time, resid_group=resid_group)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
-    return Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
+    model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
+    model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
+    return model
 
 
 # --------------------------------------------------------------------------- programs
@@ -208,6 +265,7 @@ class Model:
         self.name = name
         self._compiled = None
         self._bs_model = None
+        self.data_notes: tuple[str, ...] = ()  # data preparation before the spec (wide data, centring)
 
     # ---- the program -------------------------------------------------------------
     @property

@@ -290,6 +290,7 @@ class ModelSpec:
     factors: tuple[tuple[str, tuple[str, ...]], ...] = ()  # categorical predictors and levels
     notes: tuple[str, ...] = ()
     data: pd.DataFrame | None = field(default=None, repr=False)  # rows used (after dropna)
+    resid: Any = None  # bayesglmm.residcorr.ResidCorr: residual correlation (or None)
 
     @property
     def has_intercept(self) -> bool:
@@ -320,6 +321,8 @@ class ModelSpec:
                 f"(size {sizes.min()}-{sizes.max()}), coefficients {', '.join(g.coefs)}"
                 + ("" if g.correlated or g.q == 1 else " (uncorrelated)")
             )
+        if self.resid is not None:
+            lines.append(f"  {self.resid.describe()}")
         for s in self.prior.describe():
             lines.append(f"  prior: {s}")
         for n in self.notes:
@@ -551,6 +554,9 @@ def build_spec(
     factors: list[str] | tuple[str, ...] | None = None,
     trials: str | None = None,
     levels: list[Any] | tuple[Any, ...] | None = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
 ) -> ModelSpec:
     """Formula + data -> ModelSpec.
 
@@ -560,17 +566,24 @@ def build_spec(
     allow_random: False for lm()/glm(); factors: columns to treat as categorical;
     trials: binomial trials column (alternative to cbind(successes, failures));
     levels: the order of the categories of an ordinal response (or the two levels of a bernoulli
-    factor response, second = 1).
+    factor response, second = 1);
+    resid_corr, resid_time, resid_group: residual correlation (bayesglmm/residcorr.py).
     """
     from .prepare import prepare_data
+    from .residcorr import build_resid, check_resid_args, default_group
 
     fam = get_family(family)
     if contrasts not in ("treatment", "sum"):
         raise ValueError(f"contrasts must be 'treatment' or 'sum', got {contrasts!r}.")
     the_prior = make_prior(prior, y_range)
     parsed = parse_formula(formula, allow_random=allow_random)
+    check_resid_args(resid_corr, resid_time, resid_group, fam, data)
+    resid_note = None
+    if resid_corr is not None:
+        resid_group, resid_note = default_group(resid_group, list(parsed.grouping_columns))
+    extra = tuple(c for c in (resid_time, resid_group) if c is not None)
     prep = prepare_data(parsed, data, family=fam, dropna=dropna, factors=factors, trials=trials,
-                        levels=levels)
+                        levels=levels, extra_columns=extra)
     df = prep.data
     # contrasts: ordered factors polynomial (R's contr.poly), the others treatment or sum
     wrap = {c: "Poly" if c in prep.ordered_factors else "Sum"
@@ -581,12 +594,22 @@ def build_spec(
     if fixed.offset is not None and not fam.allows_offset:
         raise FormulaError(f"offset() terms are not supported for family '{fam.name}'.")
     notes = list(prep.notes)
+    coded = [c for c in lev_str if c not in prep.ordered_factors]
+    if coded:
+        how = ("sum-to-zero contrasts (columns 1..L-1, last level = minus their sum)"
+               if contrasts == "sum" else "treatment contrasts (reference = first level)")
+        notes.append(f"factors {', '.join(coded)}: {how}.")
     if not fam.has_intercept and fixed.intercept:
         notes.append(f"family '{fam.name}' has no intercept: it is absorbed by the cutpoints.")
     groups = tuple(
         _group_term(k, bar, df, lev_str, wrap)
         for k, bar in enumerate(parsed.bars, start=1)
     )
+    resid = None
+    if resid_corr is not None:
+        resid = build_resid(resid_corr, df, group=resid_group, time=resid_time)
+        if resid_note:
+            notes.append(resid_note)
     has_intercept = fixed.intercept and fam.has_intercept
     sd_names = tuple(tuple(n.user for n in _sd_user_names(groups, g)) for g in groups)
     rprior = resolve_prior(
@@ -609,6 +632,7 @@ def build_spec(
         factors=tuple((c, tuple(lev_str[c])) for c in sorted(lev_str)),
         notes=tuple(notes),
         data=df,
+        resid=resid,
     )
 
 

@@ -6,7 +6,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_debate", "load_sleepstudy"]
+__all__ = ["load_debate", "load_sleepstudy", "load_training"]
 
 
 def _path(name: str):
@@ -36,3 +36,15 @@ def load_sleepstudy() -> pd.DataFrame:
     levels = list(dict.fromkeys(df["Subject"]))  # order of first appearance = lme4 level order
     df["Subject"] = pd.Categorical(df["Subject"], categories=levels)
     return df
+
+
+def load_training() -> pd.DataFrame:
+    """The training data (BayesRTMB 0.2.4, MIT licence): wide repeated measures of 12 people.
+
+    Columns: ``ID`` (OBS01..OBS12), ``time1``..``time4`` (outcome at four occasions), ``a``
+    (0 = control, 1 = intervention), ``b`` (baseline class A/B/C) and ``age``. Simulated data;
+    the example of ``cbind(time1, time2, time3, time4) ~ a * time + (1 | ID)`` with
+    ``within={"time": 4}``.
+    """
+    with resources.as_file(_path("training.csv")) as p:
+        return pd.read_csv(p)
