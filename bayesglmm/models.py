@@ -191,6 +191,10 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
         raise ValueError(f"contrasts must be 'treatment' or 'sum', not {contrasts!r}")
     if not isinstance(dropna, bool):
         raise TypeError(f"dropna must be True or False, not {dropna!r}")
+    if isinstance(factors, str):
+        factors = [factors]
+    if factors is not None and not all(isinstance(c, str) for c in factors):
+        raise TypeError(f"factors must be a list of column names, got {factors!r}")
     frame = prepare_frame(formula, data, family=get_family(family), within=within, cwc=cwc,
                           gmc=gmc, centering=centering)
     spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,

@@ -137,7 +137,9 @@ def test_factors_and_contrasts_are_stated(training):
     with pytest.raises(ValueError, match="factors=: unknown column 'zz'"):
         bg.glmer("time1 ~ a + (1 | b)", training, factors=["zz"])
     with pytest.raises(TypeError, match="factors must be a list"):
-        bg.glmer("time1 ~ a + (1 | b)", training, factors="a")
+        bg.glmer("time1 ~ a + (1 | b)", training, factors=[1])
+    one = bg.glmer("time1 ~ a + (1 | b)", training, factors="a")  # a single column name
+    assert one.parameter_names == m.parameter_names
 
 
 # ------------------------------------------------------------------------------- centring
