@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bayesglmm-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench lint docs clean toolchain
+.PHONY: setup test test-fast demo bench lint docs docs-examples clean toolchain
 
 setup: $(STAMP) toolchain
 
@@ -40,8 +40,15 @@ bench: setup
 lint: $(STAMP)
 	$(PY) -m ruff check bayesglmm tests bench examples
 
+# The user guide (site/). The API reference pages are regenerated from the docstrings by the
+# build (docs/hooks.py); the outputs of the examples are refreshed by docs-examples.
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict
+
+# Run every example of the guide and rewrite the outputs and figures shown in the pages
+# (tests/test_docs.py fails when they drift). DOCS_PAGES="priors.md" limits it to some pages.
+docs-examples: setup
+	$(PY) docs/build_examples.py $(DOCS_PAGES)
 
 clean:
 	rm -rf $(VENV) site .pytest_cache
