@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 from .datasets import load_debate, load_sleepstudy, load_training
 from .models import Model, from_stan, glm, glmer, lm, lmer
+from .post import bayes_factor, bridge_sampler
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
 from .results_classic import ClassicFit
@@ -15,6 +16,8 @@ __all__ = [
     "MCMCFit",
     "Model",
     "__version__",
+    "bayes_factor",
+    "bridge_sampler",
     "from_stan",
     "glm",
     "glmer",

@@ -131,7 +131,8 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "groups": groups,
         "proper": spec.prior.name != "flat",
         "prior_blocks": prior_blocks(tuple(spec.prior.terms), len(spec.groups),
-                                     fam.category_specific),
+                                     fam.category_specific, bool(spec.held)),
+        "held": bool(spec.held),
         "snippets": [_snippet(s) for s in fam.snippets]
         + ([_snippet("resid_corr.stan")] if spec.resid is not None else []),
         "resid": residcorr.stan_context(spec.resid),
@@ -191,6 +192,13 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
         d.update(residcorr.stan_data(spec.resid))
     for key, val in spec.prior.data.items():
         d[key] = np.asarray(val, dtype=float) if isinstance(val, np.ndarray) else float(val)
+    if spec.held:  # coefficients held fixed: which ones and their values are data
+        fixed_idx = [j + 1 for j, _ in spec.held]
+        d["K_fixed"] = len(fixed_idx)
+        d["fixed_idx"] = np.asarray(fixed_idx, dtype=np.int64)
+        d["fixed_val"] = np.asarray([v for _, v in spec.held], dtype=float)
+        d["free_idx"] = np.asarray([j for j in range(1, spec.fixed.K + 1) if j not in fixed_idx],
+                                   dtype=np.int64)
     d["compute_log_lik"] = 1  # set to 0 to skip the pointwise log-likelihood (large N)
     return d
 

@@ -271,6 +271,7 @@ class PriorTerm:
     decls: tuple[str, ...]  # Stan data declarations of the hyperparameters
     stmt: str  # Stan statement in the model block
     stmt_category_specific: str | None = None  # variant for K x (C-1) coefficient matrices
+    stmt_held: str | None = None  # variant when some coefficients are held fixed (data free_idx)
 
     @property
     def per_group_term(self) -> bool:
@@ -291,7 +292,8 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
               ("vector[K] b_mu;  // beta ~ normal(b_mu, b_sd), per design column",
                "vector<lower=0>[K] b_sd;"),
               "target += normal_lpdf(beta | b_mu, b_sd);",
-              "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}"),
+              "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}",
+              "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);"),
     _exp_term("sigma"),
     _exp_term("nu"),
     _exp_term("shape"),
@@ -308,10 +310,11 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
 )
 
 
-def prior_blocks(terms: tuple[str, ...], n_group_terms: int, category_specific: bool = False
-                 ) -> list[dict[str, Any]]:
+def prior_blocks(terms: tuple[str, ...], n_group_terms: int, category_specific: bool = False,
+                 held: bool = False) -> list[dict[str, Any]]:
     """Stan data declarations and model statements of the present prior ``terms``, in table
-    order (grouping terms in formula order). Used by code generation."""
+    order (grouping terms in formula order). Used by code generation. ``held``: some
+    coefficients are held fixed, so coefficient priors apply to the free ones only."""
     out = []
     present = set(terms)
     for row in PRIOR_TABLE:
@@ -324,6 +327,10 @@ def prior_blocks(terms: tuple[str, ...], n_group_terms: int, category_specific: 
                 continue
             stmt = row.stmt_category_specific if (category_specific and
                                                   row.stmt_category_specific) else row.stmt
+            if held and row.key == "b":
+                if row.stmt_held is None:  # pragma: no cover - spec.hold_coefficients refuses
+                    raise ValueError(f"prior term '{row.key}' cannot hold coefficients fixed")
+                stmt = row.stmt_held
             out.append({"key": fill(row.key), "decls": [fill(d) for d in row.decls],
                         "stmt": fill(stmt)})
     unknown = present - {b["key"] for b in out}

@@ -535,6 +535,15 @@ class MCMCFit(Fit):
             print(cache[key].format())
         return cache[key]
 
+    def bayes_factor(self, fixed: dict[str, float] | None = None, comparison_fit: Any = None,
+                     **kwargs: Any):
+        """Bayes factor BF12 of this fit (Model 1) against the same model with ``fixed``
+        parameters held at values (e.g. ``{"b[talk]": 0}``, re-sampled with the same settings)
+        or against ``comparison_fit``; see :func:`bayesglmm.post.bayes_factor.bayes_factor`."""
+        from .post.bayes_factor import bayes_factor
+
+        return bayes_factor(self, comparison_fit, fixed=fixed, **kwargs)
+
 
 # --------------------------------------------------------------------------- MAP
 

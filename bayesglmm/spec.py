@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "ParsedFormula",
     "Response",
     "build_spec",
+    "hold_coefficients",
     "parse_formula",
 ]
 
@@ -291,6 +292,9 @@ class ModelSpec:
     notes: tuple[str, ...] = ()
     data: pd.DataFrame | None = field(default=None, repr=False)  # rows used (after dropna)
     resid: Any = None  # bayesglmm.residcorr.ResidCorr: residual correlation (or None)
+    # coefficients held at given values (fixed=): (0-based column of X, value); the program then
+    # samples only the other coefficients and takes these values as data (see hold_coefficients)
+    held: tuple[tuple[int, float], ...] = ()
 
     @property
     def has_intercept(self) -> bool:
@@ -323,6 +327,8 @@ class ModelSpec:
             )
         if self.resid is not None:
             lines.append(f"  {self.resid.describe()}")
+        for j, v in self.held:
+            lines.append(f"  held fixed: b[{self.fixed.names[j]}] = {v:g}")
         for s in self.prior.describe():
             lines.append(f"  prior: {s}")
         for n in self.notes:
@@ -557,6 +563,7 @@ def build_spec(
     resid_corr: str | None = None,
     resid_time: str | None = None,
     resid_group: str | None = None,
+    hold: dict[str, float] | None = None,
 ) -> ModelSpec:
     """Formula + data -> ModelSpec.
 
@@ -567,7 +574,9 @@ def build_spec(
     trials: binomial trials column (alternative to cbind(successes, failures));
     levels: the order of the categories of an ordinal response (or the two levels of a bernoulli
     factor response, second = 1);
-    resid_corr, resid_time, resid_group: residual correlation (bayesglmm/residcorr.py).
+    resid_corr, resid_time, resid_group: residual correlation (bayesglmm/residcorr.py);
+    hold: coefficients held at given values (the wrappers' ``fixed=``), e.g. ``{"b[talk]": 0}``
+    (see :func:`hold_coefficients`).
     """
     from .prepare import prepare_data
     from .residcorr import build_resid, check_resid_args, default_group
@@ -619,7 +628,7 @@ def build_spec(
         re_terms=tuple((g.factor, g.coefs, g.correlated) for g in groups),
         sd_names=sd_names,
     )
-    return ModelSpec(
+    spec = ModelSpec(
         formula=parsed.formula,
         family=fam,
         response=prep.response,
@@ -634,6 +643,55 @@ def build_spec(
         data=df,
         resid=resid,
     )
+    return hold_coefficients(spec, hold) if hold else spec
+
+
+# priors whose coefficient prior is one joint term (an element cannot be dropped on its own)
+_JOINT_B_PRIORS = {"jzs": "the JZS prior is one multivariate Cauchy on all coefficients",
+                   "rhs": "the horseshoe shares its global scale across the coefficients",
+                   "ssp": "the spike-and-slab coefficients are products of several parameters"}
+
+
+def hold_coefficients(spec: ModelSpec, fixed: Any) -> ModelSpec:
+    """A copy of ``spec`` with coefficients held at given values (features.md sections 1, 9.6).
+
+    ``fixed`` maps user names ``"b[<column>]"`` to numbers. The Stan program of the result samples
+    the other coefficients only; the held ones, and their values, are data, and their own prior
+    terms are dropped (the other priors are unchanged). Raises ValueError naming the offending
+    key for unknown names, parameters other than coefficients, and priors whose coefficient
+    prior is joint.
+    """
+    if not isinstance(fixed, dict) or not fixed:
+        raise TypeError('fixed must be a non-empty dict such as {"b[talk]": 0}.')
+    names = spec.fixed.names
+    held = dict(spec.held)
+    for key, val in fixed.items():
+        key = str(key).replace(" ", "")
+        if not (key.startswith("b[") and key.endswith("]")):
+            raise ValueError(
+                f"fixed: cannot hold '{key}': only population-level coefficients b[<column>] "
+                f"can be fixed ({', '.join('b[' + n + ']' for n in names) or 'none here'})."
+            )
+        if spec.family.category_specific:
+            raise ValueError(f"fixed: family '{spec.family.name}' has category-specific "
+                             "coefficients; holding them fixed is not supported.")
+        col = key[2:-1]
+        if col not in names:
+            raise ValueError(f"fixed: unknown coefficient '{key}'. Coefficients: "
+                             f"{', '.join('b[' + n + ']' for n in names) or 'none'}.")
+        if spec.prior.name in _JOINT_B_PRIORS:
+            raise ValueError(
+                f"fixed: cannot hold '{key}' under prior_{spec.prior.name}(): "
+                f"{_JOINT_B_PRIORS[spec.prior.name]}. Drop the predictor from the formula instead."
+            )
+        try:
+            v = float(val)
+        except (TypeError, ValueError):
+            raise ValueError(f"fixed: the value of '{key}' must be a number, got {val!r}.") from None
+        if not np.isfinite(v):
+            raise ValueError(f"fixed: the value of '{key}' must be finite, got {val!r}.")
+        held[names.index(col)] = v
+    return replace(spec, held=tuple(sorted(held.items())))
 
 
 @dataclass(frozen=True)
