@@ -201,3 +201,14 @@ def cbpp_model(cbpp, toolchain):
 @pytest.fixture(scope="session")
 def cbpp_classic(cbpp_model):
     return cbpp_model.classic(verbose=False)
+
+
+# ---- bridge sampling / Bayes factors (tests/test_bridge.py, test_bayes_factor.py) -----------
+# New distinct programs: 5. the conjugate normal model (from_stan, test_bridge.py);
+# 6. program 1 with b[talk] held fixed through data (the restricted model of bayes_factor).
+
+
+@pytest.fixture(scope="session")
+def debate_bf(debate_mcmc):
+    """fit.bayes_factor(fixed={"b[talk]": 0}) on the Model A fit (samples program 6)."""
+    return debate_mcmc.bayes_factor(fixed={"b[talk]": 0}, verbose=False)

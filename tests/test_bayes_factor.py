@@ -1,0 +1,129 @@
+"""Bayes factors (bayesglmm/post/bayes_factor.py) and coefficients held fixed through data
+(spec.hold_coefficients): Jeffreys labels, the restricted program, and the debate figures of
+features.md section 12."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import load_reference
+
+import bayesglmm
+from bayesglmm.codegen import generate
+from bayesglmm.post.bayes_factor import jeffreys_label
+from bayesglmm.spec import hold_coefficients
+
+
+@pytest.mark.parametrize("bf, label", [
+    (580.0, "Decisive evidence for Model 1"), (100.5, "Decisive evidence for Model 1"),
+    (100.0, "Strong evidence for Model 1"), (21.85, "Strong evidence for Model 1"),
+    (5.0, "Substantial evidence for Model 1"), (2.0, "Anecdotal evidence for Model 1"),
+    (1.0, "No evidence"), (0.5, "Anecdotal evidence for Model 2"),
+    (0.2, "Substantial evidence for Model 2"), (0.05, "Strong evidence for Model 2"),
+    (0.001, "Decisive evidence for Model 2"), (math.inf, "Decisive evidence for Model 1"),
+])
+def test_jeffreys_labels(bf, label):
+    assert jeffreys_label(bf) == label
+
+
+def test_held_coefficient_program_structure(debate_model):
+    """The restricted program samples beta_free only; which coefficient is held, and its value,
+    are data; its prior term is dropped (the others are unchanged)."""
+    spec = hold_coefficients(debate_model.spec, {"b[talk]": 0})
+    assert spec.held == ((0, 0.0),)
+    prog = generate(spec)
+    assert "vector[K - K_fixed] beta_free;" in prog.code
+    assert "beta[fixed_idx] = fixed_val;" in prog.code
+    assert "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);" in prog.code
+    assert "target += normal_lpdf(Intercept_c | Intercept_mu, Intercept_sd);" in prog.code
+    assert prog.data["K_fixed"] == 1
+    np.testing.assert_array_equal(prog.data["fixed_idx"], [1])
+    np.testing.assert_array_equal(prog.data["free_idx"], [2])
+    np.testing.assert_array_equal(prog.data["fixed_val"], [0.0])
+    # another value or another coefficient: the same program, other data
+    other = generate(hold_coefficients(debate_model.spec, {"b[perf]": 0.5}))
+    assert other.code == prog.code
+    np.testing.assert_array_equal(other.data["fixed_idx"], [2])
+    np.testing.assert_array_equal(other.data["fixed_val"], [0.5])
+    # the unrestricted program is unchanged
+    assert "beta_free" not in debate_model.stan_code
+    assert [p.user for p in prog.params] == debate_model.parameter_names
+    assert "held fixed: b[talk] = 0" in str(spec)
+
+
+@pytest.mark.parametrize("fixed, match", [
+    ({"b[shoe]": 0}, r"unknown coefficient 'b\[shoe\]'.*b\[talk\], b\[perf\]"),
+    ({"sigma": 1}, "only population-level coefficients"),
+    ({"b[talk]": "a"}, "must be a number"),
+    ({"b[talk]": math.nan}, "must be finite"),
+])
+def test_hold_coefficients_errors(debate_model, fixed, match):
+    with pytest.raises(ValueError, match=match):
+        hold_coefficients(debate_model.spec, fixed)
+
+
+def test_bayes_factor_argument_errors(debate_model):
+    from bayesglmm.post.bayes_factor import bayes_factor
+
+    class Fake:
+        method = "sample"
+        model = debate_model
+
+    with pytest.raises(ValueError, match="exactly one of"):
+        bayes_factor(Fake())
+    with pytest.raises(ValueError, match="exactly one of"):
+        bayes_factor(Fake(), Fake(), fixed={"b[talk]": 0})
+
+    class MapLike:
+        method = "optimize"
+        model = debate_model
+
+    with pytest.raises(ValueError, match="not a sample"):
+        bayes_factor(MapLike(), Fake())
+
+
+@pytest.mark.slow
+def test_restricted_laplace_matches_reference(debate_bf):
+    """The restricted program's Laplace MAP reproduces the reference row 'normal prior, b[talk]
+    fixed at 0' of features 12 (NLP 408.11, logML -416.30; optimiser precision)."""
+    ref = load_reference("debate_model_a.json")
+    mp = debate_bf.fit2.model.optimize(verbose=False)
+    assert mp.objective == pytest.approx(408.11, abs=0.006)
+    assert mp.log_ml == pytest.approx(-416.30, abs=0.006)
+    est = mp.estimates
+    assert est["b[talk]"] == 0.0
+    for name, val in (("Intercept", 2.64335), ("b[perf]", 0.16840), ("sigma", 0.79776),
+                      ("sd[group:Int]", 0.51080)):
+        assert est[name] == pytest.approx(val, rel=1e-3), name
+    assert ref  # the unrestricted figures live in the same reference file
+
+
+@pytest.mark.slow
+def test_debate_bayes_factor_talk(debate_mcmc, debate_bf, capsys):
+    """log BF12 for b[talk] = 0 is 6.37 (features 12); tolerance 4 combined bridge errors plus
+    the reference's rounding. The restricted fit used the same sampling settings."""
+    ref = load_reference("bayes_factors.json")["model_a_normal"]
+    bf = debate_bf
+    assert abs(bf.log_bf - ref["log_bf12_talk"]) < 4 * bf.error + 0.005, bf
+    assert bf.bf == pytest.approx(math.exp(bf.log_bf))
+    assert bf.log_bf == pytest.approx(bf.logml1 - bf.logml2)
+    assert bf.label == ref["bf12_label"]
+    assert abs(bf.logml2 - ref["restricted_talk0_bridge_logml"]) < 4 * math.hypot(
+        bf.bridge2.error, ref["bridge_error"]) + 0.005
+    fit2 = bf.fit2
+    assert (fit2.chains, fit2.warmup, fit2.sampling, fit2.seed) == (
+        debate_mcmc.chains, debate_mcmc.warmup, debate_mcmc.sampling, debate_mcmc.seed)
+    assert np.all(fit2.draws(pars="b[talk]")["b[talk]"] == 0.0)
+    # bayes_factor(fit1, fit2) on the two fits: the same numbers, printed
+    again = bayesglmm.bayes_factor(debate_mcmc, fit2)
+    out = capsys.readouterr().out
+    assert again.log_bf == pytest.approx(bf.log_bf)
+    assert "--- Bayes Factor Analysis (Bridge Sampling) ---" in out
+    assert f"Bayes Factor (BF12) : {bf.bf:.3f}" in out
+    assert f"Log Bayes Factor    : {bf.log_bf:.3f}" in out
+    assert "Evidence            : Decisive evidence for Model 1" in out
+    back = bayesglmm.bayes_factor(fit2, debate_mcmc, verbose=False)
+    assert back.log_bf == pytest.approx(-bf.log_bf)
+    assert back.label == "Decisive evidence for Model 2"
