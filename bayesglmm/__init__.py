@@ -9,8 +9,11 @@ from .post import bayes_factor, bridge_sampler
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
 from .results_classic import ClassicFit
+from .post import anova, lsmeans
 
 __all__ = [
+    "anova",
+    "lsmeans",
     "ClassicFit",
     "MAPFit",
     "MCMCFit",
