@@ -5,11 +5,10 @@ __version__ = "0.1.0"
 
 from .datasets import load_debate, load_sleepstudy, load_training
 from .models import Model, from_stan, glm, glmer, lm, lmer
-from .post import bayes_factor, bridge_sampler
+from .post import anova, bayes_factor, bridge_sampler, lsmeans
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
 from .results_classic import ClassicFit
-from .post import anova, lsmeans
 
 __all__ = [
     "anova",
