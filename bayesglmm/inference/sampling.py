@@ -62,6 +62,7 @@ def run_nuts(
             seed=seed,
             inits=init,
             iter_warmup=warmup,
+            adapt_engaged=warmup > 0,  # no warmup: no adaptation (cmdstanpy refuses otherwise)
             iter_sampling=sampling,
             thin=thin,
             adapt_delta=delta,
