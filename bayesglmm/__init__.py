@@ -5,7 +5,16 @@ __version__ = "0.1.0"
 
 from .datasets import load_debate, load_sleepstudy, load_training
 from .models import Model, from_stan, glm, glmer, lm, lmer
-from .post import anova, bayes_factor, bridge_sampler, lsmeans
+from .plots import plot_acf, plot_dens, plot_forest, plot_pairs, plot_ppc, plot_trace
+from .post import (
+    anova,
+    bayes_factor,
+    bridge_sampler,
+    compare,
+    conditional_effects,
+    lsmeans,
+    simple_effects,
+)
 from .priors import prior_flat, prior_normal, prior_weak
 from .results import MAPFit, MCMCFit
 from .results_classic import ClassicFit
@@ -20,6 +29,8 @@ __all__ = [
     "__version__",
     "bayes_factor",
     "bridge_sampler",
+    "compare",
+    "conditional_effects",
     "from_stan",
     "glm",
     "glmer",
@@ -28,7 +39,14 @@ __all__ = [
     "load_debate",
     "load_sleepstudy",
     "load_training",
+    "plot_acf",
+    "plot_dens",
+    "plot_forest",
+    "plot_pairs",
+    "plot_ppc",
+    "plot_trace",
     "prior_flat",
     "prior_normal",
     "prior_weak",
+    "simple_effects",
 ]

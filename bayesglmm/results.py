@@ -346,6 +346,62 @@ class Fit:
     def format(self, **kwargs) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    # post-estimation (bayesglmm.post, bayesglmm.plots) --------------------------------
+    def predict(self, newdata: Any = None, re: str = "include", prob: float = 0.95,
+                summary: bool = True, seed: int | None = None):
+        """Expected response for ``newdata``: see :func:`bayesglmm.post.predict.predict`."""
+        from .post.predict import predict
+
+        return predict(self, newdata, re=re, prob=prob, summary=summary, seed=seed)
+
+    def posterior_predict(self, newdata: Any = None, re: str = "include", seed: int | None = None):
+        """Draws of new observations: see :func:`bayesglmm.post.predict.posterior_predict`."""
+        from .post.predict import posterior_predict
+
+        return posterior_predict(self, newdata, re=re, seed=seed)
+
+    def loo(self):
+        """PSIS-LOO through arviz (see :func:`bayesglmm.post.loo.loo`)."""
+        from .post.loo import loo
+
+        return loo(self)
+
+    def waic(self):
+        """WAIC through arviz (see :func:`bayesglmm.post.loo.waic`)."""
+        from .post.loo import waic
+
+        return waic(self)
+
+    def plot_trace(self, pars: Any = None):
+        from .plots import plot_trace
+
+        return plot_trace(self, pars)
+
+    def plot_dens(self, pars: Any = None):
+        from .plots import plot_dens
+
+        return plot_dens(self, pars)
+
+    def plot_acf(self, pars: Any = None, max_lag: int = 40):
+        from .plots import plot_acf
+
+        return plot_acf(self, pars, max_lag)
+
+    def plot_forest(self, pars: Any = None, prob: float = 0.95):
+        from .plots import plot_forest
+
+        return plot_forest(self, pars, prob)
+
+    def plot_pairs(self, pars: Any = None):
+        from .plots import plot_pairs
+
+        return plot_pairs(self, pars)
+
+    def plot_ppc(self, num_draws: int = 100, seed: int | None = None):
+        from .plots import plot_ppc
+
+        return plot_ppc(self, num_draws, seed)
+
 
 # --------------------------------------------------------------------------- MCMC
 

@@ -110,18 +110,17 @@ def lm_map(lm_model, toolchain):
     return lm_model.optimize(verbose=False)
 
 
-# ---- programs 5 and 6 (issue 6): conjugate normal model, Neal's funnel --------------------
+# ---- issue 6: conjugate normal model (from_stan), Neal's funnel (from_stan) ----------------
 
 
 @pytest.fixture(scope="session")
 def conjugate_model():
     """y_i ~ N(mu, 1), mu ~ N(0, 10^2) on refs 09_bridge_conjugate's data (analytic posterior
-    in reference/conjugate_normal.json)."""
-    import pandas as pd
-
-    y = pd.read_csv(REFERENCE / "sim_conjugate_normal.csv")["y"].to_numpy()
+    in reference/conjugate_normal.json). The code is byte-identical to test_bridge.py's program,
+    so both share one compiled program."""
+    y = load_reference("bridge_conjugate.json")["y"]
     return bayesglmm.from_stan(REFERENCE / "stan" / "conjugate.stan",
-                               {"N": len(y), "y": y, "s": 10.0})
+                               {"n": len(y), "y": y, "s": 10.0})
 
 
 @pytest.fixture(scope="session")
@@ -212,3 +211,24 @@ def cbpp_classic(cbpp_model):
 def debate_bf(debate_mcmc):
     """fit.bayes_factor(fixed={"b[talk]": 0}) on the Model A fit (samples program 6)."""
     return debate_mcmc.bayes_factor(fixed={"b[talk]": 0}, verbose=False)
+
+
+# ---- issue 6: debate Model B, sat ~ talk * perf + (1 | group), normal prior ---------------
+
+
+@pytest.fixture(scope="session")
+def interaction_model(debate):
+    return bayesglmm.lmer("sat ~ talk * perf + (1 | group)", data=debate,
+                          prior=bayesglmm.prior_normal())
+
+
+@pytest.fixture(scope="session")
+def interaction_map(interaction_model, toolchain):
+    interaction_model.compile(verbose=False)
+    return interaction_model.optimize(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def interaction_mcmc(interaction_model, toolchain):
+    interaction_model.compile(verbose=False)
+    return interaction_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)

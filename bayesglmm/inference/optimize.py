@@ -206,6 +206,25 @@ def _constrain_fn(bs_model: Any, seed: int) -> Callable[[np.ndarray], np.ndarray
     return c
 
 
+def constrained_jacobian(
+    constrain: Callable[[np.ndarray], np.ndarray], u: np.ndarray, index: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, Jacobian) of the constrained quantities ``index`` at the unconstrained point
+    ``u``, the Jacobian by central differences (step 1e-6 relative)."""
+    index = np.asarray(index, dtype=int)
+    est = constrain(u)[index].astype(float)
+    n = u.size
+    J = np.zeros((index.size, n))
+    for i in range(n):
+        h = 1e-6 * max(1.0, abs(u[i]))
+        up = u.copy()
+        dn = u.copy()
+        up[i] += h
+        dn[i] -= h
+        J[:, i] = (constrain(up)[index] - constrain(dn)[index]) / (2 * h)
+    return est, J
+
+
 def wald_table(
     bs_model: Any,
     u: np.ndarray,
@@ -229,20 +248,11 @@ def wald_table(
     """
     constrain = _constrain_fn(bs_model, seed)
     index = np.asarray(index, dtype=int)
-    full = constrain(u)
-    est = full[index].astype(float)
-    n = u.size
-    if cov is None or n == 0:
+    if cov is None or u.size == 0:
+        est = constrain(u)[index].astype(float)
         nan = np.full(index.size, np.nan)
         return est, nan, nan.copy(), nan.copy()
-    J = np.zeros((index.size, n))
-    for i in range(n):
-        h = 1e-6 * max(1.0, abs(u[i]))
-        up = u.copy()
-        dn = u.copy()
-        up[i] += h
-        dn[i] -= h
-        J[:, i] = (constrain(up)[index] - constrain(dn)[index]) / (2 * h)
+    est, J = constrained_jacobian(constrain, u, index)
     se = np.sqrt(np.maximum(np.sum((J @ cov) * J, axis=1), 0.0))
     lower = est - z * se
     upper = est + z * se

@@ -1,0 +1,335 @@
+"""Conditional effects and simple effects (features §9.1, §9.2).
+
+``conditional_effects(fit, "talk:perf")``: the predicted mean (response scale, random effects
+at 0) over the focal predictor, at the moderator's mean - SD, mean, mean + SD (or at each of its
+levels), all other predictors at their means / most frequent level. ``simple_effects(fit,
+"talk:perf")``: the slope of the focal predictor (or the pairwise differences of its levels) at
+each moderator value.
+
+Draw-based fits (sample, variational, pathfinder): mean, sd and central quantile interval over
+the draws. MAP fits and any fit providing ``fixed_effects_cov()`` (see
+:mod:`bayesglmm.post.predict`): delta-method SE and normal (or t(df)) interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .predict import Coefficients, coefficients, fixed_design, model_spec, predictor_names
+
+__all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
+
+STEP = 1e-4  # forward-difference step of simple slopes (features §9.2)
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
+    if not isinstance(effect, str) or not effect.strip():
+        raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
+    names = [v.strip() for v in effect.split(":")]
+    if len(names) > max_vars:
+        raise ValueError(f"{fn}: effect '{effect}' names {len(names)} variables; at most two "
+                         "(focal:moderator) are supported")
+    if fn == "simple_effects()" and len(names) != 2:
+        raise ValueError(f"simple_effects(): effect must name two variables 'focal:moderator', "
+                         f"got '{effect}'")
+    preds = predictor_names(spec)
+    for v in names:
+        if v not in preds:
+            raise ValueError(f"{fn}: '{v}' is not a predictor of the fixed part; predictors: "
+                             + ", ".join(preds))
+    if len(set(names)) != len(names):
+        raise ValueError(f"{fn}: effect '{effect}' repeats a variable")
+    return names
+
+
+def _levels(spec: Any) -> dict[str, tuple[str, ...]]:
+    return dict(spec.factors)
+
+
+def _typical(spec: Any) -> dict[str, Any]:
+    """Every predictor at its mean (numeric) or most frequent level (categorical)."""
+    levels = _levels(spec)
+    out = {}
+    for v in predictor_names(spec):
+        col = spec.data[v]
+        if v in levels:
+            out[v] = col.astype(str).value_counts().reindex(levels[v]).idxmax()
+        else:
+            out[v] = float(np.mean(col.to_numpy(dtype=float)))
+    return out
+
+
+def _moderator_values(spec: Any, m: str, sd_multiplier: float, sd_slice: bool | None):
+    """(values, description) of the moderator (features §9.1)."""
+    levels = _levels(spec)
+    if m in levels:
+        return list(levels[m]), "levels"
+    x = spec.data[m].to_numpy(dtype=float)
+    distinct = np.unique(x)
+    if sd_slice or (sd_slice is None and distinct.size >= 6):
+        mu, sd = x.mean(), x.std(ddof=1)
+        k = sd_multiplier
+        return [round(mu - k * sd, 2), round(mu, 2), round(mu + k * sd, 2)], \
+            f"mean - {k:g} SD, mean, mean + {k:g} SD"
+    return [float(v) for v in distinct], "observed values"
+
+
+def _grid(spec: Any, settings: dict[str, list[Any]]) -> pd.DataFrame:
+    """Cartesian grid of ``settings`` (in order), other predictors at typical values."""
+    typical = _typical(spec)
+    idx = pd.MultiIndex.from_product(list(settings.values()), names=list(settings))
+    grid = idx.to_frame(index=False)
+    for v, val in typical.items():
+        if v not in grid:
+            grid[v] = val
+    return grid
+
+
+# --------------------------------------------------------------------------- estimation
+
+
+def _rows(spec: Any, coef: Coefficients, grid: pd.DataFrame):
+    """Linear-predictor rows (n, 1 + K) of the grid."""
+    X, offset = fixed_design(spec, grid)
+    return np.column_stack([np.ones(len(grid)), X]), offset
+
+
+def _dlinkinv(spec: Any, eta: np.ndarray) -> np.ndarray:
+    h = 1e-6 * np.maximum(1.0, np.abs(eta))
+    f = spec.family.linkinv
+    return (f(eta + h) - f(eta - h)) / (2 * h)
+
+
+def _estimate(spec: Any, coef: Coefficients, contrasts: list[tuple[np.ndarray, np.ndarray,
+              np.ndarray]], prob: float) -> pd.DataFrame:
+    """Estimates of sum_i w_i * linkinv(A_i beta + o_i) for each (A, o, w) in ``contrasts``
+    (A: rows x (1+K) design, o: offsets, w: row weights), summarised as estimate/se/lower/upper."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    a = (1 - prob) / 2
+    f = spec.family.linkinv
+    recs = []
+    for A, o, w in contrasts:
+        if coef.draw_based:
+            x = f(coef.draws @ A.T + o[None, :]) @ w
+            q = np.percentile(x, [100 * a, 100 * (1 - a)])
+            recs.append((x.mean(), x.std(ddof=1), q[0], q[1]))
+        else:
+            eta = A @ coef.estimate + o
+            est = float(f(eta) @ w)
+            grad = (w * _dlinkinv(spec, eta)) @ A
+            se = float(np.sqrt(max(grad @ coef.cov @ grad, 0.0)))
+            df = coef.df_fn(grad) if coef.df_fn is not None else coef.df
+            z = stats.norm.ppf(1 - a) if df is None or not np.isfinite(df) else stats.t.ppf(1 - a, df)
+            recs.append((est, se, est - z * se, est + z * se, df))
+    out = pd.DataFrame(recs, columns=["estimate", "se", "lower", "upper", "df"][:len(recs[0])])
+    if "df" in out and out["df"].isna().all():
+        out = out.drop(columns="df")
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ConditionalEffects:
+    """Result of :func:`conditional_effects`: ``data`` (columns focal, [moderator], estimate,
+    se, lower, upper), ``focal``, ``moderator``, ``moderator_values``, ``prob``, ``method``
+    ("draws" or "delta method")."""
+
+    data: pd.DataFrame
+    focal: str
+    moderator: str | None
+    moderator_values: list[Any]
+    moderator_rule: str
+    prob: float
+    method: str
+    categorical_focal: bool
+    observed: pd.DataFrame = field(repr=False, default=None)
+    response: str = "y"
+
+    def format(self, max_rows: int = 20) -> str:
+        title = f"Conditional effect of {self.focal}" + (f" by {self.moderator}" if self.moderator else "")
+        lines = [title, f"Focal predictor: {self.focal}"]
+        if self.moderator:
+            vals = ", ".join(str(v) for v in self.moderator_values)
+            lines.append(f"Moderator: {self.moderator} at {vals} ({self.moderator_rule})")
+        lines.append(f"Predicted value (random effects at 0), {self.prob:.0%} interval "
+                     f"({self.method}); other predictors at their mean / most frequent level")
+        lines.append(_table(self.data.head(max_rows), 3))
+        if len(self.data) > max_rows:
+            lines.append(f"... {len(self.data) - max_rows} more rows in .data")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.format()
+
+    def plot(self, observed: bool = False, ax: Any = None):
+        """Line + band per moderator value (numeric focal) or points + error bars (categorical
+        focal); ``observed=True`` overlays the data. Returns the matplotlib Figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 4))
+        else:
+            fig = ax.figure
+        groups = ([(None, self.data)] if self.moderator is None else
+                  [(v, self.data[self.data[self.moderator] == v]) for v in self.moderator_values])
+        n = len(groups)
+        for i, (val, d) in enumerate(groups):
+            label = None if val is None else str(val)
+            if self.categorical_focal:
+                x = np.arange(len(d)) + (i - (n - 1) / 2) * 0.12
+                ax.errorbar(x, d["estimate"], yerr=[d["estimate"] - d["lower"],
+                            d["upper"] - d["estimate"]], fmt="o", capsize=3, label=label)
+                ax.set_xticks(np.arange(len(d)), [str(v) for v in d[self.focal]])
+            else:
+                line, = ax.plot(d[self.focal], d["estimate"], label=label)
+                ax.fill_between(d[self.focal], d["lower"], d["upper"], alpha=0.2,
+                                color=line.get_color())
+        if observed and self.observed is not None:
+            obs = self.observed
+            xs = obs[self.focal]
+            if self.categorical_focal:
+                cats = [str(v) for v in self.data[self.focal].unique()]
+                pos = {c: j for j, c in enumerate(cats)}
+                xs = xs.astype(str).map(pos).to_numpy(dtype=float)
+                xs = xs + np.random.default_rng(1).uniform(-0.15, 0.15, len(xs))
+            ax.scatter(xs, obs[self.response], s=8, color="0.4", alpha=0.4, label="observed")
+        ax.set_xlabel(self.focal)
+        ax.set_ylabel("Predicted value")
+        ax.set_title(f"Conditional effect of {self.focal}"
+                     + (f" by {self.moderator}" if self.moderator else ""))
+        if self.moderator is not None:
+            ax.legend(title=self.moderator)
+        fig.tight_layout()
+        return fig
+
+
+@dataclass
+class SimpleEffects:
+    """Result of :func:`simple_effects`: ``data`` with columns moderator, <moderator>, term,
+    estimate, se, lower, upper."""
+
+    data: pd.DataFrame
+    focal: str
+    moderator: str
+    prob: float
+    method: str
+
+    def format(self) -> str:
+        return "--- Simple Effects Analysis ---\n" + _table(self.data, 3)
+
+    def __repr__(self) -> str:
+        return self.format()
+
+
+def _table(df: pd.DataFrame, digits: int) -> str:
+    fmt = {c: (lambda v, d=digits: "NA" if not np.isfinite(v) else f"{v:.{d}f}")
+           for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+    return df.to_string(index=False, formatters=fmt)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _method(coef: Coefficients) -> str:
+    return "posterior draws" if coef.draw_based else "delta method"
+
+
+def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
+                        sd_slice: bool | None = None, resolution: int = 100) -> ConditionalEffects:
+    """Predicted mean over the focal predictor of ``effect`` ("x" or "x:m"), features §9.1.
+
+    Numeric focal: ``resolution`` points from its minimum to its maximum; categorical: each
+    level. Moderator m: numeric with >= 6 distinct values (or ``sd_slice=True``): mean - k SD,
+    mean, mean + k SD (k = ``sd_multiplier``, rounded to 2 decimals); otherwise every observed
+    value (categorical: every level). Response scale, random effects at 0, the other predictors
+    at their mean / most frequent level.
+    """
+    fn = "conditional_effects()"
+    spec = model_spec(fit, fn)
+    names = _parse_effect(effect, spec, 2, fn)
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    coef = coefficients(fit, fn)
+    focal = names[0]
+    levels = _levels(spec)
+    if focal in levels:
+        fvals = list(levels[focal])
+    else:
+        x = spec.data[focal].to_numpy(dtype=float)
+        fvals = list(np.linspace(x.min(), x.max(), int(resolution)))
+    settings: dict[str, list[Any]] = {}
+    mvals, rule = [], ""
+    moderator = names[1] if len(names) == 2 else None
+    if moderator is not None:
+        mvals, rule = _moderator_values(spec, moderator, sd_multiplier, sd_slice)
+        settings[moderator] = mvals
+    settings[focal] = fvals
+    grid = _grid(spec, settings)
+    A, o = _rows(spec, coef, grid)
+    est = _estimate(spec, coef, [(A[i:i + 1], o[i:i + 1], np.ones(1)) for i in range(len(grid))],
+                    prob)
+    cols = [focal] + ([moderator] if moderator else [])
+    data = pd.concat([grid[cols].reset_index(drop=True),
+                      est[["estimate", "se", "lower", "upper"]]], axis=1)
+    if moderator is not None and moderator not in levels:
+        data[moderator] = data[moderator].astype(float)
+    observed = spec.data.copy()
+    resp = spec.response.name
+    observed[resp] = np.asarray(spec.response.y, dtype=float)
+    return ConditionalEffects(data, focal, moderator, mvals, rule, prob, _method(coef),
+                              focal in levels, observed, resp)
+
+
+def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
+                   sd_slice: bool | None = None) -> SimpleEffects:
+    """Effect of the focal predictor at each moderator value, features §9.2.
+
+    Numeric focal: the slope of the predicted mean at x = mean(x) (forward difference, step
+    1e-4, response scale; for an identity link b_x + b_x:m * m), term "Slope of <x>".
+    Categorical focal: all pairwise differences of predicted means (later level minus earlier
+    level), term "<B> - <A>".
+    """
+    fn = "simple_effects()"
+    spec = model_spec(fit, fn)
+    focal, moderator = _parse_effect(effect, spec, 2, fn)
+    coef = coefficients(fit, fn)
+    mvals, _ = _moderator_values(spec, moderator, sd_multiplier, sd_slice)
+    levels = _levels(spec)
+    contrasts, terms, mcol = [], [], []
+    for mv in mvals:
+        if focal in levels:
+            labs = list(levels[focal])
+            grid = _grid(spec, {moderator: [mv], focal: labs})
+            A, o = _rows(spec, coef, grid)
+            for i in range(len(labs)):
+                for j in range(i + 1, len(labs)):
+                    contrasts.append((A[[i, j]], o[[i, j]], np.array([-1.0, 1.0])))
+                    terms.append(f"{labs[j]} - {labs[i]}")
+                    mcol.append(mv)
+        else:
+            x0 = float(np.mean(spec.data[focal].to_numpy(dtype=float)))
+            grid = _grid(spec, {moderator: [mv], focal: [x0, x0 + STEP]})
+            A, o = _rows(spec, coef, grid)
+            contrasts.append((A, o, np.array([-1.0, 1.0]) / STEP))
+            terms.append(f"Slope of {focal}")
+            mcol.append(mv)
+    est = _estimate(spec, coef, contrasts, prob)
+    if "df" in est:  # classic fits (features §9.2): df, t value, Pr
+        est["t value"] = est["estimate"] / est["se"]
+        df = est["df"].to_numpy(dtype=float)
+        est["Pr"] = np.where(np.isfinite(df), 2 * stats.t.sf(np.abs(est["t value"]), df),
+                             2 * stats.norm.sf(np.abs(est["t value"])))
+    data = pd.concat([pd.DataFrame({"moderator": moderator, moderator: mcol, "term": terms}),
+                      est], axis=1)
+    return SimpleEffects(data, focal, moderator, prob, _method(coef))

@@ -1,0 +1,322 @@
+"""Predictions from a fit: ``fit.predict(newdata, re=...)`` (the expected response) and
+``fit.posterior_predict(newdata, re=...)`` (draws of new observations), plus the pieces the
+effects module shares: the fixed-effect design of new data and the fixed-effect coefficients
+of any fit (draws, or estimates with their covariance).
+
+Fits plug in through a small interface: draw-based fits (MCMC, variational) expose their draws;
+classic fits (``ClassicFit``) by their ``fixed_names``, ``beta``, ``vcov`` and ``fixed_df(L)``;
+MAP fits by the delta method on Stan's unconstrained scale; any other fit provides
+``fixed_effects_cov() -> (names, estimate, cov)`` with names ``"Intercept"``, ``"b[<column>]"``
+(optionally an attribute ``df`` for t quantiles).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
+
+_CORR_RX = re.compile(r"^corr_(\d+)\[(\d+),(\d+)\]$")
+
+
+# --------------------------------------------------------------------------- spec checks
+
+
+def model_spec(fit: Any, what: str):
+    """The ModelSpec behind ``fit``; a clear error for programs without one (from_stan)."""
+    spec = getattr(fit.model.program, "spec", None)
+    if spec is None:
+        raise ValueError(
+            f"{what} needs a model built from a formula (glmer, lmer, glm, lm); "
+            "programs loaded with from_stan() have no formula to evaluate new data with"
+        )
+    if spec.family.category_specific:
+        raise ValueError(f"{what} is not available for family '{spec.family.name}'")
+    return spec
+
+
+# --------------------------------------------------------------------------- design
+
+
+def _check_newdata(spec: Any, newdata: Any, needed: list[str]) -> pd.DataFrame:
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+    missing = [c for c in needed if c not in newdata.columns]
+    if missing:
+        raise ValueError(f"newdata lacks the column(s) {', '.join(missing)} used by the model")
+    nd = newdata.copy()
+    for col, levels in spec.factors:
+        if col in nd.columns:
+            vals = nd[col].astype(str)
+            bad = sorted(set(vals) - set(levels))
+            if bad:
+                raise ValueError(
+                    f"newdata column '{col}' has level(s) {', '.join(bad)} not in the data the "
+                    f"model was fitted to (levels: {', '.join(levels)})"
+                )
+            nd[col] = pd.Categorical(vals, categories=list(levels))
+    return nd
+
+
+def predictor_names(spec: Any) -> list[str]:
+    """Columns used by the fixed part of the formula, in formula order."""
+    out: list[str] = []
+    design = spec.fixed.design
+    if design is None:
+        return out
+    for term in design.terms.values():
+        for v in sorted(getattr(term, "var_names", ()) or ()):
+            if v not in out and v in spec.data.columns:  # not 'Sum' of C(x, Sum)
+                out.append(v)
+    return out
+
+
+def fixed_design(spec: Any, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(X, offset) of ``newdata`` for the fixed part: X has the columns ``spec.fixed.names``
+    (no intercept column), offset the summed ``offset()`` terms (zeros if none)."""
+    nd = _check_newdata(spec, newdata, predictor_names(spec))
+    n = len(nd)
+    common = spec.fixed.design
+    if common is None:
+        return np.zeros((n, 0)), np.zeros(n)
+    new = common.evaluate_new_data(nd)
+    M = np.asarray(new.design_matrix, dtype=float)
+    cols: list[int] = []
+    offset = np.zeros(n)
+    for name, term in new.terms.items():
+        sl = new.slices[name]
+        kind = getattr(term, "kind", None)
+        if kind == "offset":
+            offset = offset + M[:, sl].sum(axis=1)
+        elif kind != "intercept":
+            cols.extend(range(sl.start, sl.stop))
+    return M[:, cols], offset
+
+
+# --------------------------------------------------------------------------- coefficients
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Fixed-effect coefficients ``Intercept, b[...]`` of a fit: either ``draws`` (S, 1 + K)
+    or ``estimate`` (1 + K) with covariance ``cov``; ``df`` (or ``df_fn(contrast)``) for t
+    quantiles (None: normal)."""
+
+    names: tuple[str, ...]
+    draws: np.ndarray | None = None
+    estimate: np.ndarray | None = None
+    cov: np.ndarray | None = None
+    df: float | None = None
+    df_fn: Any = None  # contrast L (1 + K) -> df (classic fits: Satterthwaite)
+
+    @property
+    def draw_based(self) -> bool:
+        return self.draws is not None
+
+
+def _coef_names(spec: Any) -> list[str]:
+    return ["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]
+
+
+def pooled_draws(fit: Any) -> np.ndarray | None:
+    """All draws (S, P) of a draw-based fit in its parameter order, or None."""
+    d = getattr(fit, "_draws", None)
+    return None if d is None else d.reshape(-1, d.shape[-1])
+
+
+def coefficients(fit: Any, what: str = "this") -> Coefficients:
+    """The fixed-effect coefficients of ``fit`` (see the module docstring for the interface)."""
+    spec = model_spec(fit, what)
+    names = _coef_names(spec)
+    pos = {p.user: i for i, p in enumerate(fit._params)}
+    draws = pooled_draws(fit)
+    if draws is not None:
+        cols = [draws[:, pos[n]] if n in pos else np.zeros(len(draws)) for n in names]
+        return Coefficients(tuple(names), draws=np.column_stack(cols))
+    if getattr(fit, "vcov", None) is not None and getattr(fit, "beta", None) is not None:
+        # the classic fit (bayesglmm.results_classic.ClassicFit): GLS/ML estimates, full vcov,
+        # Satterthwaite df per contrast
+        return _from_estimates(names, list(fit.fixed_names), fit.beta, np.asarray(fit.vcov),
+                               df_fn=getattr(fit, "fixed_df", None))
+    if callable(getattr(fit, "fixed_effects_cov", None)):
+        got, est, cov = fit.fixed_effects_cov()
+        return _from_estimates(names, list(got), est, cov, df=getattr(fit, "df", None))
+    if getattr(fit, "theta_unc", None) is not None and getattr(fit, "cov_unc", None) is not None:
+        return _map_coefficients(fit, names, pos)
+    raise ValueError(f"{what}: the fit has neither draws nor a covariance of its estimates")
+
+
+def _from_estimates(names: list[str], got: list[str], est: Any, cov: Any, *,
+                    df: float | None = None, df_fn: Any = None) -> Coefficients:
+    """Coefficients in ``names`` order from estimates/covariance in ``got`` order (coefficients
+    a fit lacks, e.g. the intercept of an ordinal family, are 0 with no variance)."""
+    idx = {n: i for i, n in enumerate(got)}
+    K = len(names)
+    e, c = np.zeros(K), np.zeros((K, K))
+    rr = [r for r, n in enumerate(names) if n in idx]
+    ii = [idx[names[r]] for r in rr]
+    e[rr] = np.asarray(est, dtype=float)[ii]
+    c[np.ix_(rr, rr)] = np.asarray(cov, dtype=float)[np.ix_(ii, ii)]
+    if df_fn is not None:
+        # the fit's df function takes contrasts over its own coefficient order
+        def df_of(L: np.ndarray, _fn=df_fn, _rr=rr, _ii=ii, _n=len(got)) -> float:
+            full = np.zeros(_n)
+            full[_ii] = np.asarray(L, dtype=float)[_rr]
+            return float(_fn(full))
+
+        return Coefficients(tuple(names), estimate=e, cov=c, df_fn=df_of)
+    return Coefficients(tuple(names), estimate=e, cov=c, df=df)
+
+
+def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coefficients:
+    """Delta method: J cov_unc J' with J the Jacobian of the constrained coefficients."""
+    from ..inference.optimize import _constrain_fn, constrained_jacobian
+    from ..results import bracket_name
+
+    bs = fit.model._bridgestan(False)
+    all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
+    where = {n: i for i, n in enumerate(all_names)}
+    stan = {p.user: p.stan for p in fit._params}
+    present = [n for n in names if n in pos]
+    index = [where[stan[n]] for n in present]
+    constrain = _constrain_fn(bs, 1)
+    est, J = constrained_jacobian(constrain, np.asarray(fit.theta_unc, dtype=float), index)
+    return _from_estimates(names, present, est, J @ np.asarray(fit.cov_unc, dtype=float) @ J.T)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def _check_re(re_: str) -> str:
+    if re_ not in ("include", "exclude"):
+        raise ValueError(f"re must be 'include' or 'exclude', not {re_!r}")
+    return re_
+
+
+def _group_labels(spec: Any, g: Any, nd: pd.DataFrame) -> np.ndarray:
+    cols = g.factor.split(":")
+    missing = [c for c in cols if c not in nd.columns]
+    if missing:
+        raise ValueError(
+            f"newdata lacks the grouping column(s) {', '.join(missing)} of {g.text}; "
+            "add them or use re='exclude'"
+        )
+    labels = nd[cols[0]].astype(str)
+    for c in cols[1:]:
+        labels = labels + ":" + nd[c].astype(str)
+    return labels.to_numpy()
+
+
+def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray, rng: np.random.Generator):
+    """Natural-scale random effects (S, n, q) of term ``g`` for rows with group ``labels``;
+    levels not in the fit are drawn from the population N(0, diag(sd) Omega diag(sd))."""
+    S = draws.shape[0]
+    pos = {p.stan: i for i, p in enumerate(fit._params)}
+    sd = np.column_stack([draws[:, pos[f"sd_{g.k}[{c + 1}]"]] for c in range(g.q)])
+    known = {lev: j for j, lev in enumerate(g.levels)}
+    new_levels = sorted({lab for lab in labels if lab not in known})
+    out = np.zeros((S, len(labels), g.q))
+    for j_lab in {lab for lab in labels if lab in known}:
+        rows = labels == j_lab
+        j = known[j_lab] + 1
+        for c in range(g.q):
+            out[:, rows, c] = (draws[:, pos[f"r_re_{g.k}[{j},{c + 1}]"]] * sd[:, c])[:, None]
+    if new_levels:
+        L = np.broadcast_to(np.eye(g.q), (S, g.q, g.q)).copy()
+        if g.has_corr:
+            omega = np.broadcast_to(np.eye(g.q), (S, g.q, g.q)).copy()
+            for p in fit._params:
+                m = _CORR_RX.match(p.stan)
+                if m and int(m.group(1)) == g.k:
+                    r, c = int(m.group(2)) - 1, int(m.group(3)) - 1
+                    omega[:, r, c] = omega[:, c, r] = draws[:, pos[p.stan]]
+            L = np.linalg.cholesky(omega + 1e-12 * np.eye(g.q))
+        for lab in new_levels:
+            z = rng.standard_normal((S, g.q))
+            out[:, labels == lab, :] = (np.einsum("sij,sj->si", L, z) * sd)[:, None, :]
+    return out
+
+
+def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.random.Generator,
+                     what: str) -> np.ndarray:
+    """Draws (S, n) of the linear predictor for ``newdata`` (None: the fitted data)."""
+    spec = model_spec(fit, what)
+    draws = pooled_draws(fit)
+    if draws is None:
+        raise ValueError(f"{what} needs draws: use sample(), variational() or pathfinder()")
+    nd = spec.data if newdata is None else newdata
+    X, offset = fixed_design(spec, nd)
+    coef = coefficients(fit, what).draws
+    eta = coef[:, :1] + coef[:, 1:] @ X.T + offset[None, :]
+    if _check_re(re_) == "include" and spec.groups:
+        nd_c = _check_newdata(spec, nd, [])
+        fixed_cols = {n: i for i, n in enumerate(spec.fixed.names)}
+        for g in spec.groups:
+            Z = np.ones((len(nd_c), g.q))
+            for c, coef_name in enumerate(g.coefs):
+                if coef_name == "Int":
+                    continue
+                if coef_name not in fixed_cols:
+                    raise ValueError(
+                        f"{what}: the random slope '{coef_name}' of {g.text} is not a column of "
+                        "the fixed part, so it cannot be evaluated on new data; use re='exclude'"
+                    )
+                Z[:, c] = X[:, fixed_cols[coef_name]]
+            r = _re_draws(fit, draws, g, _group_labels(spec, g, nd_c), rng)
+            eta = eta + np.einsum("snq,nq->sn", r, Z)
+    return eta
+
+
+def _family_params(fit: Any, draws: np.ndarray, spec: Any) -> dict[str, np.ndarray]:
+    pos = {p.user: i for i, p in enumerate(fit._params)}
+    out = {name: draws[:, pos[name]][:, None] for name in spec.family.extra_names}
+    if spec.family.ordinal:
+        cols = [i for i, p in enumerate(fit._params) if p.kind == "cutpoints"]
+        out["cutpoints"] = draws[:, cols]  # (S, C-1): the rng broadcasts over rows
+    return out
+
+
+def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
+            prob: float = 0.95, summary: bool = True, seed: int | None = None):
+    """Expected response (inverse link of the linear predictor) for ``newdata`` (default: the
+    fitted data). ``re="include"``: with the random effects of the fitted groups (levels not in
+    the data are drawn from the population); ``"exclude"``: population-level (effects 0).
+    ``summary=True``: a DataFrame with estimate (posterior mean), se (sd), lower, upper (central
+    ``prob`` interval) per row; ``summary=False``: the draws, an array (draws, rows). Ordinal
+    families: the expected linear predictor (latent scale)."""
+    spec = model_spec(fit, "predict()")
+    eta = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()")
+    mu = eta if spec.family.ordinal else spec.family.linkinv(eta)
+    if not summary:
+        return mu
+    return summarise_draws(mu, prob)
+
+
+def summarise_draws(x: np.ndarray, prob: float) -> pd.DataFrame:
+    """Columns estimate (mean), se (sd), lower, upper (central ``prob`` interval) of draws
+    ``x`` (S, n)."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    a = (1 - prob) / 2
+    q = np.percentile(x, [100 * a, 100 * (1 - a)], axis=0)
+    return pd.DataFrame({"estimate": x.mean(axis=0), "se": x.std(axis=0, ddof=1),
+                         "lower": q[0], "upper": q[1]})
+
+
+def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
+                      seed: int | None = None) -> np.ndarray:
+    """Draws of new observations (draws, rows) from the family's distribution at each
+    posterior draw (the family table's rng); new grouping levels drawn from the population."""
+    spec = model_spec(fit, "posterior_predict()")
+    if spec.family.needs_trials and newdata is not None:
+        raise ValueError("posterior_predict(newdata=...) for the binomial family needs the "
+                         "number of trials per row, which new data cannot give yet")
+    rng = np.random.default_rng(seed)
+    eta = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
+    params = _family_params(fit, pooled_draws(fit), spec)
+    return spec.family.rng(eta, params, rng, trials=spec.response.trials)

@@ -1,0 +1,194 @@
+"""Conditional and simple effects (features §9.1, §9.2; issue 6) on the debate interaction model
+``sat ~ talk * perf + (1 | group)`` (Model B), and predictions."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import load_reference
+
+import bayesglmm
+from bayesglmm import conditional_effects, simple_effects
+
+REF = load_reference("debate_model_b.json")
+PERF = REF["simple_effects_talk_by_perf"]["perf"]
+
+
+class OLSFit:
+    """A fit through the plug-in interface of classical fits (estimates + covariance of the
+    fixed effects): ordinary least squares computed here with numpy."""
+
+    def __init__(self, model):
+        self.model = model
+        self._params = []
+        spec = model.spec
+        X = np.column_stack([np.ones(spec.n_obs), spec.fixed.X])
+        y = np.asarray(spec.response.y, dtype=float)
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ beta
+        self.df = spec.n_obs - X.shape[1]
+        s2 = resid @ resid / self.df
+        self.beta, self.cov = beta, s2 * np.linalg.inv(X.T @ X)
+
+    def fixed_effects_cov(self):
+        names = ["Intercept"] + [f"b[{n}]" for n in self.model.spec.fixed.names]
+        return names, self.beta, self.cov
+
+
+@pytest.fixture(scope="module")
+def ols_interaction(debate):
+    return OLSFit(bayesglmm.lm("sat ~ talk * perf", data=debate))
+
+
+@pytest.fixture(scope="module")
+def ols_factor(debate):
+    d = debate.copy()
+    d["skill"] = d["skill"].astype(str)
+    return OLSFit(bayesglmm.lm("sat ~ skill * perf", data=d))
+
+
+# ---- closed forms through the estimates + covariance interface (no Stan) ---------------------
+
+
+def test_simple_slopes_closed_form_ols(ols_interaction):
+    se = simple_effects(ols_interaction, "talk:perf")
+    b, V = ols_interaction.beta, ols_interaction.cov  # Intercept, talk, perf, talk:perf
+    assert list(se.data.columns) == ["moderator", "perf", "term", "estimate", "se", "lower",
+                                     "upper", "df", "t value", "Pr"]
+    assert (se.data["df"] == 296).all()
+    assert se.data["perf"].tolist() == PERF
+    assert (se.data["term"] == "Slope of talk").all()
+    for m, row in zip(PERF, se.data.itertuples()):
+        g = np.array([0, 1, 0, m])
+        assert row.estimate == pytest.approx(g @ b, abs=1e-8)
+        assert row.se == pytest.approx(np.sqrt(g @ V @ g), rel=1e-6)
+        from scipy import stats
+
+        q = stats.t.ppf(0.975, ols_interaction.df)  # classic fits with df use t quantiles
+        assert row.upper == pytest.approx(g @ b + q * np.sqrt(g @ V @ g), rel=1e-6)
+    text = se.format()
+    assert text.startswith("--- Simple Effects Analysis ---") and "Slope of talk" in text
+
+
+def test_categorical_focal_pairwise_contrasts(ols_factor):
+    se = simple_effects(ols_factor, "skill:perf")
+    assert len(se.data) == 3 * 3 and set(se.data["term"]) == {"2 - 1", "3 - 1", "3 - 2"}
+    names = ["Intercept"] + [f"b[{n}]" for n in ols_factor.model.spec.fixed.names]
+    b = dict(zip(names, ols_factor.beta))
+    row = se.data[(se.data["term"] == "3 - 1") & (se.data["perf"] == PERF[0])].iloc[0]
+    assert row.estimate == pytest.approx(b["b[skill3]"] + b["b[skill3:perf]"] * PERF[0], abs=1e-8)
+
+
+def test_conditional_effects_categorical_and_errors(ols_factor):
+    ce = conditional_effects(ols_factor, "skill:perf")
+    assert ce.categorical_focal and len(ce.data) == 9
+    fig = ce.plot(observed=True)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "Predicted value" and ax.get_title() == "Conditional effect of skill by perf"
+    assert ax.get_legend().get_title().get_text() == "perf"
+    with pytest.raises(ValueError, match="at most two"):
+        conditional_effects(ols_factor, "skill:perf:talk")
+    with pytest.raises(ValueError, match="'talk' is not a predictor"):
+        conditional_effects(ols_factor, "talk")
+    with pytest.raises(ValueError, match="two variables"):
+        simple_effects(ols_factor, "skill")
+
+
+# ---- Model B: MAP (delta method) and MCMC (draws) ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_simple_effects_map_match_reference(interaction_map):
+    ref = REF["simple_effects_talk_by_perf"]
+    se = simple_effects(interaction_map, "talk:perf")
+    # the reference is printed to 3 decimals: half a unit of the last digit + optimiser noise
+    assert se.data["estimate"].to_numpy() == pytest.approx(ref["estimate"], abs=6e-4)
+    assert se.data["se"].to_numpy() == pytest.approx(ref["se"], abs=6e-4)
+    est = interaction_map.estimates
+    for m, e in zip(PERF, se.data["estimate"]):  # identity link: b_talk + b_talk:perf * m
+        assert e == pytest.approx(est["b[talk]"] + est["b[talk:perf]"] * m, abs=1e-7)
+    assert se.method == "delta method"
+
+
+@pytest.mark.slow
+def test_effects_mcmc_match_draws(interaction_mcmc):
+    d = interaction_mcmc.draws()
+    se = simple_effects(interaction_mcmc, "talk:perf")
+    for m, row in zip(PERF, se.data.itertuples()):
+        s = d["b[talk]"] + d["b[talk:perf]"] * m
+        assert row.estimate == pytest.approx(s.mean(), abs=1e-8)
+        assert row.se == pytest.approx(s.std(ddof=1), rel=1e-6)
+        assert row.lower == pytest.approx(np.percentile(s, 2.5), abs=1e-7)
+    # features §12: MCMC gives the MAP figures to +/- 0.002 (posterior mean vs mode)
+    assert se.data["estimate"].to_numpy() == pytest.approx(
+        REF["simple_effects_talk_by_perf"]["estimate"], abs=0.004)
+    ce = conditional_effects(interaction_mcmc, "talk:perf", resolution=5)
+    assert list(ce.data.columns) == ["talk", "perf", "estimate", "se", "lower", "upper"]
+    assert len(ce.data) == 15 and ce.moderator_values == PERF
+    row = ce.data.iloc[7]
+    mu = (d["Intercept"] + d["b[talk]"] * row.talk + d["b[perf]"] * row.perf
+          + d["b[talk:perf]"] * row.talk * row.perf)
+    assert row.estimate == pytest.approx(mu.mean(), abs=1e-8)
+    assert row.upper == pytest.approx(np.percentile(mu, 97.5), abs=1e-7)
+    text = repr(ce)
+    assert "Conditional effect of talk by perf" in text and "2.93, 4.69, 6.45" in text
+    fig = ce.plot(observed=True)
+    assert fig.axes[0].get_xlabel() == "talk" and len(fig.axes[0].lines) == 3
+
+
+@pytest.mark.slow
+def test_conditional_effects_single_focal_map(interaction_map):
+    ce = conditional_effects(interaction_map, "perf", resolution=3)
+    est = interaction_map.estimates
+    talk_mean = interaction_map.model.spec.data["talk"].mean()
+    x = ce.data["perf"].iloc[0]
+    expected = (est["Intercept"] + est["b[talk]"] * talk_mean + est["b[perf]"] * x
+                + est["b[talk:perf]"] * talk_mean * x)
+    assert ce.data["estimate"].iloc[0] == pytest.approx(expected, abs=1e-7)
+    assert ce.moderator is None and ce.plot().axes[0].get_title() == "Conditional effect of perf"
+
+
+@pytest.mark.slow
+def test_predict_new_levels(interaction_mcmc, debate):
+    nd = debate.head(3).copy()
+    nd["group"] = [debate["group"].iloc[0], 10_001, 10_002]
+    inc = interaction_mcmc.predict(nd, seed=1)
+    exc = interaction_mcmc.predict(nd, re="exclude")
+    assert list(inc.columns) == ["estimate", "se", "lower", "upper"] and len(inc) == 3
+    # a new level adds the population SD to the uncertainty: sd^2 + var(fixed part)
+    sd = interaction_mcmc.draws()["sd[group:Int]"]
+    assert inc["se"].iloc[1] == pytest.approx(np.sqrt(exc["se"].iloc[1] ** 2 + (sd**2).mean()), rel=0.1)
+    yrep = interaction_mcmc.posterior_predict(seed=1)
+    assert yrep.shape == (4000, 300)
+    y = interaction_mcmc.model.spec.response.y
+    assert abs(yrep.mean() - y.mean()) < 0.05  # the predictive mean reproduces the data mean
+    with pytest.raises(ValueError, match="re must be"):
+        interaction_mcmc.predict(nd, re="yes")
+    with pytest.raises(ValueError, match="lacks the column"):
+        interaction_mcmc.predict(pd.DataFrame({"talk": [1]}))
+
+
+@pytest.mark.slow
+def test_simple_effects_classic_fit(cond_skill_classic):
+    """Classic fits plug in through fixed_names/beta/vcov/fixed_df: each contrast's estimate,
+    SE and Satterthwaite df equal L'beta, sqrt(L'VL), fixed_df(L) with L from the design."""
+    f = cond_skill_classic
+    se = simple_effects(f, "cond:skill")
+    assert list(se.data["term"]) == ["1 - 0"] * 3 and list(se.data["skill"]) == ["1", "2", "3"]
+    assert {"df", "t value", "Pr"} <= set(se.data.columns)
+    spec = f.model.spec
+    from bayesglmm.post.predict import fixed_design
+
+    grid = pd.DataFrame({"cond": ["0", "1"], "skill": ["2", "2"]})
+    X, _ = fixed_design(spec, grid)
+    L = np.r_[0.0, X[1] - X[0]]
+    b, V = f.beta, f.vcov.to_numpy()
+    row = se.data.iloc[1]
+    assert row.estimate == pytest.approx(L @ b, abs=1e-8)
+    assert row.se == pytest.approx(np.sqrt(L @ V @ L), rel=1e-8)
+    assert row.df == pytest.approx(f.fixed_df(L), rel=1e-8)
