@@ -10,7 +10,9 @@ intercept column), ``offsets`` (offset() terms); per grouping term k: ``N_k`` (g
 (coefficients), ``J_k`` (1-based group of each row), ``Z_k`` (N x M_k, omitted for intercept-only
 terms); prior hyperparameters (see ``priors.PRIOR_TABLE``): ``Intercept_mu``, ``Intercept_sd``,
 ``b_mu``, ``b_sd``, ``sigma_rate``, ``nu_rate``, ``shape_rate``, ``phi_rate``, ``cutpoint_sd``,
-``sd_k_rate``, ``lkj_eta_k``; ``compute_log_lik`` (1: fill ``log_lik``; 0: skip it).
+``sd_k_rate``, ``lkj_eta_k``; ``compute_log_lik`` (1: fill ``log_lik``; 0: skip it);
+residual correlation (``resid_corr=``, bayesglmm/residcorr.py): ``resid_ord``, ``resid_lag``,
+``resid_T`` (cs) and the parameter ``rho_resid``.
 
 Stan parameter names: ``Intercept`` (flat prior) or ``Intercept_c`` (centred design, with
 ``Intercept`` a generated quantity), ``beta`` (vector[K], or matrix[K, C-1] for sequential),
@@ -134,7 +136,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
                                      fam.category_specific, bool(spec.held)),
         "held": bool(spec.held),
         "snippets": [_snippet(s) for s in fam.snippets]
-        + ([_snippet("resid_corr.stan")] if spec.resid is not None else []),
+        + ([_snippet(spec.resid.snippet)] if spec.resid is not None else []),
         "resid": residcorr.stan_context(spec.resid),
     }
     parts = (["intercept"] if intercept else []) + (["offset"] if offset else []) + (

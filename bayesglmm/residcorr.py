@@ -10,7 +10,7 @@ with covariance sigma^2 R, where
 
 No diagonal jitter is added, and no N x N (or even block) matrix is built: both structures are
 Markov/exchangeable, so the exact block density factorises into one normal conditional density
-per observation (``stan_snippets/resid_corr.stan``), computed in (group, time) order:
+per observation (``stan_snippets/resid_ar1.stan``, ``resid_cs.stan``), computed in (group, time) order:
 
 * ar1: e_t | e_{t-1} ~ N(rho^d e_{t-1}, sigma^2 (1 - rho^(2d))), d = t - t_prev (for d = 1 this
   is the closed-form tridiagonal inverse and determinant (1 - rho^2)^(T-1) sigma^(2T));
@@ -35,10 +35,13 @@ from .families import Family
 
 __all__ = ["RESID_KINDS", "ResidCorr", "build_resid", "check_resid_args"]
 
-#: kind -> (Stan function of the pointwise conditional log densities, description)
-RESID_KINDS: dict[str, tuple[str, str]] = {
-    "ar1": ("ar1_resid_pointwise", "AR(1): correlation rho^lag, lag = time difference"),
-    "cs": ("cs_resid_pointwise", "compound symmetry: correlation rho between any two rows"),
+#: kind -> (Stan function of the pointwise conditional log densities, its file in
+#: stan_snippets/, description)
+RESID_KINDS: dict[str, tuple[str, str, str]] = {
+    "ar1": ("ar1_resid_pointwise", "resid_ar1.stan",
+            "AR(1): correlation rho^lag, lag = time difference"),
+    "cs": ("cs_resid_pointwise", "resid_cs.stan",
+           "compound symmetry: correlation rho between any two rows"),
 }
 
 
@@ -59,11 +62,15 @@ class ResidCorr:
     def function(self) -> str:
         return RESID_KINDS[self.kind][0]
 
+    @property
+    def snippet(self) -> str:
+        return RESID_KINDS[self.kind][1]
+
     def describe(self) -> str:
         tm = {"integer": f"lags = differences of the integer values of '{self.time}'",
               "rank": f"lags = differences of the ranks of the distinct values of '{self.time}'",
               "row order": "lags = row order within the block"}[self.time_kind]
-        return (f"residual correlation {self.kind} ({RESID_KINDS[self.kind][1]}) within "
+        return (f"residual correlation {self.kind} ({RESID_KINDS[self.kind][2]}) within "
                 f"'{self.group}' ({self.n_blocks} blocks, up to {self.max_block} rows); {tm}")
 
 

@@ -237,6 +237,7 @@ def test_cs_data(panel):
     m = bg.lm("y ~ x", panel, resid_corr="cs", resid_group="id", resid_time="time")
     assert m.stan_data["resid_T"] == 4
     assert "cs_resid_pointwise(y - mu" in m.stan_code
+    assert "ar1_resid_pointwise" not in m.stan_code  # only the function the model uses
     assert "-1.0 / (resid_T - 1)" in m.stan_code
 
 

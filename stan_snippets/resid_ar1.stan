@@ -1,7 +1,7 @@
 /* Correlated gaussian residuals within blocks (bayesglmm/residcorr.py).
  * e: residuals y - mu (data order); ord: rows in (block, time) order; lag: 0 for the first row
  * of a block, else the time lag to the previous row of the block (in that order).
- * Both return the log density of each row given the earlier rows of its block (in `ord` order);
+ * Returns the log density of each row given the earlier rows of its block (in `ord` order);
  * their sum is the exact multivariate-normal log density of every block, computed without
  * forming any covariance matrix.
  */
@@ -22,26 +22,6 @@ vector ar1_resid_pointwise(vector e, array[] int ord, array[] int lag, real rho,
       }
       lp[i] = normal_lpdf(e[ord[i]] | phi * e[ord[i - 1]], sigma * sqrt(1 - square(phi)));
     }
-  }
-  return lp;
-}
-
-/* Compound symmetry, corr(e_r, e_c) = rho (r != c): given the k earlier residuals of the
- * block with sum S, e ~ normal(rho * S / (1 + (k - 1) rho), sigma^2 (1 - k rho^2 / (1 + (k - 1) rho))). */
-vector cs_resid_pointwise(vector e, array[] int ord, array[] int lag, real rho, real sigma) {
-  int N = rows(e);
-  vector[N] lp;
-  real S = 0;  // sum of the earlier residuals of the block
-  int k = 0;  // their number
-  for (i in 1:N) {
-    if (lag[i] == 0) {
-      S = 0;
-      k = 0;
-    }
-    real d = 1 + (k - 1) * rho;
-    lp[i] = normal_lpdf(e[ord[i]] | rho * S / d, sigma * sqrt(1 - k * square(rho) / d));
-    S += e[ord[i]];
-    k += 1;
   }
   return lp;
 }
