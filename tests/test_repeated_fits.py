@@ -6,15 +6,18 @@ References:
   (40 ids x 6 times, rows missing at random so that some lags are 2 or more);
 * features.md section 12 (training.csv): lmer classic fixed effects of the wide model and the
   MAP of the AR(1) model (tests/reference/training_features12.json);
-* the demeaned (fixed-effects) regression slope for centring within cluster.
+* the demeaned (fixed-effects) regression slope for centring within cluster;
+* the classical split-plot (repeated-measures) ANOVA from sums of squares, and the Wald
+  chi-square / marginal means computed directly from the classic fit's estimates and covariance.
 
 Distinct Stan programs added here (each compiled once, cached by code hash):
   A. lm(y ~ x, resid_corr="ar1")                 flat prior, no random effects
   B. lmer(y ~ x + (1 | id), resid_corr="ar1")    flat prior, random intercept
   C. lmer(y ~ a * time, resid_corr="ar1")        normal prior (training data)
   D. lm(y ~ x, resid_corr="cs")                  flat prior
-The gaussian random-intercept models without residual correlation (wide training data, cwc)
-have the code of conftest program 8 (structure only: the number of columns is data).
+The gaussian random-intercept models without residual correlation (wide training data, cwc,
+the 2 x 3 mixed ANOVA) have the code of conftest program 8 (structure only: the number of
+columns is data).
 """
 
 from __future__ import annotations
@@ -243,3 +246,81 @@ def test_cwc_slope_equals_demeaned_regression(toolchain):
     only = bg.lmer("y ~ x + (1 | g)", df, cwc={"cluster": "g", "pars": ["x"]})
     assert only.optimize(verbose=False).estimates["b[x]"] == pytest.approx(within_slope,
                                                                            rel=1e-6, abs=1e-6)
+
+
+# -------------------------------------------------- 2 (between) x 3 (within) mixed ANOVA
+
+
+@pytest.fixture(scope="module")
+def split_plot() -> pd.DataFrame:
+    """Balanced wide data: 2 groups x 12 subjects, 3 occasions (columns t1, t2, t3)."""
+    rng = np.random.default_rng(23)
+    m = 12
+    group = np.repeat(["ctl", "trt"], m)
+    subj = rng.normal(0, 1.0, size=2 * m)[:, None]
+    eff = np.array([[0.0, 0.3, 0.6], [0.2, 0.9, 1.5]])[(group == "trt").astype(int)]
+    y = 3 + subj + eff + rng.normal(0, 0.6, size=(2 * m, 3))
+    return pd.DataFrame({"id": np.arange(1, 2 * m + 1), "group": group,
+                         "t1": y[:, 0], "t2": y[:, 1], "t3": y[:, 2]})
+
+
+def _split_plot_anova(wide: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """Classical split-plot ANOVA from sums of squares: term -> (F, df1, df2)."""
+    Y = wide[["t1", "t2", "t3"]].to_numpy()
+    g = wide["group"].to_numpy()
+    n_t = Y.shape[1]
+    gm = Y.mean()
+    subj = Y.mean(axis=1)
+    levels = np.unique(g)
+    cell = np.array([Y[g == lv].mean(axis=0) for lv in levels])  # group x time means
+    n_g = np.array([(g == lv).sum() for lv in levels])
+    ss_group = n_t * sum(n * (c.mean() - gm) ** 2 for n, c in zip(n_g, cell))
+    ss_subj = n_t * sum(((subj[g == lv] - cell[i].mean()) ** 2).sum() for i, lv in enumerate(levels))
+    ss_time = len(Y) * ((Y.mean(axis=0) - gm) ** 2).sum()
+    ss_cells = sum(n * ((c - gm) ** 2).sum() for n, c in zip(n_g, cell))
+    ss_gt = ss_cells - ss_group - ss_time
+    ss_total = ((Y - gm) ** 2).sum()
+    ss_err = ss_total - ss_group - ss_subj - ss_time - ss_gt
+    df_subj = len(Y) - len(levels)
+    df_err = df_subj * (n_t - 1)
+    return {"group": (ss_group / (len(levels) - 1) / (ss_subj / df_subj), len(levels) - 1, df_subj),
+            "time": (ss_time / (n_t - 1) / (ss_err / df_err), n_t - 1, df_err),
+            "group:time": (ss_gt / ((len(levels) - 1) * (n_t - 1)) / (ss_err / df_err),
+                           (len(levels) - 1) * (n_t - 1), df_err)}
+
+
+def test_mixed_anova_2x3_from_wide_data(split_plot, toolchain):
+    m = bg.lmer("cbind(t1, t2, t3) ~ group * time + (1 | id)", split_plot, within={"time": 3})
+    fit = m.classic(verbose=False)
+    names = list(fit.fixed_names)
+    beta, V = np.asarray(fit.beta), fit.vcov.to_numpy()
+    # Wald chi-square per term = b' V^-1 b over the term's (sum-coded) columns
+    chi = bg.anova(fit, test="Chisq")
+    F = bg.anova(fit)
+    ref = _split_plot_anova(split_plot)
+    for term, cols in {"group": ["b[group1]"], "time": ["b[time1]", "b[time2]"],
+                       "group:time": ["b[group1:time1]", "b[group1:time2]"]}.items():
+        idx = [names.index(c) for c in cols]
+        w = float(beta[idx] @ np.linalg.solve(V[np.ix_(idx, idx)], beta[idx]))
+        assert chi.loc[term, "Chisq"] == pytest.approx(w, rel=1e-8), term
+        assert chi.loc[term, "df"] == len(cols)
+        # balanced split-plot design: REML + Satterthwaite = the classical repeated-measures
+        # ANOVA (F and its df), to optimiser precision of the variance parameters
+        f_ref, df1, df2 = ref[term]
+        assert F.loc[term, "F value"] == pytest.approx(f_ref, rel=1e-4), term
+        assert F.loc[term, "num_df"] == df1
+        assert F.loc[term, "den_df"] == pytest.approx(df2, rel=1e-3), term
+    # lsmeans of time (equal weights over group): l' beta and sqrt(l' V l) from the fit
+    ls = bg.lsmeans(fit, "time")
+    i0, t1, t2 = names.index("Intercept"), names.index("b[time1]"), names.index("b[time2]")
+    for k, row in enumerate([{t1: 1.0}, {t2: 1.0}, {t1: -1.0, t2: -1.0}]):
+        ell = np.zeros(len(names))
+        ell[i0] = 1.0
+        for j, v in row.items():
+            ell[j] = v
+        est, se = ls.iloc[k]["estimate"], ls.iloc[k]["se"]
+        assert est == pytest.approx(ell @ beta, rel=1e-10)
+        assert se == pytest.approx(np.sqrt(ell @ V @ ell), rel=1e-8)
+        # balanced data: the marginal mean is the mean of the two group means of occasion k
+        cell = split_plot.groupby("group")[f"t{k + 1}"].mean().mean()
+        assert est == pytest.approx(cell, abs=1e-6)
