@@ -220,7 +220,8 @@ def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
         ess_bulk = az.ess(ds, method="bulk")["x"].values
         ess_lo = az.ess(ds, method="quantile", prob=0.025)["x"].values
         ess_hi = az.ess(ds, method="quantile", prob=0.975)["x"].values
-        rhat = az.rhat(ds, method="rank")["x"].values
+        # split R-hat compares chains: NaN for one chain (single variational runs)
+        rhat = az.rhat(ds, method="rank")["x"].values if C > 1 else np.full(P, np.nan)
         mcse = az.mcse(ds, method="mean")["x"].values
     q = np.percentile(pooled, [2.5, 97.5], axis=0)  # linear interpolation (R type 7)
     df = pd.DataFrame(

@@ -192,3 +192,23 @@ def test_simple_effects_classic_fit(cond_skill_classic):
     assert row.estimate == pytest.approx(L @ b, abs=1e-8)
     assert row.se == pytest.approx(np.sqrt(L @ V @ L), rel=1e-8)
     assert row.df == pytest.approx(f.fixed_df(L), rel=1e-8)
+
+
+@pytest.mark.slow
+def test_predict_map_point_and_delta_se(interaction_map, debate):
+    nd = debate.head(2).copy()
+    nd["group"] = [debate["group"].iloc[0], 10_001]
+    est = interaction_map.estimates
+    p_exc = interaction_map.predict(nd, re="exclude")
+    row = nd.iloc[0]
+    fixed = (est["Intercept"] + est["b[talk]"] * row.talk + est["b[perf]"] * row.perf
+             + est["b[talk:perf]"] * row.talk * row.perf)
+    assert p_exc["estimate"].iloc[0] == pytest.approx(fixed, abs=1e-7)
+    p_inc = interaction_map.predict(nd)
+    re = interaction_map.random_effects(scale="natural").set_index("level")["estimate"]
+    level = str(debate["group"].iloc[0])
+    assert p_inc["estimate"].iloc[0] == pytest.approx(fixed + re[level], abs=1e-7)
+    assert p_inc["estimate"].iloc[1] == pytest.approx(p_exc["estimate"].iloc[1], abs=1e-12)
+    assert 0 < p_exc["se"].iloc[0] < 0.5
+    with pytest.raises(ValueError, match="needs draws"):
+        interaction_map.posterior_predict()

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .predict import Coefficients, coefficients, fixed_design, model_spec, predictor_names
+from .predict import (
+    Coefficients,
+    coefficients,
+    dlinkinv,
+    fixed_design,
+    model_spec,
+    predictor_names,
+)
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
 
@@ -102,12 +109,6 @@ def _rows(spec: Any, coef: Coefficients, grid: pd.DataFrame):
     return np.column_stack([np.ones(len(grid)), X]), offset
 
 
-def _dlinkinv(spec: Any, eta: np.ndarray) -> np.ndarray:
-    h = 1e-6 * np.maximum(1.0, np.abs(eta))
-    f = spec.family.linkinv
-    return (f(eta + h) - f(eta - h)) / (2 * h)
-
-
 def _estimate(spec: Any, coef: Coefficients, contrasts: list[tuple[np.ndarray, np.ndarray,
               np.ndarray]], prob: float) -> pd.DataFrame:
     """Estimates of sum_i w_i * linkinv(A_i beta + o_i) for each (A, o, w) in ``contrasts``
@@ -125,7 +126,7 @@ def _estimate(spec: Any, coef: Coefficients, contrasts: list[tuple[np.ndarray, n
         else:
             eta = A @ coef.estimate + o
             est = float(f(eta) @ w)
-            grad = (w * _dlinkinv(spec, eta)) @ A
+            grad = (w * dlinkinv(f, eta)) @ A
             se = float(np.sqrt(max(grad @ coef.cov @ grad, 0.0)))
             df = coef.df_fn(grad) if coef.df_fn is not None else coef.df
             z = stats.norm.ppf(1 - a) if df is None or not np.isfinite(df) else stats.t.ppf(1 - a, df)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 __all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
 
@@ -212,9 +213,11 @@ def _group_labels(spec: Any, g: Any, nd: pd.DataFrame) -> np.ndarray:
     return labels.to_numpy()
 
 
-def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray, rng: np.random.Generator):
+def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray,
+              rng: np.random.Generator | None):
     """Natural-scale random effects (S, n, q) of term ``g`` for rows with group ``labels``;
-    levels not in the fit are drawn from the population N(0, diag(sd) Omega diag(sd))."""
+    levels not in the fit are drawn from the population N(0, diag(sd) Omega diag(sd)) (with
+    ``rng=None``: set to 0, the population mean)."""
     S = draws.shape[0]
     pos = {p.stan: i for i, p in enumerate(fit._params)}
     sd = np.column_stack([draws[:, pos[f"sd_{g.k}[{c + 1}]"]] for c in range(g.q)])
@@ -226,7 +229,7 @@ def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray, rng: np.r
         j = known[j_lab] + 1
         for c in range(g.q):
             out[:, rows, c] = (draws[:, pos[f"r_re_{g.k}[{j},{c + 1}]"]] * sd[:, c])[:, None]
-    if new_levels:
+    if new_levels and rng is not None:
         L = np.broadcast_to(np.eye(g.q), (S, g.q, g.q)).copy()
         if g.has_corr:
             omega = np.broadcast_to(np.eye(g.q), (S, g.q, g.q)).copy()
@@ -242,17 +245,32 @@ def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray, rng: np.r
     return out
 
 
-def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.random.Generator,
-                     what: str) -> np.ndarray:
-    """Draws (S, n) of the linear predictor for ``newdata`` (None: the fitted data)."""
-    spec = model_spec(fit, what)
+def _values(fit: Any, what: str, point_ok: bool) -> tuple[np.ndarray, bool]:
+    """(parameter values (S, P) in the fit's order, draw-based?): the draws, or for estimate
+    fits (MAP, classic) their estimates as one row."""
     draws = pooled_draws(fit)
-    if draws is None:
+    if draws is not None:
+        return draws, True
+    est = getattr(fit, "estimates", None)
+    if not point_ok or est is None:
         raise ValueError(f"{what} needs draws: use sample(), variational() or pathfinder()")
+    return np.array([[est[p.user] for p in fit._params]], dtype=float), False
+
+
+def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.random.Generator,
+                     what: str, point_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(values (S, n) of the linear predictor for ``newdata`` (None: the fitted data), the
+    fixed-effect design rows [1, X] (n, 1 + K)). Estimate fits (``point_ok``) give one row:
+    random effects at their conditional modes, new grouping levels at 0 (the population)."""
+    spec = model_spec(fit, what)
+    values, draw_based = _values(fit, what, point_ok)
     nd = spec.data if newdata is None else newdata
     X, offset = fixed_design(spec, nd)
-    coef = coefficients(fit, what).draws
-    eta = coef[:, :1] + coef[:, 1:] @ X.T + offset[None, :]
+    A = np.column_stack([np.ones(len(X)), X])
+    pos = {p.user: i for i, p in enumerate(fit._params)}
+    coef = np.column_stack([values[:, pos[n]] if n in pos else np.zeros(len(values))
+                            for n in _coef_names(spec)])
+    eta = coef @ A.T + offset[None, :]
     if _check_re(re_) == "include" and spec.groups:
         nd_c = _check_newdata(spec, nd, [])
         fixed_cols = {n: i for i, n in enumerate(spec.fixed.names)}
@@ -267,9 +285,10 @@ def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.r
                         "the fixed part, so it cannot be evaluated on new data; use re='exclude'"
                     )
                 Z[:, c] = X[:, fixed_cols[coef_name]]
-            r = _re_draws(fit, draws, g, _group_labels(spec, g, nd_c), rng)
+            r = _re_draws(fit, values, g, _group_labels(spec, g, nd_c),
+                          rng if draw_based else None)
             eta = eta + np.einsum("snq,nq->sn", r, Z)
-    return eta
+    return eta, A
 
 
 def _family_params(fit: Any, draws: np.ndarray, spec: Any) -> dict[str, np.ndarray]:
@@ -286,15 +305,32 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     """Expected response (inverse link of the linear predictor) for ``newdata`` (default: the
     fitted data). ``re="include"``: with the random effects of the fitted groups (levels not in
     the data are drawn from the population); ``"exclude"``: population-level (effects 0).
-    ``summary=True``: a DataFrame with estimate (posterior mean), se (sd), lower, upper (central
-    ``prob`` interval) per row; ``summary=False``: the draws, an array (draws, rows). Ordinal
-    families: the expected linear predictor (latent scale)."""
+    Draw-based fits: ``summary=True`` gives a DataFrame with estimate (posterior mean), se (sd),
+    lower, upper (central ``prob`` interval) per row; ``summary=False`` the draws, an array
+    (draws, rows). MAP and classic fits: the estimate (random effects at their conditional
+    modes, new levels at 0) with a delta-method SE and normal interval that cover the
+    fixed-effect uncertainty only. Ordinal families: the linear predictor (latent scale)."""
     spec = model_spec(fit, "predict()")
-    eta = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()")
-    mu = eta if spec.family.ordinal else spec.family.linkinv(eta)
-    if not summary:
-        return mu
-    return summarise_draws(mu, prob)
+    eta, A = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()",
+                              point_ok=True)
+    link = (lambda x: np.asarray(x, dtype=float)) if spec.family.ordinal else spec.family.linkinv
+    mu = link(eta)
+    if pooled_draws(fit) is not None:
+        return summarise_draws(mu, prob) if summary else mu
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    coef = coefficients(fit, "predict()")
+    se = np.abs(dlinkinv(link, eta[0])) * np.sqrt(np.maximum(np.sum((A @ coef.cov) * A, axis=1), 0.0))
+    z = stats.norm.ppf(0.5 + prob / 2)
+    out = pd.DataFrame({"estimate": mu[0], "se": se, "lower": mu[0] - z * se,
+                        "upper": mu[0] + z * se})
+    return out if summary else mu
+
+
+def dlinkinv(link: Any, eta: np.ndarray) -> np.ndarray:
+    """Derivative of the inverse link at ``eta`` (central differences)."""
+    h = 1e-6 * np.maximum(1.0, np.abs(eta))
+    return (link(eta + h) - link(eta - h)) / (2 * h)
 
 
 def summarise_draws(x: np.ndarray, prob: float) -> pd.DataFrame:
@@ -317,6 +353,6 @@ def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "
         raise ValueError("posterior_predict(newdata=...) for the binomial family needs the "
                          "number of trials per row, which new data cannot give yet")
     rng = np.random.default_rng(seed)
-    eta = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
+    eta, _ = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
     params = _family_params(fit, pooled_draws(fit), spec)
     return spec.family.rng(eta, params, rng, trials=spec.response.trials)
