@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # Diffuse proper priors for the families whose programs test_families.py already compiles
 # with prior_normal(): same structure (same Stan code), only the hyperparameters differ.
-DIFFUSE = dict(Intercept_sd=1e3, mu_sd=1e3, b_sd=1e3, sigma_rate=1e-3, tau_rate=1e-3)
+DIFFUSE = {"Intercept_sd": 1e3, "mu_sd": 1e3, "b_sd": 1e3, "sigma_rate": 1e-3, "tau_rate": 1e-3}
 EXTRA_RATE = {"student_t": "nu_rate", "gamma": "shape_rate", "neg_binomial": "phi_rate"}
 
 
