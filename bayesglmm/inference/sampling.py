@@ -65,7 +65,7 @@ def run_nuts(
             adapt_engaged=warmup > 0,  # no warmup: no adaptation (cmdstanpy refuses otherwise)
             iter_sampling=sampling,
             thin=thin,
-            adapt_delta=delta,
+            adapt_delta=delta if warmup > 0 else None,
             max_treedepth=max_treedepth,
             show_progress=bool(verbose) and sys.stderr.isatty(),
             show_console=False,
