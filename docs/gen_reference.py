@@ -29,11 +29,50 @@ def _bayesglmm():
     return bayesglmm
 
 
+_SECTION = re.compile(r"^(Parameters|Returns|Yields|Raises|Attributes|Notes|Examples|See Also|"
+                      r"Warnings|Other Parameters)\n-{3,}$", re.M)
+
+
+def _numpydoc(text: str) -> str:
+    """numpydoc sections ("Parameters" + dashes, "name : type" + indented description) ->
+    a bold heading and a bullet list (an indented description would be a code block)."""
+    if not _SECTION.search(text):
+        return text
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    in_section = False
+    while i < len(lines):
+        line = lines[i]
+        if i + 1 < len(lines) and _SECTION.match(line + "\n" + lines[i + 1]):
+            out += ["", f"**{line}**", ""]
+            in_section = line not in ("Notes", "Examples", "Warnings")
+            i += 2
+            continue
+        if in_section and line.strip() and not line.startswith((" ", "\t")):
+            desc = []
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith((" ", "\t")) or not lines[j].strip()):
+                if lines[j].strip():
+                    desc.append(lines[j].strip())
+                j += 1
+                if j < len(lines) and not lines[j].strip() and j + 1 < len(lines) \
+                        and not lines[j + 1].startswith((" ", "\t")):
+                    break
+            name = line.strip()
+            out.append(f"* `{name}`" + (f": {' '.join(desc)}" if desc else ""))
+            i = j
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
 def _md(doc: str | None) -> str:
-    """Docstring (reST-flavoured) -> Markdown."""
+    """Docstring (reST-flavoured, numpydoc sections) -> Markdown."""
     if not doc:
         return "*(no docstring)*"
-    text = inspect.cleandoc(doc)
+    text = _numpydoc(inspect.cleandoc(doc))
     text = re.sub(r":(?:class|func|meth|attr|mod|data):`~?([^`]+)`", r"`\1`", text)
     text = re.sub(r"``([^`]+)``", r"`\1`", text)
     # reST literal blocks ("...::" followed by an indented block) -> fenced code

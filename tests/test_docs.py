@@ -111,3 +111,8 @@ def test_mkdocs_build_strict(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_numpydoc_sections_become_lists():
+    md = gen_reference._md("Summary.\n\nParameters\n----------\nx : int\n    The x.\n\nReturns\n-------\nfloat\n")
+    assert "**Parameters**" in md and "* `x : int`: The x." in md and "* `float`" in md
