@@ -38,6 +38,9 @@ STEP = 1e-4  # forward-difference step of simple slopes (features §9.2)
 
 
 def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
+    if spec.family.ordinal:
+        raise ValueError(f"{fn} predicts the mean response, which family '{spec.family.name}' "
+                         "(ordinal categories) does not have; use predict() for the latent scale")
     if not isinstance(effect, str) or not effect.strip():
         raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
     names = [v.strip() for v in effect.split(":")]
