@@ -15,9 +15,10 @@ from .post import (
     lsmeans,
     simple_effects,
 )
-from .priors import prior_flat, prior_normal, prior_weak
+from .priors import prior_flat, prior_jzs, prior_normal, prior_rhs, prior_ssp, prior_weak
 from .results import MAPFit, MCMCFit
 from .results_classic import ClassicFit
+from .ttest import ttest
 
 __all__ = [
     "anova",
@@ -46,7 +47,11 @@ __all__ = [
     "plot_ppc",
     "plot_trace",
     "prior_flat",
+    "prior_jzs",
     "prior_normal",
+    "prior_rhs",
+    "prior_ssp",
     "prior_weak",
     "simple_effects",
+    "ttest",
 ]

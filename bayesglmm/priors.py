@@ -50,12 +50,15 @@ __all__ = [
     "make_prior",
     "prior_blocks",
     "prior_flat",
+    "prior_jzs",
     "prior_normal",
+    "prior_rhs",
+    "prior_ssp",
     "prior_weak",
     "resolve_prior",
 ]
 
-PRIOR_NAMES = ("flat", "normal", "weak")
+PRIOR_NAMES = ("flat", "normal", "weak", "rhs", "ssp", "jzs")
 
 _EXTRA_ARGS = ("nu_rate", "shape_rate", "phi_rate", "cutpoint_sd", "lkj_eta")
 
@@ -196,7 +199,85 @@ def prior_weak(
                  _freeze_overrides(overrides))
 
 
-_CONSTRUCTORS = {"flat": prior_flat, "normal": prior_normal, "weak": prior_weak}
+def _shrinkage_extras(Intercept_sd, sigma_rate, sd_rate, kw) -> dict[str, Any]:
+    """The optional intercept / sigma / SD priors of rhs and ssp (none unless given)."""
+    return {"Intercept_sd": _check_positive("Intercept_sd", Intercept_sd),
+            "sigma_rate": _check_positive("sigma_rate", sigma_rate),
+            "tau_rate": _check_positive("sd_rate", sd_rate),
+            **{k: _check_positive(k, kw.get(k)) for k in _EXTRA_ARGS}}
+
+
+def prior_rhs(
+    expected_vars: float = 3,
+    slab_scale: float = 2,
+    slab_df: float = 4,
+    *,
+    Intercept_sd: float | None = None,
+    sigma_rate: float | None = None,
+    sd_rate: float | None = None,
+    y_range: tuple[float, float] | None = None,
+    **extras: float | None,
+) -> Prior:
+    """Regularized horseshoe on the coefficients (Piironen & Vehtari 2017; features.md §5).
+
+    b_j = z_j * lambda~_j * tau, lambda~_j = sqrt(c2 lambda_j^2 / (c2 + tau^2 lambda_j^2)),
+    z_j ~ N(0, 1), lambda_j ~ half-Cauchy(0, 1), tau ~ half-Cauchy(0, tau0),
+    c2 ~ Inv-Gamma(slab_df / 2, slab_df * slab_scale^2 / 2), tau0 = p0 / (K - p0) * base / sqrt(N),
+    p0 = max(1, min(expected_vars, K - 1)) (tau0 = base / sqrt(N) when K = p0). Continuous
+    families need ``y_range`` (for ``base``, as in prior_weak). Intercept, sigma and
+    random-effect SDs get no prior unless ``Intercept_sd``, ``sigma_rate``, ``sd_rate`` are given.
+    """
+    args = {"expected_vars": _check_positive("expected_vars", expected_vars),
+            "slab_scale": _check_positive("slab_scale", slab_scale),
+            "slab_df": _check_positive("slab_df", slab_df),
+            **_shrinkage_extras(Intercept_sd, sigma_rate, sd_rate, _known_extras(extras, "rhs"))}
+    if None in (args["expected_vars"], args["slab_scale"], args["slab_df"]):
+        raise ValueError("prior_rhs: expected_vars, slab_scale and slab_df must be positive.")
+    return Prior("rhs", tuple(sorted(args.items())), _norm_y_range(y_range))
+
+
+def prior_ssp(
+    ssp_ratio: float = 0.25,
+    max_beta: float = 1.0,
+    *,
+    Intercept_sd: float | None = None,
+    sigma_rate: float | None = None,
+    sd_rate: float | None = None,
+    y_range: tuple[float, float] | None = None,
+    **extras: float | None,
+) -> Prior:
+    """Spike-and-slab on the coefficients (features.md §5): b_j = beta_raw_j * r_j * tau_j,
+    beta_raw_j ~ Laplace(0, 0.5), r_j in (0.001, 0.999) with logit(r_j) ~ N(logit(ssp_ratio), 3),
+    tau_j ~ Exponential(rate = sd(X_j) / (max_beta * base)). Same intercept/sigma/SD rule as
+    prior_rhs; continuous families need ``y_range``."""
+    args = {"ssp_ratio": float(ssp_ratio), "max_beta": _check_positive("max_beta", max_beta),
+            **_shrinkage_extras(Intercept_sd, sigma_rate, sd_rate, _known_extras(extras, "ssp"))}
+    if not 0 < args["ssp_ratio"] < 1:
+        raise ValueError(f"prior_ssp: ssp_ratio must be in (0, 1), got {ssp_ratio!r}.")
+    if args["max_beta"] is None:
+        raise ValueError("prior_ssp: max_beta must be a positive number.")
+    return Prior("ssp", tuple(sorted(args.items())), _norm_y_range(y_range))
+
+
+def prior_jzs(r: float = 0.707) -> Prior:
+    """Jeffreys-Zellner-Siow prior (features.md §5; continuous families): coefficients jointly
+    multivariate Cauchy(0, (r sigma)^2 (X_c'X_c / N)^-1), p(sigma) proportional to 1/sigma,
+    intercept and random-effect SDs flat. In ``ttest()``: delta ~ Cauchy(0, r)."""
+    rr = _check_positive("r", r)
+    if rr is None:
+        raise ValueError("prior_jzs: r must be a positive number.")
+    return Prior("jzs", (("r", rr),))
+
+
+def _known_extras(extras: dict[str, Any], name: str) -> dict[str, Any]:
+    unknown = set(extras) - set(_EXTRA_ARGS)
+    if unknown:
+        raise TypeError(f"prior_{name}() got unexpected arguments {sorted(unknown)}.")
+    return extras
+
+
+_CONSTRUCTORS = {"flat": prior_flat, "normal": prior_normal, "weak": prior_weak,
+                 "rhs": prior_rhs, "ssp": prior_ssp, "jzs": prior_jzs}
 
 
 def make_prior(prior: Any = None, y_range: Any = None) -> Prior:

@@ -232,3 +232,19 @@ def interaction_map(interaction_model, toolchain):
 def interaction_mcmc(interaction_model, toolchain):
     interaction_model.compile(verbose=False)
     return interaction_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+
+
+# 7. the JZS two-sample t-test (templates/ttest.stan.j2): the full and the restricted
+#    (delta = 0) model are the same program with other data.
+
+
+@pytest.fixture(scope="session")
+def ttest_jzs(debate, toolchain):
+    m = bayesglmm.ttest("sat ~ cond", data=debate, prior=bayesglmm.prior_jzs())
+    m.compile(verbose=False)
+    return m
+
+
+@pytest.fixture(scope="session")
+def ttest_jzs_mcmc(ttest_jzs):
+    return ttest_jzs.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)

@@ -274,7 +274,9 @@ def bridge_sampler(
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}.")
     spec = getattr(fit.model, "spec", None)
-    if spec is not None and getattr(spec.prior, "name", None) == "flat":
+    prior_name = getattr(getattr(spec, "prior", None), "name", None) or getattr(
+        fit.model, "prior_name", None)
+    if prior_name == "flat":
         raise ValueError(
             "bridge sampling needs proper priors: this model has flat (improper) priors, so its "
             "marginal likelihood does not exist. Refit with e.g. prior=prior_normal()."

@@ -1,0 +1,418 @@
+"""Two-sample and paired t-tests as Bayesian models (features.md section 10).
+
+``ttest("sat ~ cond", data=df, prior=prior_jzs())`` returns a :class:`TTestModel`: a
+:class:`~bayesglmm.models.Model` whose Stan program comes from ``templates/ttest.stan.j2``, so
+``sample()``, ``optimize()``, ``bridgesampling()`` and ``bayes_factor(fixed={"delta": 0})``
+work as for the formula models. ``classic()`` is the Student / Welch / paired t-test computed
+here in closed form (it does not use the general ``classic()`` engine of
+``bayesglmm/inference/classic.py``).
+
+:func:`jzs_bf10` is the independent check of the JZS Bayes factor: the one-dimensional integral
+of Rouder et al. (2009, eq. 1) over the Zellner-Siow g, by ``scipy.integrate.quad``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import integrate, stats
+
+from .codegen import ParamName
+from .models import Model
+from .priors import Prior, make_prior
+
+__all__ = ["TTestClassic", "TTestModel", "jzs_bf10", "ttest"]
+
+
+@dataclass(frozen=True)
+class TTestData:
+    """The two samples (or the paired differences) and the design."""
+
+    y1: np.ndarray  # group 1 (paired: the differences group 1 - group 2)
+    y2: np.ndarray | None  # group 2 (None when paired)
+    labels: tuple[str, str]  # group labels (group 1 first)
+    paired: bool
+    var_equal: bool
+    response: str = "y"
+
+
+@dataclass(frozen=True, eq=False)
+class TTestProgram:
+    """The StanProgram-like object of a t-test (code, data, params; no ModelSpec)."""
+
+    code: str
+    data: dict[str, Any]
+    params: tuple[ParamName, ...]
+    re_blocks: tuple[str, ...] = ()
+    spec: Any = None
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def _two_groups(formula: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[str, str],
+                                                           str, str]:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError("ttest(formula, data=...): data must be a pandas DataFrame.")
+    parts = [p.strip() for p in formula.split("~")]
+    if len(parts) != 2 or not parts[0] or not parts[1] or any(c in parts[1] for c in "+*:|"):
+        raise ValueError(f"ttest formula must be 'y ~ group' with one grouping column, got "
+                         f"{formula!r}.")
+    yname, gname = parts
+    for c in (yname, gname):
+        if c not in data.columns:
+            raise ValueError(f"ttest: unknown column '{c}'. Columns: {', '.join(map(str, data.columns))}.")
+    if not pd.api.types.is_numeric_dtype(data[yname]):
+        raise ValueError(f"ttest: the response '{yname}' must be numeric.")
+    df = data[[yname, gname]].dropna()
+    levels = (list(df[gname].cat.categories) if isinstance(df[gname].dtype, pd.CategoricalDtype)
+              else sorted(pd.unique(df[gname]).tolist()))
+    levels = [lv for lv in levels if (df[gname] == lv).any()]
+    if len(levels) != 2:
+        raise ValueError(f"ttest: the grouping column '{gname}' must have exactly two levels, it "
+                         f"has {len(levels)}: {', '.join(map(str, levels))}.")
+    y1 = df.loc[df[gname] == levels[0], yname].to_numpy(float)
+    y2 = df.loc[df[gname] == levels[1], yname].to_numpy(float)
+    return y1, y2, (str(levels[0]), str(levels[1])), yname, gname
+
+
+def _prepare(x: Any, y: Any, data: Any, paired: bool, id: str | None, var_equal: bool
+             ) -> TTestData:
+    if isinstance(x, str):
+        if y is not None:
+            raise ValueError("ttest: give either a formula with data= or two vectors x, y.")
+        y1, y2, labels, yname, gname = _two_groups(x, data)
+        if paired:
+            if id is None or id not in data.columns:
+                raise ValueError("ttest(paired=True) with a formula needs id= naming the column "
+                                 "that matches the pairs.")
+            df = data[[yname, gname, id]].dropna()
+            wide = df.pivot_table(index=id, columns=gname, values=yname, aggfunc="first")
+            wide.columns = [str(c) for c in wide.columns]
+            wide = wide.dropna()
+            if len(wide) < 2:
+                raise ValueError("ttest(paired=True): fewer than two complete pairs.")
+            d = (wide[labels[0]] - wide[labels[1]]).to_numpy(float)
+            return TTestData(d, None, labels, True, True, yname)
+        return TTestData(y1, y2, labels, False, bool(var_equal), yname)
+    if y is None:
+        raise ValueError("ttest needs two samples (x, y) or a formula 'y ~ group' with data=; "
+                         "for a one-sample test use lm('y ~ 1').")
+    a = np.asarray(x, dtype=float).ravel()
+    b = np.asarray(y, dtype=float).ravel()
+    if paired:
+        if a.size != b.size:
+            raise ValueError(f"ttest(paired=True): x and y must have the same length "
+                             f"({a.size} vs {b.size}).")
+        ok = np.isfinite(a) & np.isfinite(b)
+        return TTestData(a[ok] - b[ok], None, ("x", "y"), True, True)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        raise ValueError("ttest: each group needs at least two observations.")
+    return TTestData(a, b, ("x", "y"), False, bool(var_equal))
+
+
+# ----------------------------------------------------------------------------- program
+
+
+def _prior_data(prior: Prior, td: TTestData) -> tuple[str, dict[str, Any]]:
+    """Prior family of the template ('flat', 'normal', 'jzs') and its hyperparameters."""
+    if prior.name == "flat":
+        return "flat", {}
+    if prior.name == "jzs":
+        return "jzs", {"jzs_r": float(prior.get("r"))}
+    if prior.name == "normal":
+        d = {"diff_sd": prior.get("b_sd") or 10.0, "sd_rate": prior.get("sigma_rate") or 0.2}
+        if not td.paired:
+            d.update(mean_mu=0.0, mean_sd=prior.get("mu_sd") or prior.get("Intercept_sd") or 10.0)
+        return "normal", {k: float(v) for k, v in d.items()}
+    if prior.name == "weak":
+        if prior.y_range is None:
+            raise ValueError("ttest with prior_weak() needs y_range=(low, high).")
+        lo, hi = prior.y_range
+        half = (hi - lo) / 2
+        base = half * prior.get("sd_ratio")
+        if td.paired:
+            p = 0.5
+        else:
+            p = td.y1.size / (td.y1.size + td.y2.size)
+        d = {"diff_sd": prior.get("max_beta") * base / math.sqrt(p * (1 - p)),
+             "sd_rate": 1.0 / base}
+        if not td.paired:
+            d.update(mean_mu=(lo + hi) / 2, mean_sd=half)
+        return "normal", d
+    raise ValueError(f"ttest supports prior_flat, prior_normal, prior_weak and prior_jzs, not "
+                     f"prior_{prior.name}().")
+
+
+def _params(td: TTestData, effect: str) -> tuple[ParamName, ...]:
+    out = [ParamName("diff", "diff", "b"), ParamName("delta", "delta", "b")]
+    if td.paired:
+        out.append(ParamName("sd_diff", "sd_diff", "family"))
+    else:
+        out.append(ParamName("total_mean", "total_mean", "Intercept"))
+        if td.var_equal:
+            out.append(ParamName("sd", "sd", "family"))
+        else:
+            out += [ParamName("sd[1]", "sd[1]", "family"), ParamName("sd[2]", "sd[2]", "family")]
+        out += [ParamName("mean0", "mean0", "aux"), ParamName("mean1", "mean1", "aux")]
+    return tuple(out)
+
+
+def _program(td: TTestData, prior: Prior, fixed_value: float | None) -> TTestProgram:
+    from .codegen import _env, _tidy
+
+    family, pdata = _prior_data(prior, td)
+    effect = "delta" if family == "jzs" else "diff"
+    code = _tidy(_env().get_template("ttest.stan.j2").render(
+        paired=td.paired, unequal=not td.var_equal, prior=family, effect=effect))
+    if td.paired:
+        data: dict[str, Any] = {"N": int(td.y1.size), "d": td.y1}
+    else:
+        data = {"N1": int(td.y1.size), "N2": int(td.y2.size), "y1": td.y1, "y2": td.y2}
+    data["effect_fixed"] = int(fixed_value is not None)
+    data["effect_value"] = 0.0 if fixed_value is None else float(fixed_value)
+    data.update(pdata)
+    return TTestProgram(code, data, _params(td, effect))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class TTestModel(Model):
+    """A t-test as a Stan model (see :func:`ttest`)."""
+
+    def __init__(self, td: TTestData, prior: Prior, fixed_value: float | None = None,
+                 formula: str | None = None):
+        super().__init__(_program(td, prior, fixed_value), wrapper="ttest", formula=formula,
+                         family="gaussian", prior=prior, name="ttest")
+        self.ttest_data = td
+        self.prior_name = prior.name
+        self.fixed_value = fixed_value
+
+    @property
+    def effect(self) -> str:
+        """The parameter that can be held fixed: 'delta' (JZS prior) or 'diff'."""
+        return "delta" if self.prior_name == "jzs" else "diff"
+
+    def call(self) -> str:
+        kind = "paired" if self.ttest_data.paired else (
+            "two-sample" if self.ttest_data.var_equal else "Welch")
+        return f"ttest({self.formula or 'x, y'}, {kind}, prior = {self.prior_name})"
+
+    def with_fixed(self, fixed: dict[str, float]) -> TTestModel:
+        """The same t-test with the effect held at a value through data (the restricted model
+        of ``bayes_factor(fixed={"delta": 0})``)."""
+        if set(fixed) != {self.effect}:
+            raise ValueError(f"ttest: only the effect can be held fixed, as "
+                             f"fixed={{'{self.effect}': value}} (under prior_{self.prior_name}()); "
+                             f"got {sorted(fixed)}.")
+        return TTestModel(self.ttest_data, self.prior, float(fixed[self.effect]), self.formula)
+
+    def classic(self, verbose: bool = True) -> TTestClassic:
+        """The classical t-test in closed form: Student (equal variances, df = n1 + n2 - 2),
+        Welch (Satterthwaite df) or paired (df = n - 1)."""
+        if self.prior_name != "flat":
+            raise ValueError("classic() needs the flat prior (ttest(..., prior=None)); this t-test "
+                             f"has prior_{self.prior_name}(): use optimize() or sample().")
+        res = TTestClassic.compute(self.ttest_data)
+        if verbose:
+            print(res.format())
+        return res
+
+
+def ttest(
+    x: Any,
+    y: Any = None,
+    data: pd.DataFrame | None = None,
+    paired: bool = False,
+    id: str | None = None,
+    var_equal: bool = True,
+    prior: Any = None,
+    y_range: tuple[float, float] | None = None,
+) -> TTestModel:
+    """Two-sample or paired t-test as a Bayesian model (features.md section 10).
+
+    Parameters
+    ----------
+    x : str or array-like
+        A formula ``"y ~ group"`` (with ``data``; exactly two groups, group 1 = first level) or
+        the first sample.
+    y : array-like, optional
+        The second sample.
+    data : DataFrame, optional
+    paired : bool
+        Paired test on the differences (formula: pairs matched by the ``id`` column).
+    id : str, optional
+    var_equal : bool
+        False: a separate SD per group (Welch).
+    prior : prior object, name or None
+        prior_flat() (default), prior_normal(), prior_weak() (needs y_range), prior_jzs(r).
+    y_range : (low, high), optional
+
+    Returns
+    -------
+    TTestModel
+        Parameters ``diff`` (mean of group 1 - mean of group 2), ``delta`` (standardised),
+        ``total_mean``, ``sd`` (``sd[1]``, ``sd[2]``; paired: ``sd_diff``), ``mean0``, ``mean1``.
+    """
+    td = _prepare(x, y, data, paired, id, var_equal)
+    p = make_prior(prior, y_range)
+    if paired and not var_equal:
+        raise ValueError("ttest: var_equal=False applies to two independent samples, not to "
+                         "paired=True.")
+    return TTestModel(td, p, None, x if isinstance(x, str) else None)
+
+
+# ----------------------------------------------------------------------------- classic
+
+
+@dataclass
+class TTestClassic:
+    """Closed-form Student / Welch / paired t-test (features §8.4, §10)."""
+
+    table: pd.DataFrame
+    kind: str
+    loglik: float
+    n_par: int
+    n_obs: int
+
+    @property
+    def t(self) -> float:
+        return float(self.table.loc["diff", "t value"])
+
+    @property
+    def df(self) -> float:
+        return float(self.table.loc["diff", "df"])
+
+    @property
+    def p(self) -> float:
+        return float(self.table.loc["diff", "Pr"])
+
+    @classmethod
+    def compute(cls, td: TTestData) -> TTestClassic:
+        rows: dict[str, dict[str, float]] = {}
+        if td.paired:
+            d = td.y1
+            n = d.size
+            diff, sd = float(d.mean()), float(d.std(ddof=1))
+            se, df = sd / math.sqrt(n), n - 1.0
+            delta = diff / sd
+            kind, npar, nobs = "paired t-test", 2, n
+            sig = math.sqrt(np.mean((d - diff) ** 2))
+            loglik = float(stats.norm.logpdf(d, diff, sig).sum())
+            extra = {"sd_diff": (sd, math.nan)}
+        else:
+            a, b = td.y1, td.y2
+            n1, n2 = a.size, b.size
+            m1, m2 = float(a.mean()), float(b.mean())
+            v1, v2 = float(a.var(ddof=1)), float(b.var(ddof=1))
+            diff = m1 - m2
+            if td.var_equal:
+                sp = math.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
+                se, df = sp * math.sqrt(1 / n1 + 1 / n2), n1 + n2 - 2.0
+                delta = diff / sp
+                kind, npar = "Student t-test", 3
+                sig = math.sqrt((((a - m1) ** 2).sum() + ((b - m2) ** 2).sum()) / (n1 + n2))
+                loglik = float(stats.norm.logpdf(a, m1, sig).sum()
+                               + stats.norm.logpdf(b, m2, sig).sum())
+                extra = {"sd": (sp, math.nan)}
+            else:
+                se = math.sqrt(v1 / n1 + v2 / n2)
+                df = se ** 4 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
+                delta = diff / math.sqrt((v1 + v2) / 2)
+                kind, npar = "Welch t-test", 4
+                loglik = float(stats.norm.logpdf(a, m1, math.sqrt(np.mean((a - m1) ** 2))).sum()
+                               + stats.norm.logpdf(b, m2, math.sqrt(np.mean((b - m2) ** 2))).sum())
+                extra = {"sd[1]": (math.sqrt(v1), math.nan), "sd[2]": (math.sqrt(v2), math.nan)}
+            extra = {"total_mean": ((m1 + m2) / 2, math.sqrt(v1 / n1 + v2 / n2) / 2), **extra,
+                     "mean0": (m1, math.sqrt(v1 / n1)), "mean1": (m2, math.sqrt(v2 / n2))}
+            nobs = n1 + n2
+        q = stats.t.ppf(0.975, df)
+        t = diff / se
+        rows["diff"] = {"Estimate": diff, "Std. Error": se, "Lower 95%": diff - q * se,
+                        "Upper 95%": diff + q * se, "df": df, "t value": t,
+                        "Pr": 2 * stats.t.sf(abs(t), df)}
+        rows["delta"] = {"Estimate": delta}
+        for name, (est, s) in extra.items():
+            rows[name] = {"Estimate": est, "Std. Error": s}
+        cols = ["Estimate", "Std. Error", "Lower 95%", "Upper 95%", "df", "t value", "Pr"]
+        table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols)
+        return cls(table, kind, loglik, npar, nobs)
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.n_par
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + math.log(self.n_obs) * self.n_par
+
+    def format(self) -> str:
+        def num(v: float, fmt: str) -> str:
+            return "" if not np.isfinite(v) else format(v, fmt)
+
+        def pfmt(p: float) -> str:
+            if not np.isfinite(p):
+                return ""
+            return "<.0001" if p < 1e-4 else f"{p:.4f}".lstrip("0")
+
+        def stars(p: float) -> str:
+            if not np.isfinite(p):
+                return ""
+            return next((s for lim, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."))
+                         if p < lim), "")
+
+        head = ["variable", "Estimate", "Std. Error", "Lower 95%", "Upper 95%", "df", "t value",
+                "Pr", ""]
+        body = []
+        for name, r in self.table.iterrows():
+            body.append([name, num(r["Estimate"], ".5f"), num(r["Std. Error"], ".5f"),
+                         num(r["Lower 95%"], ".5f"), num(r["Upper 95%"], ".5f"),
+                         num(r["df"], ".1f"), num(r["t value"], ".3f"), pfmt(r["Pr"]),
+                         stars(r["Pr"])])
+        widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
+        lines = [f"Classical estimation via ttest ({self.kind})",
+                 f"Log-Likelihood: {self.loglik:.3f}, AIC: {self.aic:.3f}, BIC: {self.bic:.3f}", ""]
+        for row in [head] + body:
+            lines.append(" ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                  for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        return self.format()
+
+
+# ----------------------------------------------------------------------------- Rouder integral
+
+
+def jzs_bf10(t: float, n1: int, n2: int | None = None, r: float = 0.707) -> float:
+    """JZS Bayes factor BF10 of a t statistic (Rouder et al. 2009, eq. 1, with prior scale r).
+
+    One sample / paired: ``n2=None``, effective N = n1, df = n1 - 1; two samples: effective
+    N = n1 n2 / (n1 + n2), df = n1 + n2 - 2. With g ~ Inv-Gamma(1/2, r^2/2) (delta ~ Cauchy(0, r)):
+    BF10 = int (1 + N g)^(-1/2) ((1 + t^2 / ((1 + N g) df)) / (1 + t^2/df))^(-(df+1)/2) p(g) dg,
+    integrated by ``scipy.integrate.quad`` on a log scale of g.
+    """
+    if n2 is None:
+        N, df = float(n1), float(n1 - 1)
+    else:
+        N, df = n1 * n2 / (n1 + n2), float(n1 + n2 - 2)
+    log_null = -(df + 1) / 2 * math.log1p(t * t / df)
+
+    def integrand(logg: float) -> float:
+        g = math.exp(logg)
+        a = 1 + N * g
+        log_alt = (-0.5 * math.log(a) - (df + 1) / 2 * math.log1p(t * t / (a * df)))
+        log_prior = stats.invgamma.logpdf(g, 0.5, scale=r * r / 2)
+        return math.exp(log_alt - log_null + log_prior + logg)
+
+    val, _ = integrate.quad(integrand, -30, 30, limit=200, epsabs=0, epsrel=1e-10)
+    return float(val)
