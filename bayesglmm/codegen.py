@@ -119,6 +119,8 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
             {"name": p.name, "lower_text": f"{p.lower:g}", "doc": p.doc} for p in fam.extra
         ],
     }
+    blocks = prior_blocks(tuple(spec.prior.terms), len(spec.groups), fam.category_specific,
+                          bool(spec.held))
     ctx = {
         "family": family,
         "y_decl": _Y_DECL[fam.response],
@@ -132,9 +134,9 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "alpha": alpha,
         "groups": groups,
         "proper": spec.prior.name != "flat",
-        "prior_blocks": prior_blocks(tuple(spec.prior.terms), len(spec.groups),
-                                     fam.category_specific, bool(spec.held)),
+        "prior_blocks": blocks,
         "held": bool(spec.held),
+        "beta_derived": any(b["tparams"] for b in blocks),
         "snippets": [_snippet(s) for s in fam.snippets]
         + ([_snippet(spec.resid.snippet)] if spec.resid is not None else []),
         "resid": residcorr.stan_context(spec.resid),

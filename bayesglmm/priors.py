@@ -353,6 +353,10 @@ class PriorTerm:
     stmt: str  # Stan statement in the model block
     stmt_category_specific: str | None = None  # variant for K x (C-1) coefficient matrices
     stmt_held: str | None = None  # variant when some coefficients are held fixed (data free_idx)
+    # coefficient priors that build beta from other parameters (shrinkage priors, non-centred):
+    tdata: tuple[str, ...] = ()  # transformed-data statements
+    params: tuple[str, ...] = ()  # parameter declarations
+    tparams: tuple[str, ...] = ()  # transformed-parameter statements defining ``vector[K] beta``
 
     @property
     def per_group_term(self) -> bool:
@@ -375,6 +379,59 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
               "target += normal_lpdf(beta | b_mu, b_sd);",
               "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}",
               "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);"),
+    # regularized horseshoe (Piironen & Vehtari 2017), non-centred, the half-Cauchys as scale
+    # mixtures: lambda = lambda_raw / sqrt(w_lambda), tau_hs = hs_tau0 * tau_raw / sqrt(w_tau)
+    # with lambda_raw, tau_raw ~ half-normal(0, 1) and w_lambda, w_tau ~ gamma(1/2, 1/2)
+    PriorTerm("b_rhs", "horseshoe",
+              ("real<lower=0> hs_tau0;  // global scale of the horseshoe",
+               "real<lower=0> hs_slab_df;  // c2 ~ inv_gamma(hs_slab_df / 2, hs_slab_df * hs_slab_scale^2 / 2)",
+               "real<lower=0> hs_slab_scale;"),
+              "target += std_normal_lpdf(z);\n"
+              "target += normal_lpdf(lambda_raw | 0, 1) + K * log2();  // half-normal\n"
+              "target += gamma_lpdf(w_lambda | 0.5, 0.5);\n"
+              "target += normal_lpdf(tau_raw | 0, 1) + log2();  // half-normal\n"
+              "target += gamma_lpdf(w_tau | 0.5, 0.5);\n"
+              "target += inv_gamma_lpdf(c2 | 0.5 * hs_slab_df, 0.5 * hs_slab_df * square(hs_slab_scale));",
+              params=("vector[K] z;  // standardised coefficients",
+                      "vector<lower=0>[K] lambda_raw;  // local scales: lambda = lambda_raw / sqrt(w_lambda)",
+                      "vector<lower=0>[K] w_lambda;",
+                      "real<lower=0> tau_raw;  // global scale: tau_hs = hs_tau0 * tau_raw / sqrt(w_tau)",
+                      "real<lower=0> w_tau;",
+                      "real<lower=0> c2;  // squared slab scale"),
+              tparams=("vector[K] lambda = lambda_raw ./ sqrt(w_lambda);  // half-Cauchy(0, 1)",
+                       "real tau_hs = hs_tau0 * tau_raw / sqrt(w_tau);  // half-Cauchy(0, hs_tau0)",
+                       "vector[K] lambda_tilde = sqrt(c2 * square(lambda) ./ (c2 + square(tau_hs) * square(lambda)));",
+                       "vector[K] beta = z .* lambda_tilde * tau_hs;")),
+    # spike-and-slab: beta = beta_raw .* ssp_r .* ssp_tau
+    PriorTerm("b_ssp", "spike_and_slab",
+              ("real ssp_logit_mu;  // logit(ssp_r) ~ normal(ssp_logit_mu, ssp_logit_sd), truncated to (ssp_lo, ssp_hi)",
+               "real<lower=0> ssp_logit_sd;",
+               "real<lower=0, upper=1> ssp_lo;",
+               "real<lower=ssp_lo, upper=1> ssp_hi;",
+               "real<lower=0> ssp_raw_scale;  // beta_raw ~ double_exponential(0, ssp_raw_scale)",
+               "vector<lower=0>[K] ssp_tau_rate;  // ssp_tau ~ exponential(ssp_tau_rate)"),
+              "target += double_exponential_lpdf(beta_raw | 0, ssp_raw_scale);\n"
+              "// logit-normal density of ssp_r (with the Jacobian of logit), normalised on (ssp_lo, ssp_hi)\n"
+              "target += normal_lpdf(logit(ssp_r) | ssp_logit_mu, ssp_logit_sd) - sum(log(ssp_r) + log1m(ssp_r))\n"
+              "          - K * log_diff_exp(normal_lcdf(logit(ssp_hi) | ssp_logit_mu, ssp_logit_sd),\n"
+              "                             normal_lcdf(logit(ssp_lo) | ssp_logit_mu, ssp_logit_sd));\n"
+              "target += exponential_lpdf(ssp_tau | ssp_tau_rate);",
+              params=("vector[K] beta_raw;  // raw coefficients",
+                      "vector<lower=ssp_lo, upper=ssp_hi>[K] ssp_r;  // inclusion weights",
+                      "vector<lower=0>[K] ssp_tau;  // slab scales"),
+              tparams=("vector[K] beta = beta_raw .* ssp_r .* ssp_tau;",)),
+    # JZS (Zellner-Siow): beta | g ~ N(0, g (jzs_r sigma)^2 (Xc'Xc/N)^-1), g ~ inv_gamma(1/2, 1/2),
+    # i.e. beta ~ multivariate Cauchy; non-centred through z_b; Jeffreys prior on sigma
+    PriorTerm("b_jzs", "zellner_siow",
+              ("real<lower=0> jzs_r;  // scale of the multivariate Cauchy",),
+              "target += std_normal_lpdf(z_b);\n"
+              "target += inv_gamma_lpdf(g_jzs | 0.5, 0.5);\n"
+              "target += -log(sigma);  // Jeffreys prior p(sigma) proportional to 1 / sigma",
+              tdata=("// Cholesky factor of (Xc'Xc / N)^-1, the shape of the JZS prior",
+                     "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));"),
+              params=("vector[K] z_b;  // standardised coefficients",
+                      "real<lower=0> g_jzs;  // Zellner-Siow g"),
+              tparams=("vector[K] beta = jzs_r * sigma * sqrt(g_jzs) * (jzs_L * z_b);",)),
     _exp_term("sigma"),
     _exp_term("nu"),
     _exp_term("shape"),
@@ -413,7 +470,8 @@ def prior_blocks(terms: tuple[str, ...], n_group_terms: int, category_specific: 
                     raise ValueError(f"prior term '{row.key}' cannot hold coefficients fixed")
                 stmt = row.stmt_held
             out.append({"key": fill(row.key), "decls": [fill(d) for d in row.decls],
-                        "stmt": fill(stmt)})
+                        "stmt": fill(stmt), "tdata": list(row.tdata), "params": list(row.params),
+                        "tparams": list(row.tparams)})
     unknown = present - {b["key"] for b in out}
     if unknown:  # pragma: no cover - resolve_prior only produces table terms
         raise ValueError(f"prior terms without a table row: {sorted(unknown)}")
@@ -461,6 +519,18 @@ class ResolvedPrior:
                 out.append(f"L_{t[5:]} ~ LKJ-Cholesky({d['lkj_eta_' + t[5:]]:.4g})")
         if self.has("cutpoints"):
             out.append(f"cutpoints ~ Normal(0, {d['cutpoint_sd']:.4g})")
+        if self.has("b_rhs"):
+            out.append(f"b ~ regularized horseshoe (tau0 = {d['hs_tau0']:.4g}, slab_df = "
+                       f"{d['hs_slab_df']:.4g}, slab_scale = {d['hs_slab_scale']:.4g})")
+        if self.has("b_ssp"):
+            out.append(f"b ~ spike-and-slab (inclusion prior logit-N({d['ssp_logit_mu']:.4g}, "
+                       f"{d['ssp_logit_sd']:.4g}))")
+        if self.has("b_jzs"):
+            out.append(f"b ~ JZS multivariate Cauchy (r = {d['jzs_r']:.4g}); p(sigma) ~ 1/sigma; "
+                       "intercept and random-effect SDs flat")
+        if self.constants.get("no_prior_on"):
+            out.append(f"note: no prior on {self.constants['no_prior_on']} (flat; give "
+                       "Intercept_sd=, sigma_rate=, sd_rate= to add one)")
         return out
 
 
@@ -535,6 +605,9 @@ def resolve_prior(
             f"Prior argument cutpoint_sd given, but family '{family.name}' has no cutpoints."
         )
 
+    if prior.name in ("rhs", "ssp", "jzs"):
+        return _resolve_shrinkage(prior, family, b_names=b_names, X=X, y=y,
+                                  has_intercept=has_intercept, re_terms=re_terms)
     constants: dict[str, float] = {}
     if prior.name == "normal":
         mu_sd = prior.get("mu_sd")
@@ -660,6 +733,91 @@ def resolve_prior(
         if positive and not np.all((arr > 0) & np.isfinite(arr)):
             raise ValueError(f"Prior hyperparameter {key} must be positive and finite.")
     return ResolvedPrior(prior.name, has_intercept, tuple(terms), data, constants, prior, b_names)
+
+
+def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...], X: np.ndarray,
+                       y: np.ndarray, has_intercept: bool,
+                       re_terms: tuple[tuple[str, tuple[str, ...], bool], ...]) -> ResolvedPrior:
+    """prior_rhs / prior_ssp / prior_jzs: the coefficient prior of the table, plus (rhs, ssp) the
+    intercept / sigma / SD / extra priors only when their arguments are given (features §5)."""
+    K = len(b_names)
+    N = X.shape[0]
+    name = prior.name
+    if K == 0:
+        raise ValueError(f"prior_{name}() is a prior on regression coefficients, but the model "
+                         "has none.")
+    if family.category_specific:
+        raise ValueError(f"prior_{name}() is not available for family '{family.name}' "
+                         "(category-specific coefficients).")
+    terms: list[str] = []
+    data: dict[str, Any] = {}
+    constants: dict[str, float] = {}
+    notes: list[str] = []
+    if name == "jzs":
+        if family.weak_class != "continuous" or "sigma" not in family.extra_names:
+            raise ValueError(f"prior_jzs() needs a continuous family with a residual SD "
+                             f"(gaussian, lognormal, student_t), not '{family.name}'.")
+        if not has_intercept:
+            raise ValueError("prior_jzs() centres the design matrix and needs an intercept.")
+        Xc = X - X.mean(axis=0)
+        if np.linalg.matrix_rank(Xc) < K:
+            raise ValueError("prior_jzs(): the centred design matrix is rank deficient "
+                             f"(columns {', '.join('b[' + n + ']' for n in b_names)}).")
+        terms.append("b_jzs")
+        data["jzs_r"] = float(prior.get("r"))
+        for p in family.extra:
+            if p.name != "sigma" and prior.get(p.prior_arg) is not None:  # pragma: no cover
+                terms.append(p.name)
+                data[p.name + "_rate"] = float(prior.get(p.prior_arg))
+        return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names)
+    consts = weak_constants(family, y, prior.y_range, 0.5, prior.get("max_beta") or 1.0)
+    base = consts["base"]
+    sds = np.array([_sample_sd(X[:, j]) for j in range(K)], dtype=float)
+    if name == "rhs":
+        p0 = max(1.0, min(float(prior.get("expected_vars")), K - 1.0))
+        tau0 = base / math.sqrt(N) if K - p0 <= 0 else p0 / (K - p0) * base / math.sqrt(N)
+        terms.append("b_rhs")
+        data.update(hs_tau0=tau0, hs_slab_df=float(prior.get("slab_df")),
+                    hs_slab_scale=float(prior.get("slab_scale")))
+        constants.update(consts, p0=p0, tau0=tau0)
+    else:
+        bad = [b_names[j] for j in range(K) if not (sds[j] > 0)]
+        if bad:
+            raise ValueError("prior_ssp scales each coefficient by the SD of its design column, "
+                             f"but these columns are constant: {', '.join(bad)}.")
+        ratio = float(prior.get("ssp_ratio"))
+        terms.append("b_ssp")
+        data.update(ssp_logit_mu=math.log(ratio / (1 - ratio)), ssp_logit_sd=3.0, ssp_lo=0.001,
+                    ssp_hi=0.999, ssp_raw_scale=0.5,
+                    ssp_tau_rate=sds / (prior.get("max_beta") * base))
+        constants.update(consts)
+    # intercept, sigma, SDs, extras: only when given (reference behaviour), with a note
+    isd = prior.get("Intercept_sd")
+    if has_intercept and isd is not None:
+        terms.append("Intercept_c")
+        data.update(Intercept_mu=0.0, Intercept_sd=float(isd))
+    elif has_intercept:
+        notes.append("Intercept_c")
+    for p in family.extra:
+        rate = prior.get(p.prior_arg) if p.name != "sigma" else prior.get("sigma_rate")
+        if rate is not None:
+            terms.append(p.name)
+            data[p.name + "_rate"] = float(rate)
+        elif p.name == "sigma":
+            notes.append("sigma")
+    tau = prior.get("tau_rate")
+    for k, (_, coefs, correlated) in enumerate(re_terms, start=1):
+        if tau is not None:
+            terms.append(f"sd_{k}")
+            data[f"sd_{k}_rate"] = np.full(len(coefs), float(tau))
+        else:
+            notes.append(f"sd_{k}")
+        if correlated and len(coefs) > 1:
+            terms.append(f"corr_{k}")
+            data[f"lkj_eta_{k}"] = float(prior.get("lkj_eta") or 1.0)
+    if notes:
+        constants["no_prior_on"] = ", ".join(notes)  # type: ignore[assignment]
+    return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names)
 
 
 def _scalar(val: Any, key: str) -> float:

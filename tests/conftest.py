@@ -248,3 +248,30 @@ def ttest_jzs(debate, toolchain):
 @pytest.fixture(scope="session")
 def ttest_jzs_mcmc(ttest_jzs):
     return ttest_jzs.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+
+
+# 8. lm with prior_rhs() on simulated data (20 coefficients, 3 non-zero): test_shrinkage.py
+
+
+@pytest.fixture(scope="session")
+def sparse_data():
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((100, 20))
+    beta = np.zeros(20)
+    beta[:3] = [1.5, -1.0, 0.8]
+    df = pd.DataFrame(X, columns=[f"x{j + 1}" for j in range(20)])
+    df["y"] = 3 + X @ beta + rng.normal(0, 1, 100)
+    return df, beta
+
+
+@pytest.fixture(scope="session")
+def rhs_mcmc(sparse_data, toolchain):
+    df, _ = sparse_data
+    f = "y ~ " + " + ".join(f"x{j + 1}" for j in range(20))
+    m = bayesglmm.lm(f, data=df, prior=bayesglmm.prior_rhs(),
+                     y_range=(float(df.y.min()), float(df.y.max())))
+    m.compile(verbose=False)
+    return m.sample(seed=SEED, verbose=False)

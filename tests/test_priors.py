@@ -161,8 +161,8 @@ def test_invalid_arguments():
         prior_normal(b_sd=-1)
     with pytest.raises(ValueError, match="y_range"):
         prior_weak(y_range=(5, 1))
-    with pytest.raises(ValueError, match="Unknown prior 'rhs'"):
-        make_prior("rhs")
+    with pytest.raises(ValueError, match="Unknown prior 'cauchy'"):
+        make_prior("cauchy")
     with pytest.raises(TypeError):
         make_prior(3.0)
 
