@@ -506,11 +506,16 @@ class Model:
                 + "; the log marginal likelihood is not available",
                 RuntimeWarning, stacklevel=2,
             )
-        return MAPFit(
+        fit = MAPFit(
             self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,
             converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
             cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
         )
+        if marginal == "auto" and se_method == "wald":
+            from .inference.classic import add_marginal_df
+
+            add_marginal_df(fit, bs, mode, z_idx, index)
+        return fit
 
 
     def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,

@@ -80,6 +80,11 @@ def test_debate_marginal_auto_is_reml(debate_flat_model):
     s = fit.summary()
     for name in ("Intercept", "b[talk]", "b[perf]", "sigma", "sd[group:Int]"):
         assert close(s.loc[name, "estimate"], ref[name], REL, 5e-6), (name, s.loc[name, "estimate"])
+    # Satterthwaite df column (features §8.1), = lmerTest's dfs of the same REML fit
+    lt = load_reference("debate_classic.json")["classic_lmerTest"]
+    for name in ("Intercept", "b[talk]", "b[perf]"):
+        assert close(s.loc[name, "df"], lt[name]["df"], 1e-3, 0.05), (name, s.loc[name, "df"])
+    assert np.isnan(s.loc["sigma", "df"])
 
 
 @pytest.mark.slow

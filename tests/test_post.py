@@ -173,3 +173,32 @@ def test_lsmeans_on_sampled_and_map_fits(cond_skill_model, cond_skill_classic):
     assert chi.heading.startswith("ANOVA Table (Wald Chisq tests)")
     mp = bayesglmm.lsmeans(cond_skill_model.optimize(verbose=False), "cond")
     assert np.isinf(mp["df"]).all()
+
+
+@pytest.mark.slow
+def test_lm_classic_is_ols_and_anova_prints_r2(lm_model, debate):
+    """lm(sat ~ talk + perf), flat prior: classic() = ordinary least squares (closed form):
+    estimates, SEs with the unbiased sigma, residual df N - p, R^2 and the overall F."""
+    fit = lm_model.classic(verbose=False)
+    X = np.column_stack([np.ones(len(debate)), debate["talk"], debate["perf"]])
+    y = debate["sat"].to_numpy(float)
+    b, rss, *_ = np.linalg.lstsq(X, y, rcond=None)
+    n, p = X.shape
+    s2 = rss[0] / (n - p)
+    se = np.sqrt(np.diag(s2 * np.linalg.inv(X.T @ X)))
+    s = fit.summary()
+    names = ["Intercept", "b[talk]", "b[perf]"]
+    np.testing.assert_allclose(s.loc[names, "estimate"], b, rtol=1e-7)
+    np.testing.assert_allclose(s.loc[names, "se"], se, rtol=1e-5)
+    assert (s.loc[names, "df"] == n - p).all()
+    assert abs(s.loc["sigma", "estimate"] - np.sqrt(s2)) < 1e-6 * np.sqrt(s2)
+    # ML log-likelihood of the OLS fit
+    ll = -0.5 * n * (np.log(2 * np.pi * rss[0] / n) + 1)
+    assert abs(fit.loglik - ll) < 1e-6
+    a = bayesglmm.anova(fit)
+    tss = np.sum((y - y.mean()) ** 2)
+    r2 = 1 - rss[0] / tss
+    assert f"R-squared: {r2:.4f}" in repr(a)
+    # single-coefficient terms: F = t^2, den df = N - p
+    assert abs(a.loc["talk", "F value"] - s.loc["b[talk]", "t"] ** 2) < 1e-6 * a.loc["talk", "F value"]
+    assert a.loc["talk", "den_df"] == n - p

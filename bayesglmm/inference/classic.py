@@ -181,3 +181,47 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
         message=mode.message or ml.message, theta_unc=u, cov_unc=mode.cov_unc,
         degenerate=degenerate, elapsed=time.perf_counter() - t0,
     )
+
+
+def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
+                index: list[int]) -> dict[str, float]:
+    """Satterthwaite df of the fixed effects after ``optimize(marginal="auto")`` (features §8.1):
+    C(theta) = fixed-effect block of the inverse Hessian over the integrated coordinates,
+    A = inverse Hessian of the Laplace objective in the outer parameters. Returns
+    {user name: df} for the fixed effects (a derived ``Intercept`` through its linear map)."""
+    from .optimize import _constrain_fn
+
+    fixed, f_idx = fixed_unc_index(bs_model, params)
+    if f_idx.size == 0 or mode.hessian.size == 0:
+        return {}
+    fpos = np.searchsorted(integ, f_idx)
+    C, dC, _ = _conditional_cov(Objective(bs_model), integ, mode.theta_unc, fpos)
+    sat = Satterthwaite(C, dC, hessian_inverse(mode.hessian)[0])
+    constrain = _constrain_fn(bs_model, 1)
+    u = mode.theta_unc
+    base = constrain(u)
+    out: dict[str, float] = {}
+    rows = [(p, i) for p, i in zip(params, index) if p.kind in ("Intercept", "Intercept_c", "b")]
+    J = np.empty((len(rows), f_idx.size))
+    for k, i in enumerate(f_idx):  # the fixed effects enter linearly
+        e = np.zeros(u.size)
+        e[i] = 1.0
+        J[:, k] = constrain(u + e)[[i_ for _, i_ in rows]] - base[[i_ for _, i_ in rows]]
+    for (p, _), l in zip(rows, J):
+        out[p.user] = sat.df(l)
+    return out
+
+
+def add_marginal_df(fit: Any, bs_model: Any, mode: JointMode, integ: np.ndarray,
+                    index: list[int]) -> None:
+    """Add the ``df`` column (Satterthwaite, fixed effects; NaN elsewhere) to a MAPFit from
+    ``optimize(marginal="auto")`` and turn the fixed effects' Wald intervals into t intervals."""
+    from scipy import stats
+
+    dfs = marginal_df(bs_model, mode, integ, fit._params, index)
+    tab = fit._table
+    tab["df"] = np.nan
+    for name, df in dfs.items():
+        est, se = tab.loc[name, "estimate"], tab.loc[name, "se"]
+        q = stats.t.ppf(0.975, df) if np.isfinite(df) else stats.norm.ppf(0.975)
+        tab.loc[name, ["df", "lower", "upper"]] = [df, est - q * se, est + q * se]

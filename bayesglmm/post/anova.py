@@ -112,9 +112,38 @@ def _type3_table(fit, type: int, test: str | None) -> PrintedTable:
         df = pd.DataFrame(rows, columns=["term", "df", "Chisq", "Pr(>Chisq)"])
         heading = "ANOVA Table (Wald Chisq tests)"
     heading += f", Type {'III' if type == 3 else 'II'}"
-    return PrintedTable(df.set_index("term"), heading=heading,
+    return PrintedTable(df.set_index("term"), heading=heading, notes=_lm_notes(fit, info),
                         formats={"num_df": "{:.0f}", "df": "{:.0f}", "den_df": "{:.2f}",
                                  "F value": "{:.4f}", "Chisq": "{:.4f}"})
+
+
+def lm_fit_stats(fit, info: FixedInfo) -> dict[str, float] | None:
+    """R^2, adjusted R^2 and the overall F test of a gaussian classic fit without random
+    effects (None otherwise); RSS = sigma^2 (N - p) with the REML (= unbiased) sigma."""
+    if info.kind != "classic" or not info.gaussian or fit.model_type != "lm":
+        return None
+    y = np.asarray(fit.model.observed_response(), dtype=float)
+    n, p = y.size, len(info.names)
+    sigma = float(fit.summary().loc["sigma", "estimate"])
+    rss = sigma**2 * (n - p) if fit.estimation == "REML" else sigma**2 * n
+    tss = float(np.sum((y - y.mean()) ** 2))
+    has_int = "Intercept" in info.names
+    k = p - 1 if has_int else p
+    r2 = 1 - rss / tss if has_int else 1 - rss / float(np.sum(y**2))
+    adj = 1 - (1 - r2) * (n - int(has_int)) / (n - p)
+    F = ((tss - rss) / k) / (rss / (n - p)) if k > 0 else math.nan
+    return {"r2": r2, "adj_r2": adj, "F": F, "num_df": k, "den_df": n - p,
+            "p": float(stats.f.sf(F, k, n - p)) if k > 0 else math.nan}
+
+
+def _lm_notes(fit, info: FixedInfo) -> list[str]:
+    st = lm_fit_stats(fit, info)
+    if st is None:
+        return []
+    from ..results_classic import format_p
+
+    return [f"R-squared: {st['r2']:.4f}, adjusted R-squared: {st['adj_r2']:.4f}; "
+            f"F({st['num_df']}, {st['den_df']}) = {st['F']:.3f}, p = {format_p(st['p'])}"]
 
 
 def _lr_table(fits) -> PrintedTable:
