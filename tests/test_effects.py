@@ -88,6 +88,7 @@ def test_categorical_focal_pairwise_contrasts(ols_factor):
 def test_conditional_effects_categorical_and_errors(ols_factor):
     ce = conditional_effects(ols_factor, "skill:perf")
     assert ce.categorical_focal and len(ce.data) == 9
+    assert ce._repr_png_()[:4] == b"\x89PNG"
     fig = ce.plot(observed=True)
     ax = fig.axes[0]
     assert ax.get_ylabel() == "Predicted value" and ax.get_title() == "Conditional effect of skill by perf"

@@ -176,6 +176,18 @@ class ConditionalEffects:
     def __repr__(self) -> str:
         return self.format()
 
+    def _repr_png_(self) -> bytes:
+        """Notebooks show the plot (features §9.1: printing draws the plot)."""
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig = self.plot()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        return buf.getvalue()
+
     def plot(self, observed: bool = False, ax: Any = None):
         """Line + band per moderator value (numeric focal) or points + error bars (categorical
         focal); ``observed=True`` overlays the data. Returns the matplotlib Figure."""
