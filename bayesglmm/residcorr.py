@@ -177,3 +177,27 @@ def stan_context(resid: ResidCorr | None) -> dict[str, Any] | None:
     if resid is None:
         return None
     return {"kind": resid.kind, "function": resid.function}
+
+
+def check_redundancy(resid: ResidCorr, intercept_factors: list[str]) -> str | None:
+    """Warn (cs) or note (ar1) when a random intercept shares the blocks of the residuals.
+
+    ``intercept_factors``: grouping factors of random-effect terms with an intercept.
+    cs within g plus (1 | g) is not identified (both give every pair of rows in a block the same
+    covariance); ar1 plus (1 | g) is identified only through the decay of the correlation.
+    """
+    if resid.group not in intercept_factors:
+        return None
+    if resid.kind == "cs":
+        import warnings
+
+        warnings.warn(
+            f"resid_corr='cs' within '{resid.group}' and a random intercept for "
+            f"'{resid.group}' describe the same covariance (constant within a block): the model "
+            "is not identified; drop one of them.",
+            UserWarning, stacklevel=5,
+        )
+        return None
+    return (f"AR(1) residuals and a random intercept share the blocks '{resid.group}': they are "
+            "separated only by the decay of the correlation with the lag (weakly identified "
+            "with few time points).")

@@ -579,7 +579,7 @@ def build_spec(
     (see :func:`hold_coefficients`).
     """
     from .prepare import prepare_data
-    from .residcorr import build_resid, check_resid_args, default_group
+    from .residcorr import build_resid, check_redundancy, check_resid_args, default_group
 
     fam = get_family(family)
     if contrasts not in ("treatment", "sum"):
@@ -617,8 +617,8 @@ def build_spec(
     resid = None
     if resid_corr is not None:
         resid = build_resid(resid_corr, df, group=resid_group, time=resid_time)
-        if resid_note:
-            notes.append(resid_note)
+        redundant = check_redundancy(resid, [g.factor for g in groups if "Int" in g.coefs])
+        notes.extend(n for n in (resid_note, redundant) if n)
     has_intercept = fixed.intercept and fam.has_intercept
     sd_names = tuple(tuple(n.user for n in _sd_user_names(groups, g)) for g in groups)
     rprior = resolve_prior(

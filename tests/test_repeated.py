@@ -241,6 +241,16 @@ def test_cs_data(panel):
     assert "-1.0 / (resid_T - 1)" in m.stan_code
 
 
+def test_random_intercept_on_the_same_blocks(panel):
+    with pytest.warns(UserWarning, match="not identified"):
+        bg.lmer("y ~ x + (1 | id)", panel, resid_corr="cs", resid_time="time")
+    m = bg.lmer("y ~ x + (1 | id)", panel, resid_corr="ar1", resid_time="time")
+    assert any("weakly identified" in n for n in m.spec.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bg.lmer("y ~ x + (0 + x | id)", panel, resid_corr="cs", resid_time="time")
+
+
 def test_resid_bad_input(panel):
     with pytest.raises(ValueError, match="family 'poisson'.*supported for family 'gaussian' only"):
         bg.glmer("time ~ x + (1 | id)", panel, family="poisson", resid_corr="ar1")
