@@ -51,6 +51,7 @@ def glmer(
     resid_corr: str | None = None,
     resid_time: str | None = None,
     resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
@@ -78,6 +79,8 @@ def glmer(
     (gaussian): correlated residuals within the blocks of ``resid_group`` (default: the grouping
     factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags = differences of its
     integer values); parameter ``rho_resid``.
+    ``fixed={"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
+    are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
     Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
     """
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
@@ -101,6 +104,7 @@ def lmer(
     resid_corr: str | None = None,
     resid_time: str | None = None,
     resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
 ) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
     (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
@@ -127,6 +131,7 @@ def glm(
     resid_corr: str | None = None,
     resid_time: str | None = None,
     resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
 ) -> Model:
     """Generalized linear model (no random-effect terms), treatment contrasts by default.
     Arguments as for :func:`glmer`."""
@@ -152,6 +157,7 @@ def lm(
     resid_corr: str | None = None,
     resid_time: str | None = None,
     resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
 ) -> Model:
     """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
     _no_bars(formula, "lm")
@@ -167,7 +173,8 @@ def _no_bars(formula: Any, wrapper: str) -> None:
         )
 
 
-_OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group")
+_OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group",
+            "fixed")
 
 
 def _options(args: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +186,7 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
            contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
            levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
            centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
-           resid_group: Any = None) -> Model:
+           resid_group: Any = None, fixed: Any = None) -> Model:
     from .codegen import generate
     from .families import get_family
     from .prepare import prepare_frame
@@ -200,7 +207,7 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
                       y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
                       factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
-                      resid_time=resid_time, resid_group=resid_group)
+                      resid_time=resid_time, resid_group=resid_group, hold=fixed)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)

@@ -127,3 +127,13 @@ def test_debate_bayes_factor_talk(debate_mcmc, debate_bf, capsys):
     back = bayesglmm.bayes_factor(fit2, debate_mcmc, verbose=False)
     assert back.log_bf == pytest.approx(-bf.log_bf)
     assert back.label == "Decisive evidence for Model 2"
+
+
+def test_wrapper_fixed_argument(debate, debate_model):
+    """glmer/lmer/glm/lm(fixed=...) give the restricted program of bayes_factor (features §1)."""
+    m = bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=debate,
+                       prior=bayesglmm.prior_normal(), fixed={"b[talk]": 0})
+    assert m.spec.held == ((0, 0.0),)
+    assert m.stan_code == generate(hold_coefficients(debate_model.spec, {"b[talk]": 0})).code
+    with pytest.raises(ValueError, match="unknown coefficient"):
+        bayesglmm.lm("sat ~ talk", data=debate, fixed={"b[perf]": 0})
