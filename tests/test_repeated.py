@@ -67,6 +67,19 @@ def test_wide_equals_long(training, within):
     _same_program(rng, ref)
 
 
+def test_new_data_design_of_within_factors(training):
+    """The fixed-effect design of new data (predictions) codes the numeric within levels 1..4
+    and factors= columns as in the fitted data."""
+    from bayesglmm.post.predict import fixed_design
+
+    m = bg.lmer("cbind(time1:time4) ~ a * time + (1 | ID)", training, within={"time": 4})
+    X, _ = fixed_design(m.spec, m.spec.data)
+    np.testing.assert_array_equal(X, m.stan_data["X"])
+    f = bg.lmer("time1 ~ a + (1 | b)", training, factors=["a"])
+    X, _ = fixed_design(f.spec, training.head(3))
+    np.testing.assert_array_equal(X, f.stan_data["X"][:3])
+
+
 def test_wide_labels_and_two_within_factors():
     df = pd.DataFrame({"id": [1, 2, 3], "g": ["a", "b", "a"],
                        "y11": [1.0, 2, 3], "y12": [4.0, 5, 6], "y13": [7.0, 8, 9],

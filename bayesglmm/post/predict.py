@@ -60,7 +60,13 @@ def _check_newdata(spec: Any, newdata: Any, needed: list[str]) -> pd.DataFrame:
                     f"newdata column '{col}' has level(s) {', '.join(bad)} not in the data the "
                     f"model was fitted to (levels: {', '.join(levels)})"
                 )
-            nd[col] = pd.Categorical(vals, categories=list(levels))
+            # back to the fitted categories (numeric codes made factors keep numeric levels)
+            fitted = spec.data[col] if spec.data is not None and col in spec.data.columns else None
+            orig = (list(fitted.cat.categories) if fitted is not None
+                    and isinstance(fitted.dtype, pd.CategoricalDtype) else list(levels))
+            by_str = {str(v): v for v in orig}
+            nd[col] = pd.Categorical([by_str.get(v, v) for v in vals],
+                                     categories=[by_str.get(lv, lv) for lv in levels])
     return nd
 
 
