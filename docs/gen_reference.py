@@ -114,7 +114,8 @@ def _signature(name: str, obj) -> str:
 def _summary_line(obj) -> str:
     doc = inspect.getdoc(obj) or ""
     first = doc.strip().split("\n\n")[0].replace("\n", " ")
-    return _md(first) if first else ""
+    first = re.split(r"(?<=[a-z)`])\.\s", first, maxsplit=1)[0].rstrip(".") + "."
+    return _md(first) if first != "." else ""
 
 
 def _members(cls) -> list[tuple[str, object]]:
