@@ -420,18 +420,15 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
                       "vector<lower=ssp_lo, upper=ssp_hi>[K] ssp_r;  // inclusion weights",
                       "vector<lower=0>[K] ssp_tau;  // slab scales"),
               tparams=("vector[K] beta = beta_raw .* ssp_r .* ssp_tau;",)),
-    # JZS (Zellner-Siow): beta | g ~ N(0, g (jzs_r sigma)^2 (Xc'Xc/N)^-1), g ~ inv_gamma(1/2, 1/2),
-    # i.e. beta ~ multivariate Cauchy; non-centred through z_b; Jeffreys prior on sigma
+    # JZS (Zellner-Siow): beta ~ multivariate Cauchy(0, (jzs_r sigma)^2 (Xc'Xc/N)^-1), sampled
+    # directly (centred: a non-centred g-mixture makes a funnel when the data inform beta);
+    # Jeffreys prior on sigma
     PriorTerm("b_jzs", "zellner_siow",
               ("real<lower=0> jzs_r;  // scale of the multivariate Cauchy",),
-              "target += std_normal_lpdf(z_b);\n"
-              "target += inv_gamma_lpdf(g_jzs | 0.5, 0.5);\n"
+              "target += multi_student_t_cholesky_lpdf(beta | 1, rep_vector(0, K), jzs_r * sigma * jzs_L);\n"
               "target += -log(sigma);  // Jeffreys prior p(sigma) proportional to 1 / sigma",
               tdata=("// Cholesky factor of (Xc'Xc / N)^-1, the shape of the JZS prior",
-                     "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));"),
-              params=("vector[K] z_b;  // standardised coefficients",
-                      "real<lower=0> g_jzs;  // Zellner-Siow g"),
-              tparams=("vector[K] beta = jzs_r * sigma * sqrt(g_jzs) * (jzs_L * z_b);",)),
+                     "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));")),
     _exp_term("sigma"),
     _exp_term("nu"),
     _exp_term("shape"),
