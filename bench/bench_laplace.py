@@ -79,7 +79,8 @@ def main() -> None:
     a = ap.parse_args()
 
     res: dict = {"machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
-                             "python": sys.version.split()[0]},
+                             "python": sys.version.split()[0],
+                             "load_average_at_start": list(os.getloadavg())},
                  "reference_s": REFERENCE_S,
                  "reference_source": "/work/shared/refs/12_brms_timing.json classical_timing "
                                      "(median of 20, 2-core AMD EPYC)",
@@ -135,6 +136,7 @@ def main() -> None:
         lt = np.log([r["optimize_s"] for r in sc])
         res["scaling_log_log_slope"] = float(np.polyfit(lg, lt, 1)[0])
         print(f"log-log slope of time vs groups: {res['scaling_log_log_slope']:.2f}")
+    res["machine"]["load_average_at_end"] = list(os.getloadavg())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {a.out}")
