@@ -249,8 +249,8 @@ def render(lines: list[str], blocks: list[Block]) -> str:
             out.append("```text")
             out.extend(b.output.split("\n"))
             out.append("```")
-        for k, name in enumerate(b.figures, 1):
-            out.append(f"![Figure {k}](img/{name})")
+        for name in b.figures:  # <page>-<n>.png: the n-th figure of the page
+            out.append(f"![Figure {name[:-4].rsplit('-', 1)[1]}](img/{name})")
         out.append(OUT_CLOSE)
     out.extend(lines[pos:])
     return "\n".join(out)
