@@ -36,6 +36,7 @@ __all__ = ["BridgeResult", "bridge_sampler", "iterative_scheme", "spectrum0_ar",
            "unconstrained_draws"]
 
 METHODS = ("normal", "warp3")
+FEW_DRAWS_PER_DIM = 50  # warn below this many iteration draws per unconstrained parameter
 
 
 @dataclass
@@ -288,10 +289,15 @@ def bridge_sampler(
     it = unc[:, 0::2, :]  # odd-numbered draws (1st, 3rd, ...): the posterior sample
     fitpart = unc[:, 1::2, :].reshape(-1, D)  # even-numbered draws: fit the proposal
     n_post = it.shape[0] * it.shape[1]
-    if n_post < 2 * D:
+    if n_post < FEW_DRAWS_PER_DIM * D:
+        # measured on debate Model A (D = 105): 2000 draws in the iteration half give logml
+        # -411.2, 5000 -410.4, 20000 -410.07 (Laplace -410.02); the error measure misses this bias
         warnings.warn(
-            f"bridge sampling with {n_post} posterior draws for {D} parameters: the estimate is "
-            "unreliable; draw more samples (sampling=...).", RuntimeWarning, stacklevel=2)
+            f"bridge sampling with {n_post} posterior draws (half of the draws) for {D} "
+            "parameters: in many dimensions the normal-proposal estimate is biased low by more "
+            "than its reported error (about 1 unit of log ML for 20 draws per parameter); check "
+            "that logml is stable with more draws (sample(sampling=...)).",
+            RuntimeWarning, stacklevel=2)
     q11_chain = _log_density(bs, it.reshape(-1, D)).reshape(it.shape[:2])
     neff = _ess(q11_chain) if it.shape[1] >= 4 else float(n_post)
     neff = min(neff, float(n_post))
