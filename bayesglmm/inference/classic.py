@@ -62,22 +62,6 @@ def reml_mode(objective: Objective, z_idx: np.ndarray, f_idx: np.ndarray, u0: np
     return find_laplace_mode(objective, integ, u0)
 
 
-def _gaussian_start(model: Any) -> dict[str, Any]:
-    """Scale-aware start for gaussian models: sigma = SD(y), every random-effect SD =
-    SD(y) / (2 SD of its Z column) (1 for constant columns); fixed effects at 0."""
-    data = model.program.data
-    y = np.asarray(data["y"], dtype=float)
-    sy = float(np.std(y)) or 1.0
-    init: dict[str, Any] = {"sigma": sy}
-    k = 1
-    while f"Z_{k}" in data:
-        Z = np.asarray(data[f"Z_{k}"], dtype=float)
-        sz = Z.std(axis=0)
-        init[f"sd_{k}"] = sy / (2 * np.where(sz > 0, sz, 1.0))
-        k += 1
-    return init
-
-
 class ClassicEstimate:
     """Everything :class:`bayesglmm.results_classic.ClassicFit` needs (plain numbers)."""
 
@@ -130,24 +114,17 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
         )
     bs = model._bridgestan(verbose)
     obj = Objective(bs)
-    try:
-        u0 = initial_point(bs, _gaussian_start(model) if gaussian else None)
-    except (ValueError, KeyError):  # e.g. sigma_by: a vector sigma; start at u = 0
-        u0 = initial_point(bs, None)
+    u0 = initial_point(bs, None)
     z_idx = block_indices(bs, getattr(model.program, "re_blocks", ()) or ())
     has_re = z_idx.size > 0
     names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
     params = resolve_params(model.program, names)
     fixed, f_idx = fixed_unc_index(bs, params)
 
-    # gaussian: the REML fit first (fewer outer parameters, the fixed effects come out as GLS
-    # estimates), then the ML fit (always needed: logLik / AIC / BIC) started from it
-    reml = reml_mode(obj, z_idx, f_idx, u0) if gaussian and has_re else None
-    start = u0 if reml is None else reml.theta_unc
-    ml = (find_laplace_mode(obj, z_idx, start, maxiter=500 if reml is None else 5) if has_re
-          else find_joint_mode(obj, start))
+    # ML fit (always: logLik / AIC / BIC)
+    ml = find_laplace_mode(obj, z_idx, u0) if has_re else find_joint_mode(obj, u0)
     if method == "REML":
-        mode = reml if reml is not None else reml_mode(obj, z_idx, f_idx, ml.theta_unc)
+        mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc)
         reml_loglik = -mode.objective
     else:
         mode = ml
