@@ -139,6 +139,16 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     degenerate = mode.extra.get("degenerate")
     est, se, lo, hi = wald_table(bs, u, mode.cov_unc, index, [p.kind for p in params],
                                  degenerate=degenerate)
+    if degenerate is not None and np.any(degenerate):
+        import warnings
+
+        lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+        warnings.warn(
+            "the information matrix is singular at the estimate (a variance parameter on the "
+            "boundary, e.g. a random-effect SD near 0, as lme4's 'boundary (singular) fit'): "
+            "no standard errors for " + (", ".join(lost) or "some quantities"),
+            RuntimeWarning, stacklevel=3,
+        )
     # fixed effects: value (unconstrained = constrained), covariance
     beta = u[f_idx].copy()
     sat = None
