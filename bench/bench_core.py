@@ -143,13 +143,14 @@ def gradient_us(models: dict[str, tuple], reps: int = 1000, rounds: int = 30) ->
 def first_draw_times(reps: int) -> list[float]:
     """Wall time of lmer(...) -> first draw with a cached program (no warmup, one draw)."""
     out = []
-    for r in range(reps):
+    for r in range(-1, reps):  # r = -1: untimed, compiles the program under the Model's name
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unadapted first draw may be divergent: timing only
             m = our_model()
-            m.sample(chains=1, warmup=0, sampling=1, seed=r + 1, verbose=False)
-        out.append(time.perf_counter() - t0)
+            m.sample(chains=1, warmup=0, sampling=1, seed=r + 2, verbose=False)
+        if r >= 0:
+            out.append(time.perf_counter() - t0)
     return out
 
 
