@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ._paths import snippets_dir, templates_dir
 from . import residcorr
+from ._paths import snippets_dir, templates_dir
 from .priors import prior_blocks
 from .spec import ModelSpec
 

@@ -108,7 +108,7 @@ class ClassicFit(MAPFit):
 
     def format(self, max_rows: int = 20, digits: int = 5, ranef: bool = False) -> str:
         df = self.summary()
-        f = "{:.%df}" % int(digits)
+        f = f"{{:.{int(digits)}f}}"
         stat = self.stat_name
         show = df[[c for c in ("estimate", "se", "lower", "upper", "df", stat) if c in df]].copy()
         show["Pr"] = [format_p(v) for v in df["p"]]

@@ -8,11 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SEED, load_reference
 
 import bayesglmm
 from bayesglmm.post.bridge import iterative_scheme, relative_mse, spectrum0_ar
-
-from conftest import SEED, load_reference
 
 CONJUGATE_STAN = """\
 // y_i ~ N(mu, 1), mu ~ N(0, s^2): the marginal likelihood is known in closed form

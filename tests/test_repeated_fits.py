@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SEED, load_reference
 from scipy import optimize, stats
 
 import bayesglmm as bg
-from conftest import SEED, load_reference
 
 pytestmark = pytest.mark.slow
 

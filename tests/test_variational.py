@@ -7,10 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import load_reference
 
 from bayesglmm.inference.variational import VariationalFit, VariationalWarning, pareto_k
-
-from conftest import load_reference
 
 EXACT = load_reference("conjugate_normal.json")["analytic"]["s_10"]
 MEAN, SD = EXACT["posterior_mean"], EXACT["posterior_sd"]

@@ -76,7 +76,6 @@ def _wald(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
 def _type3_table(fit, type: int, test: str | None) -> PrintedTable:
     info = fixed_info(fit)
     T, snames, sterms = sum_coded(fit, info)
-    gamma = T @ info.beta
     Vg = T @ info.V @ T.T
     f_layout = info.gaussian and test != "Chisq" and info.kind == "classic"
     term_names = [t for t, _ in sterms]

@@ -309,7 +309,7 @@ def test_conj_log_density(conj, theta):
             assert lp2 == pytest.approx(lp, abs=1e-12)
             np.testing.assert_allclose(g, conj_grad(theta, jac), atol=1e-10)
             np.testing.assert_allclose(
-                g, fd_grad(lambda t: conj.log_density(t, propto=propto, jacobian=jac), theta),
+                g, fd_grad(lambda t, p=propto, j=jac: conj.log_density(t, propto=p, jacobian=j), theta),
                 atol=1e-5)
 
 
