@@ -55,11 +55,12 @@ def fixed_unc_index(bs_model: Any, params: list) -> tuple[list, np.ndarray]:
     return fixed, np.array([pos[unc_name(p.stan)] for p in fixed], dtype=int)
 
 
-def reml_mode(objective: Objective, z_idx: np.ndarray, f_idx: np.ndarray, u0: np.ndarray) -> JointMode:
+def reml_mode(objective: Objective, z_idx: np.ndarray, f_idx: np.ndarray, u0: np.ndarray,
+              program: Any = None) -> JointMode:
     """Laplace mode with the fixed effects ``f_idx`` integrated out together with ``z_idx``
     (``optimize(marginal="auto")``; exact REML for gaussian models with flat priors)."""
     integ = np.union1d(np.asarray(z_idx, dtype=int), np.asarray(f_idx, dtype=int))
-    return find_laplace_mode(objective, integ, u0)
+    return find_laplace_mode(objective, integ, u0, program=program)
 
 
 class ClassicEstimate:
@@ -122,9 +123,9 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     fixed, f_idx = fixed_unc_index(bs, params)
 
     # ML fit (always: logLik / AIC / BIC)
-    ml = find_laplace_mode(obj, z_idx, u0) if has_re else find_joint_mode(obj, u0)
+    ml = find_laplace_mode(obj, z_idx, u0, program=model.program) if has_re else find_joint_mode(obj, u0)
     if method == "REML":
-        mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc)
+        mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc, model.program)
         reml_loglik = -mode.objective
     else:
         mode = ml

@@ -225,6 +225,94 @@ def constrained_jacobian(
     return est, J
 
 
+def _re_colours(bs_model: Any, index: np.ndarray) -> dict[int, tuple[np.ndarray, list]]:
+    """Random-effect coordinates whose Jacobian columns can be differenced together: z_k[m, :]
+    (all groups j of one coefficient m of term k). In the generated programs the only indexed
+    quantities that depend on z_k are r_re_k[j, :] = ((L_k) z_k)'[j, :], and row j depends on
+    z_k[:, j] only, so perturbing z_k[m, j] for every j at once gives, on row r_re_k[j, m'],
+    exactly the arithmetic of perturbing z_k[m, j] alone. Returns {first coordinate: (the
+    coordinates, per coordinate the positions in ``index`` of its rows)}."""
+    import re
+
+    try:
+        unc = bs_model.param_unc_names()
+        con = bs_model.param_names(include_tp=True, include_gq=True)
+    except Exception:
+        return {}
+    zpat = re.compile(r"^z_(\d+)\.(\d+)\.(\d+)$")
+    rpat = re.compile(r"^r_re_(\d+)\.(\d+)\.(\d+)$")
+    rows_of: dict[tuple[int, int], list[int]] = {}
+    for r, i in enumerate(index):
+        mm = rpat.match(con[i])
+        if mm:
+            rows_of.setdefault((int(mm.group(1)), int(mm.group(2))), []).append(r)
+    colours: dict[tuple[int, int], tuple[list, list]] = {}
+    for i, nm in enumerate(unc):
+        mm = zpat.match(nm)
+        if mm:
+            k, m, j = int(mm.group(1)), int(mm.group(2)), int(mm.group(3))
+            cc = colours.setdefault((k, m), ([], []))
+            cc[0].append(i)
+            cc[1].append(np.asarray(rows_of.get((k, j), []), dtype=int))
+    return {v[0][0]: (np.asarray(v[0], dtype=int), v[1]) for v in colours.values()
+            if len(v[0]) > 1}
+
+
+def _sparse_jacobian(constrain: Callable[[np.ndarray], np.ndarray], u: np.ndarray,
+                     index: Sequence[int], colours: dict | None = None):
+    """As :func:`constrained_jacobian` (the same central differences), the Jacobian kept as a
+    scipy CSR matrix of its non-zero entries; the coordinates of one entry of ``colours`` (see
+    :func:`_re_colours`) are differenced together (checked: the rows outside the attributed
+    ones must not move, else one by one)."""
+    from scipy.sparse import csc_matrix
+
+    index = np.asarray(index, dtype=int)
+    est = constrain(u)[index].astype(float)
+    n = u.size
+    cols: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    done = np.zeros(n, dtype=bool)
+    for coords, rowlists in (colours or {}).values():
+        h = 1e-6 * np.maximum(1.0, np.abs(u[coords]))
+        up = u.copy()
+        dn = u.copy()
+        up[coords] += h
+        dn[coords] -= h
+        diff = constrain(up)[index] - constrain(dn)[index]
+        seen = np.zeros(index.size, dtype=bool)
+        for rr in rowlists:
+            seen[rr] = True
+        if np.any(diff[~seen] != 0):
+            continue  # not the expected structure: these columns one by one below
+        for i, hi, rr in zip(coords, h, rowlists):
+            col = diff[rr] / (2 * hi)
+            nz = col != 0
+            cols[int(i)] = (rr[nz], col[nz])
+        done[coords] = True
+    rows, vals, ptr = [], [], [0]
+    for i in range(n):
+        if done[i]:
+            r_i, v_i = cols[i]
+            o = np.argsort(r_i, kind="stable")
+            rows.append(r_i[o])
+            vals.append(v_i[o])
+            ptr.append(ptr[-1] + r_i.size)
+            continue
+        h = 1e-6 * max(1.0, abs(u[i]))
+        up = u.copy()
+        dn = u.copy()
+        up[i] += h
+        dn[i] -= h
+        col = (constrain(up)[index] - constrain(dn)[index]) / (2 * h)
+        nz = np.flatnonzero(col)
+        rows.append(nz)
+        vals.append(col[nz])
+        ptr.append(ptr[-1] + nz.size)
+    J = csc_matrix((np.concatenate(vals) if vals else np.zeros(0),
+                    np.concatenate(rows) if rows else np.zeros(0, dtype=int), np.array(ptr)),
+                   shape=(index.size, n))
+    return est, J.tocsr()
+
+
 def wald_table(
     bs_model: Any,
     u: np.ndarray,
@@ -252,13 +340,23 @@ def wald_table(
         est = constrain(u)[index].astype(float)
         nan = np.full(index.size, np.nan)
         return est, nan, nan.copy(), nan.copy()
-    est, J = constrained_jacobian(constrain, u, index)
-    se = np.sqrt(np.maximum(np.sum((J @ cov) * J, axis=1), 0.0))
+    est, J = _sparse_jacobian(constrain, u, index, _re_colours(bs_model, index))
+    # J cov J' row by row in chunks (J is sparse: each random effect depends on a few
+    # coordinates; no dense (quantities x coordinates) products)
+    var = np.empty(index.size)
+    step = max(1, int(4e6 // max(1, u.size)))
+    for a in range(0, index.size, step):
+        Jc = J[a:a + step]
+        var[a:a + step] = np.asarray((Jc @ cov) * Jc.toarray()).sum(axis=1)
+    se = np.sqrt(np.maximum(var, 0.0))
     lower = est - z * se
     upper = est + z * se
-    absJ = np.abs(J)
+    absJ = abs(J).tocsr()
     for r in range(index.size):
-        nz = np.flatnonzero(absJ[r] > 1e-9 * max(1.0, absJ[r].max()))
+        cols_r = absJ.indices[absJ.indptr[r]:absJ.indptr[r + 1]]
+        vals_r = absJ.data[absJ.indptr[r]:absJ.indptr[r + 1]]
+        vmax = float(vals_r.max()) if vals_r.size else 0.0
+        nz = np.sort(cols_r[vals_r > 1e-9 * max(1.0, vmax)])
         if degenerate is not None and np.any(degenerate[nz]):
             se[r] = lower[r] = upper[r] = np.nan
         elif kinds[r] == "corr" and abs(est[r]) < 1 and se[r] > 0:
@@ -288,38 +386,139 @@ def block_indices(bs_model: Any, re_blocks: Sequence[str]) -> np.ndarray:
 
 
 class _Factor:
-    """Cholesky factorisation of H_zz, block-wise when H_zz is block diagonal (one grouping
-    term: a q x q block per group), dense otherwise. Raises LinAlgError if not PD."""
+    """Cholesky factorisation of H_zz given as its values ``vals`` on the symmetric pattern
+    (``rows``, ``cols``): block-wise when H_zz is block diagonal (one grouping term: a q x q block
+    per group, ``blocks`` with the positions ``bpos`` of their entries in ``vals``), dense for a
+    small q, a sparse LU with a symmetric fill-reducing ordering and no pivoting (= Cholesky)
+    otherwise. Raises LinAlgError if not PD."""
 
-    def __init__(self, H: np.ndarray, blocks: list[np.ndarray] | None):
-        self.q = H.shape[0]
+    DENSE_MAX = 400  # up to this q a dense Cholesky (cheaper than the sparse machinery)
+
+    def __init__(self, vals: np.ndarray, rows: np.ndarray, cols: np.ndarray, q: int,
+                 blocks: list[np.ndarray] | None, bpos: list[np.ndarray] | None = None):
+        self.q = q
         self.blocks = blocks
-        if blocks is None:
+        self.mode = "blocks" if blocks is not None else ("dense" if q <= self.DENSE_MAX else "sparse")
+        if self.mode == "blocks":
+            self.B = [vals[pp] for pp in bpos]
+            self.L = [np.linalg.cholesky(B) for B in self.B]
+        elif self.mode == "dense":
+            H = np.zeros((q, q))
+            H[rows, cols] = vals
             self.L = np.linalg.cholesky(H)
         else:
-            self.B = [H[idx[:, :, None], idx[:, None, :]] for idx in blocks]
-            self.L = [np.linalg.cholesky(B) for B in self.B]
+            from scipy.sparse import csc_matrix
+            from scipy.sparse.linalg import splu
+
+            H = csc_matrix((vals, (rows, cols)), shape=(q, q))
+            try:
+                self.lu = splu(H, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                               options={"SymmetricMode": True})
+            except RuntimeError:  # exactly singular
+                raise np.linalg.LinAlgError("singular") from None
+            d = self.lu.U.diagonal()
+            if not np.all(d > 0) or not np.all(np.isfinite(d)):
+                raise np.linalg.LinAlgError("not positive definite")
+            self.d = d
 
     def solve(self, g: np.ndarray) -> np.ndarray:
-        if self.blocks is None:
+        if self.mode == "dense":
             return sla.cho_solve((self.L, True), g, check_finite=False)
+        if self.mode == "sparse":
+            return self.lu.solve(np.asarray(g, dtype=float))
         out = np.empty(self.q)
         for idx, B in zip(self.blocks, self.B):
             out[idx] = np.linalg.solve(B, g[idx][:, :, None])[:, :, 0]
         return out
 
     def half_logdet(self) -> float:
-        if self.blocks is None:
+        if self.mode == "dense":
             return float(np.sum(np.log(np.diag(self.L))))
+        if self.mode == "sparse":
+            return 0.5 * float(np.sum(np.log(self.d)))
         return float(sum(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))) for L in self.L))
 
     def inverse(self) -> np.ndarray:
-        if self.blocks is None:
+        """The dense inverse (q x q: for small problems only)."""
+        if self.mode == "dense":
             return sla.cho_solve((self.L, True), np.eye(self.q), check_finite=False)
+        if self.mode == "sparse":
+            return self.lu.solve(np.eye(self.q))
         out = np.zeros((self.q, self.q))
         for idx, B in zip(self.blocks, self.B):
             out[idx[:, :, None], idx[:, None, :]] = np.linalg.inv(B)
         return out
+
+
+def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
+    """Sparsity pattern of the Hessian over the integrated coordinates ``z_idx`` from the model
+    structure, as a symmetric boolean scipy CSC matrix, or None when it cannot be derived (then
+    it is probed numerically). Two random effects (z_k[m, j], z_l[m', j']) interact iff some
+    observation uses both (J_k[i] = j and J_l[i] = j'); any other integrated coordinate (fixed
+    effects, ``marginal="auto"``/REML) interacts with all of them."""
+    from scipy.sparse import coo_matrix, csc_matrix
+
+    spec = getattr(program, "spec", None)
+    if spec is None or getattr(spec, "resid", None) is not None:
+        return None  # residual correlation couples observations
+    groups = {f"z_{g.k}": g for g in getattr(spec, "groups", ())}
+    names = bs_model.param_unc_names()
+    z_idx = np.asarray(z_idx, dtype=int)
+    q = z_idx.size
+    N = int(spec.n_obs)
+    obs_r, obs_c, other = [], [], []
+    for loc, i in enumerate(z_idx):
+        parts = names[i].split(".")
+        g = groups.get(parts[0])
+        if g is None:
+            other.append(loc)
+            continue
+        if len(parts) != 3:
+            return None
+        j = int(parts[2])
+        obs_r.append((g.k, j, loc))
+    # observations of each (term, group): incidence matrix A (N x q)
+    by_term: dict[int, list[tuple[int, int]]] = {}
+    for k, j, loc in obs_r:
+        by_term.setdefault(k, []).append((j, loc))
+    ai, aj = [], []
+    for g in spec.groups:
+        lst = by_term.get(g.k)
+        if not lst:
+            continue
+        idx = np.asarray(g.index, dtype=np.int64)
+        if idx.size != N:
+            return None
+        js = np.array([j for j, _ in lst], dtype=np.int64)
+        locs = np.array([l for _, l in lst], dtype=np.int64)
+        # coordinates of each group j (several coefficients m per group)
+        order = np.argsort(js, kind="stable")
+        js, locs = js[order], locs[order]
+        start = np.searchsorted(js, idx, side="left")
+        stop = np.searchsorted(js, idx, side="right")
+        cnt = stop - start
+        obs = np.repeat(np.arange(N), cnt)
+        off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        ai.append(obs)
+        aj.append(locs[np.repeat(start, cnt) + off])
+    if ai:
+        ai_, aj_ = np.concatenate(ai), np.concatenate(aj)
+        A = csc_matrix((np.ones(ai_.size), (ai_, aj_)), shape=(N, q))
+        P = (A.T @ A).tocoo()
+        r, c = [P.row], [P.col]
+    else:
+        r, c = [], []
+    r.append(np.arange(q))
+    c.append(np.arange(q))
+    if other:
+        o = np.asarray(other, dtype=np.int64)
+        r += [np.repeat(o, q), np.tile(np.arange(q), o.size)]
+        c += [np.tile(np.arange(q), o.size), np.repeat(o, q)]
+    r_, c_ = np.concatenate(r), np.concatenate(c)
+    P = coo_matrix((np.ones(r_.size, dtype=bool), (r_, c_)), shape=(q, q)).tocsc()
+    P.sum_duplicates()
+    P.data[:] = True
+    return P
 
 
 def _small_blocks(pattern: np.ndarray, max_size: int = 16) -> list[np.ndarray] | None:
@@ -348,10 +547,12 @@ class LaplaceObjective:
         F(theta) = f(theta, z^) + 1/2 log det H_zz(theta, z^) - (q/2) log(2 pi),
 
     f = -log p(y, theta, z) (no Jacobian), z^ = argmin_z f(theta, z) (Newton, warm-started),
-    H_zz = the Hessian of f in z at z^.
+    H_zz = the Hessian of f in z at z^. ``pattern``: the sparsity of H_zz (see
+    :func:`re_pattern`); None probes it with one dense Hessian (small models without a spec).
     """
 
-    def __init__(self, objective: Objective, z_idx: np.ndarray, n: int, u_probe: np.ndarray):
+    def __init__(self, objective: Objective, z_idx: np.ndarray, n: int, u_probe: np.ndarray,
+                 pattern: Any = None):
         self.base = objective
         self.n = n
         self.z = np.asarray(z_idx, dtype=int)
@@ -359,39 +560,49 @@ class LaplaceObjective:
         mask[self.z] = False
         self.t = np.flatnonzero(mask)
         self.zhat = np.zeros(self.z.size)
-        self._colour(u_probe)
+        self._colour(u_probe, pattern)
 
-    def _colour(self, u_probe: np.ndarray) -> None:
-        """Sparsity of H_zz (from one full Hessian at a generic point) and a greedy colouring of
-        its columns that exploits symmetry: with the columns ordered by decreasing number of
-        non-zeros, column j only has to deliver the entries (i, j) with i at or after j in that
-        order (the others come from column i). Columns of one colour never put a non-zero on a
-        row another one needs, so H_zz costs one gradient difference per colour: 1 for a
-        single random-intercept term, q for (x | g), 1 + G_2 for crossed terms."""
-        rng = np.random.default_rng(12345)
-        u = np.asarray(u_probe, dtype=float) + rng.uniform(-0.3, 0.3, size=self.n)
-        H = self.base.hessian(u)[np.ix_(self.z, self.z)]
-        pattern = np.abs(H) > 1e-12 * max(1.0, float(np.abs(H).max()))
-        np.fill_diagonal(pattern, True)
+    def _colour(self, u_probe: np.ndarray, pattern: Any = None) -> None:
+        """Sparsity of H_zz (``pattern``, or from one full Hessian at a generic point) and a
+        greedy colouring of its columns that exploits symmetry: with the columns ordered by
+        decreasing number of non-zeros, column j only has to deliver the entries (i, j) with i at
+        or after j in that order (the others come from column i). Columns of one colour never
+        put a non-zero on a row another one needs, so H_zz costs one gradient difference per
+        colour: 1 for a single random-intercept term, q for (x | g), 1 + G_2 for crossed terms."""
+        from scipy.sparse import csc_matrix
+
         q = self.z.size
-        order = np.argsort(-pattern.sum(axis=0), kind="stable")
+        if pattern is None:
+            rng = np.random.default_rng(12345)
+            u = np.asarray(u_probe, dtype=float) + rng.uniform(-0.3, 0.3, size=self.n)
+            H = self.base.hessian(u)[np.ix_(self.z, self.z)]
+            dense = np.abs(H) > 1e-12 * max(1.0, float(np.abs(H).max()))
+            np.fill_diagonal(dense, True)
+            pattern = csc_matrix(dense)
+        pattern = csc_matrix(pattern, dtype=bool)
+        pattern.sort_indices()
+        ip, ind = pattern.indptr, pattern.indices
+        colrows = [ind[ip[j]:ip[j + 1]] for j in range(q)]
+        order = np.argsort(-np.diff(ip), kind="stable")
         pos = np.empty(q, dtype=int)
         pos[order] = np.arange(q)
-        need = [np.flatnonzero(pattern[:, j] & (pos >= pos[j])) for j in range(q)]
+        need = [r[pos[r] >= pos[j]] for j, r in enumerate(colrows)]
         colour = -np.ones(q, dtype=int)
         touched: list[np.ndarray] = []  # rows where some column of the colour is non-zero
         needed: list[np.ndarray] = []  # rows some column of the colour must deliver
         for j in order:
-            col = pattern[:, j]
+            col = colrows[j]
             for c in range(len(touched)):
-                if not touched[c][need[j]].any() and not (needed[c] & col).any():
+                if not touched[c][need[j]].any() and not needed[c][col].any():
                     colour[j] = c
-                    touched[c] |= col
+                    touched[c][col] = True
                     needed[c][need[j]] = True
                     break
             else:
                 colour[j] = len(touched)
-                touched.append(col.copy())
+                t = np.zeros(q, dtype=bool)
+                t[col] = True
+                touched.append(t)
                 nd = np.zeros(q, dtype=bool)
                 nd[need[j]] = True
                 needed.append(nd)
@@ -400,33 +611,52 @@ class LaplaceObjective:
         self.need = need
         self.colour = colour
         self.n_colours = len(touched)
-        # per colour: the (row, column) entries it delivers
+        # the symmetric pattern as (rows, cols) and, per colour, which of those entries it
+        # delivers (both (i, j) and (j, i) from the same column difference)
+        rows = ind.astype(np.int64)
+        cols = np.repeat(np.arange(q, dtype=np.int64), np.diff(ip))
+        self._rows, self._cols = rows, cols
+        key = cols * q + rows  # sorted: CSC order (by column, then row)
         self._entries = []
         for c in range(self.n_colours):
-            cols = np.flatnonzero(colour == c)
-            rows = [need[j] for j in cols]
-            ii = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
-            jj = np.repeat(cols, [r.size for r in rows]) if rows else np.zeros(0, dtype=int)
-            self._entries.append((cols, ii, jj))
-        self._buf = np.zeros((q, q))
+            cc = np.flatnonzero(colour == c)
+            rr = [need[j] for j in cc]
+            ii = np.concatenate(rr) if rr else np.zeros(0, dtype=np.int64)
+            jj = np.repeat(cc, [r.size for r in rr]) if rr else np.zeros(0, dtype=np.int64)
+            p1 = np.searchsorted(key, jj * q + ii)  # entry (ii, jj)
+            p2 = np.searchsorted(key, ii * q + jj)  # entry (jj, ii)
+            self._entries.append((cc, ii, p1, p2))
+        self._key = key
+        self._diag = np.searchsorted(key, np.arange(q, dtype=np.int64) * (q + 1))
+        self._bpos = None
+        if self.blocks is not None:
+            self._bpos = [np.searchsorted(key, idx[:, None, :] * q + idx[:, :, None])
+                          for idx in self.blocks]
+        self._vals = np.zeros(rows.size)
 
     def hzz(self, u: np.ndarray) -> np.ndarray:
-        """H_zz at u from one central gradient difference per colour (the returned array is a
-        buffer overwritten by the next call)."""
+        """The values of H_zz on the pattern (``self._rows``, ``self._cols``) at u, from one
+        central gradient difference per colour (the returned array is a buffer overwritten by
+        the next call)."""
         q = self.z.size
+        out = self._vals
         if self.n_colours > max(8, q // 4):  # nearly dense: a full Hessian is cheaper
-            return self.base.hessian(u)[np.ix_(self.z, self.z)]
-        out = self._buf  # reused: the entries outside the pattern stay 0
+            H = self.base.hessian(u)[np.ix_(self.z, self.z)]
+            out[:] = H[self._rows, self._cols]
+            return out
         h = 1e-4  # fixed step: the truncation error is smooth in theta (F stays differentiable)
-        for cols, ii, jj in self._entries:
+        for cols, ii, p1, p2 in self._entries:
             v = np.zeros(self.n)
             v[self.z[cols]] = h
             _, g_up = self.base.value_grad(u + v)
             _, g_dn = self.base.value_grad(u - v)
             hv = ((g_up - g_dn) / (2 * h))[self.z]
-            out[ii, jj] = hv[ii]
-            out[jj, ii] = hv[ii]
+            out[p1] = hv[ii]
+            out[p2] = hv[ii]
         return out
+
+    def factor(self, vals: np.ndarray) -> _Factor:
+        return _Factor(vals, self._rows, self._cols, self.z.size, self.blocks, self._bpos)
 
     def full(self, theta: np.ndarray, z: np.ndarray) -> np.ndarray:
         u = np.empty(self.n)
@@ -442,7 +672,7 @@ class LaplaceObjective:
         for _ in range(maxit):
             Hzz = self.hzz(self.full(theta, z))
             try:
-                fac = _Factor(Hzz, self.blocks)
+                fac = self.factor(Hzz)
             except np.linalg.LinAlgError:
                 fac = None
             gz = g[self.z]
@@ -451,7 +681,7 @@ class LaplaceObjective:
             if fac is not None:
                 step = fac.solve(gz)
             else:  # not convex here: a damped gradient step
-                step = gz / max(1.0, float(np.max(np.abs(np.diag(Hzz)))))
+                step = gz / max(1.0, float(np.max(np.abs(Hzz[self._diag]))))
             t = 1.0
             while t > 1e-10:
                 f_new, g_new = self.base.value_grad(self.full(theta, z - t * step))
@@ -462,7 +692,7 @@ class LaplaceObjective:
                 break
             z, f, g = z - t * step, f_new, g_new
         try:
-            fac = _Factor(self.hzz(self.full(theta, z)), self.blocks)
+            fac = self.factor(self.hzz(self.full(theta, z)))
         except np.linalg.LinAlgError:
             raise FloatingPointError("the random-effect Hessian is not positive definite") from None
         return z, f, fac
@@ -506,16 +736,18 @@ def _fd_hess(F: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-4) -
 
 
 def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *,
-                      gtol: float = 1e-6, maxiter: int = 500) -> JointMode:
+                      gtol: float = 1e-6, maxiter: int = 500, program: Any = None) -> JointMode:
     """Maximise the Laplace-approximate marginal posterior of the outer parameters.
 
     Returns a :class:`JointMode` whose ``theta_unc`` is the full unconstrained vector
     (theta^, z^(theta^)) and whose ``cov_unc`` is the full covariance used for the delta method
     (TMB's construction): Cov(theta) = inverse Hessian of F; z = z^(theta) + e with
-    Cov(e) = H_zz^-1 and dz^/dtheta = -H_zz^-1 H_ztheta.
+    Cov(e) = H_zz^-1 and dz^/dtheta = -H_zz^-1 H_ztheta. ``program`` (the StanProgram): the
+    sparsity of H_zz comes from its structure (:func:`re_pattern`) instead of a dense Hessian.
     """
     n = u0.size
-    lap = LaplaceObjective(objective, z_idx, n, np.asarray(u0, dtype=float))
+    pattern = None if program is None else re_pattern(program, objective.bs_model, z_idx)
+    lap = LaplaceObjective(objective, z_idx, n, np.asarray(u0, dtype=float), pattern)
     lap.zhat = np.asarray(u0)[lap.z].copy()
     theta = np.asarray(u0)[lap.t].copy()
     if not np.isfinite(lap.value(theta)):
@@ -574,7 +806,9 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
         # log|J| of the outer parameters: the z are unconstrained, their Jacobian terms are 0
         log_ml = -F + logjac + 0.5 * lap.t.size * math.log(2 * math.pi) + 0.5 * logdet_t
     Hzz_inv = fac.inverse()
-    A = -Hzz_inv @ Hzt  # dz^/dtheta
+    A = np.empty_like(Hzt)  # dz^/dtheta = -H_zz^-1 H_ztheta (solves: no dense q x q product)
+    for k in range(Hzt.shape[1]):
+        A[:, k] = -fac.solve(Hzt[:, k])
     cov = np.empty((n, n))
     cov[np.ix_(lap.t, lap.t)] = cov_t
     cov[np.ix_(lap.z, lap.t)] = A @ cov_t
