@@ -234,11 +234,8 @@ def _re_colours(bs_model: Any, index: np.ndarray) -> dict[int, tuple[np.ndarray,
     coordinates, per coordinate the positions in ``index`` of its rows)}."""
     import re
 
-    try:
-        unc = bs_model.param_unc_names()
-        con = bs_model.param_names(include_tp=True, include_gq=True)
-    except Exception:
-        return {}
+    unc = bs_model.param_unc_names()
+    con = bs_model.param_names(include_tp=True, include_gq=True)
     zpat = re.compile(r"^z_(\d+)\.(\d+)\.(\d+)$")
     rpat = re.compile(r"^r_re_(\d+)\.(\d+)\.(\d+)$")
     rows_of: dict[tuple[int, int], list[int]] = {}
@@ -452,10 +449,12 @@ class _Factor:
 
 def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
     """Sparsity pattern of the Hessian over the integrated coordinates ``z_idx`` from the model
-    structure, as a symmetric boolean scipy CSC matrix, or None when it cannot be derived (then
-    it is probed numerically). Two random effects (z_k[m, j], z_l[m', j']) interact iff some
-    observation uses both (J_k[i] = j and J_l[i] = j'); any other integrated coordinate (fixed
-    effects, ``marginal="auto"``/REML) interacts with all of them."""
+    structure: (symmetric boolean scipy CSC matrix, positions in ``z_idx`` of the integrated
+    coordinates that are not random effects), or None when it cannot be derived (residual
+    correlation: then it is probed numerically). Two random effects (z_k[m, j], z_l[m', j'])
+    interact iff some observation uses both (J_k[i] = j and J_l[i] = j', with Z_k[i, m] and
+    Z_l[i, m'] non-zero). The other integrated coordinates (fixed effects, ``marginal="auto"`` /
+    REML) only get their diagonal here: :class:`LaplaceObjective` probes their columns."""
     from scipy.sparse import coo_matrix, csc_matrix
 
     spec = getattr(program, "spec", None)
@@ -466,7 +465,7 @@ def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
     z_idx = np.asarray(z_idx, dtype=int)
     q = z_idx.size
     N = int(spec.n_obs)
-    obs_r, obs_c, other = [], [], []
+    obs_r, other = [], []
     for loc, i in enumerate(z_idx):
         parts = names[i].split(".")
         g = groups.get(parts[0])
@@ -475,13 +474,12 @@ def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
             continue
         if len(parts) != 3:
             return None
-        j = int(parts[2])
-        obs_r.append((g.k, j, loc))
+        obs_r.append((g.k, int(parts[1]), int(parts[2]), loc))
     # observations of each (term, group): incidence matrix A (N x q)
-    by_term: dict[int, list[tuple[int, int]]] = {}
-    for k, j, loc in obs_r:
-        by_term.setdefault(k, []).append((j, loc))
-    ai, aj = [], []
+    by_term: dict[int, list[tuple[int, int, int]]] = {}
+    for k, m, j, loc in obs_r:
+        by_term.setdefault(k, []).append((j, m, loc))
+    ai, aj, aw = [], [], []
     for g in spec.groups:
         lst = by_term.get(g.k)
         if not lst:
@@ -489,21 +487,27 @@ def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
         idx = np.asarray(g.index, dtype=np.int64)
         if idx.size != N:
             return None
-        js = np.array([j for j, _ in lst], dtype=np.int64)
-        locs = np.array([l for _, l in lst], dtype=np.int64)
+        js = np.array([j for j, _, _ in lst], dtype=np.int64)
+        ms = np.array([m for _, m, _ in lst], dtype=np.int64)
+        locs = np.array([l for _, _, l in lst], dtype=np.int64)
         # coordinates of each group j (several coefficients m per group)
         order = np.argsort(js, kind="stable")
-        js, locs = js[order], locs[order]
+        js, ms, locs = js[order], ms[order], locs[order]
+        Z = None if g.intercept_only else np.asarray(g.Z, dtype=float).reshape(N, -1)
         start = np.searchsorted(js, idx, side="left")
         stop = np.searchsorted(js, idx, side="right")
         cnt = stop - start
         obs = np.repeat(np.arange(N), cnt)
         off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        sel = np.repeat(start, cnt) + off
         ai.append(obs)
-        aj.append(locs[np.repeat(start, cnt) + off])
+        aj.append(locs[sel])
+        # an effect is used by an observation only where its column of Z is non-zero
+        aw.append(np.ones(obs.size) if Z is None else np.abs(Z[obs, ms[sel] - 1]))
     if ai:
-        ai_, aj_ = np.concatenate(ai), np.concatenate(aj)
-        A = csc_matrix((np.ones(ai_.size), (ai_, aj_)), shape=(N, q))
+        ai_, aj_, aw_ = np.concatenate(ai), np.concatenate(aj), np.concatenate(aw)
+        keep = aw_ != 0
+        A = csc_matrix((aw_[keep], (ai_[keep], aj_[keep])), shape=(N, q))
         P = (A.T @ A).tocoo()
         r, c = [P.row], [P.col]
     else:
@@ -511,14 +515,16 @@ def re_pattern(program: Any, bs_model: Any, z_idx: np.ndarray):
     r.append(np.arange(q))
     c.append(np.arange(q))
     if other:
+        # fixed effects integrated out (REML, marginal="auto"): their columns are probed by
+        # Hessian-vector products in LaplaceObjective; here a placeholder marks them
         o = np.asarray(other, dtype=np.int64)
-        r += [np.repeat(o, q), np.tile(np.arange(q), o.size)]
-        c += [np.tile(np.arange(q), o.size), np.repeat(o, q)]
+        r.append(o)
+        c.append(o)
     r_, c_ = np.concatenate(r), np.concatenate(c)
     P = coo_matrix((np.ones(r_.size, dtype=bool), (r_, c_)), shape=(q, q)).tocsc()
     P.sum_duplicates()
     P.data[:] = True
-    return P
+    return P, np.asarray(other, dtype=np.int64)
 
 
 def _small_blocks(pattern: np.ndarray, max_size: int = 16) -> list[np.ndarray] | None:
@@ -547,9 +553,12 @@ class LaplaceObjective:
         F(theta) = f(theta, z^) + 1/2 log det H_zz(theta, z^) - (q/2) log(2 pi),
 
     f = -log p(y, theta, z) (no Jacobian), z^ = argmin_z f(theta, z) (Newton, warm-started),
-    H_zz = the Hessian of f in z at z^. ``pattern``: the sparsity of H_zz (see
-    :func:`re_pattern`); None probes it with one dense Hessian (small models without a spec).
+    H_zz = the Hessian of f in z at z^. ``pattern``: the sparsity of H_zz and the integrated
+    coordinates that are not random effects (see :func:`re_pattern`); None probes it with one
+    dense Hessian (no spec; or fixed effects integrated out and q <= ``DENSE_PROBE_MAX``).
     """
+
+    DENSE_PROBE_MAX = 2000
 
     def __init__(self, objective: Objective, z_idx: np.ndarray, n: int, u_probe: np.ndarray,
                  pattern: Any = None):
@@ -572,14 +581,38 @@ class LaplaceObjective:
         from scipy.sparse import csc_matrix
 
         q = self.z.size
+        rng = np.random.default_rng(12345)
+        u = np.asarray(u_probe, dtype=float) + rng.uniform(-0.3, 0.3, size=self.n)
+        if pattern is not None and pattern[1].size and q <= self.DENSE_PROBE_MAX:
+            # fixed effects integrated out too (REML / marginal="auto") and q small: the dense
+            # probe, whose pattern (it keeps a few entries that the gradient differences find
+            # exactly 0) the published REML outputs were computed with
+            pattern = None
         if pattern is None:
-            rng = np.random.default_rng(12345)
-            u = np.asarray(u_probe, dtype=float) + rng.uniform(-0.3, 0.3, size=self.n)
             H = self.base.hessian(u)[np.ix_(self.z, self.z)]
             dense = np.abs(H) > 1e-12 * max(1.0, float(np.abs(H).max()))
             np.fill_diagonal(dense, True)
             pattern = csc_matrix(dense)
+        else:
+            pattern, other = pattern
+            if other.size:
+                # columns of the other integrated coordinates (fixed effects): central
+                # gradient differences at the probe point (no dense Hessian; a gradient entry
+                # that does not depend on the coordinate comes out bitwise unchanged, so its
+                # difference is exactly 0)
+                hv = np.empty((q, other.size))
+                for a, o in enumerate(other):
+                    e = np.zeros(self.n)
+                    e[self.z[o]] = 1e-4
+                    hv[:, a] = ((self.base.value_grad(u + e)[1] - self.base.value_grad(u - e)[1])
+                                / 2e-4)[self.z]
+                nzr, nzc = np.nonzero(np.abs(hv) > 1e-12 * max(1.0, float(np.abs(hv).max())))
+                P = pattern.tocoo()
+                rr = np.concatenate([P.row, nzr, other[nzc], other])
+                cc = np.concatenate([P.col, other[nzc], nzr, other])
+                pattern = csc_matrix((np.ones(rr.size, dtype=bool), (rr, cc)), shape=(q, q))
         pattern = csc_matrix(pattern, dtype=bool)
+        pattern.sum_duplicates()
         pattern.sort_indices()
         ip, ind = pattern.indptr, pattern.indices
         colrows = [ind[ip[j]:ip[j + 1]] for j in range(q)]
@@ -630,9 +663,13 @@ class LaplaceObjective:
         self._diag = np.searchsorted(key, np.arange(q, dtype=np.int64) * (q + 1))
         self._bpos = None
         if self.blocks is not None:
-            self._bpos = [np.searchsorted(key, idx[:, None, :] * q + idx[:, :, None])
-                          for idx in self.blocks]
-        self._vals = np.zeros(rows.size)
+            self._bpos = []
+            for idx in self.blocks:  # entries of a block outside the pattern: the 0 at the end
+                kk = idx[:, None, :] * q + idx[:, :, None]
+                pp = np.minimum(np.searchsorted(key, kk), key.size - 1)
+                pp[key[pp] != kk] = key.size
+                self._bpos.append(pp)
+        self._vals = np.zeros(rows.size + 1)  # the last entry stays 0
 
     def hzz(self, u: np.ndarray) -> np.ndarray:
         """The values of H_zz on the pattern (``self._rows``, ``self._cols``) at u, from one
@@ -642,7 +679,7 @@ class LaplaceObjective:
         out = self._vals
         if self.n_colours > max(8, q // 4):  # nearly dense: a full Hessian is cheaper
             H = self.base.hessian(u)[np.ix_(self.z, self.z)]
-            out[:] = H[self._rows, self._cols]
+            out[:-1] = H[self._rows, self._cols]
             return out
         h = 1e-4  # fixed step: the truncation error is smooth in theta (F stays differentiable)
         for cols, ii, p1, p2 in self._entries:
@@ -656,7 +693,8 @@ class LaplaceObjective:
         return out
 
     def factor(self, vals: np.ndarray) -> _Factor:
-        return _Factor(vals, self._rows, self._cols, self.z.size, self.blocks, self._bpos)
+        return _Factor(vals[:-1] if self.blocks is None else vals, self._rows, self._cols,
+                       self.z.size, self.blocks, self._bpos)
 
     def full(self, theta: np.ndarray, z: np.ndarray) -> np.ndarray:
         u = np.empty(self.n)
