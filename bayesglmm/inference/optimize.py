@@ -337,7 +337,16 @@ def wald_table(
         est = constrain(u)[index].astype(float)
         nan = np.full(index.size, np.nan)
         return est, nan, nan.copy(), nan.copy()
-    est, J = _sparse_jacobian(constrain, u, index, _re_colours(bs_model, index))
+    colours = _re_colours(bs_model, index)
+    est, J = _sparse_jacobian(constrain, u, index, colours)
+    # rows that depend on one random-effect coordinate of a colour only (see _re_colours): their
+    # back-transformed limits are computed for the whole colour with two constrain calls
+    colour_of: dict[tuple[int, int], int] = {}
+    for key, (coords, rowlists) in colours.items():
+        for i, rr in zip(coords, rowlists):
+            for r in rr:
+                colour_of[(int(r), int(i))] = key
+    batches: dict[int, list[tuple[int, int, float]]] = {}
     # J cov J' row by row in chunks (J is sparse: each random effect depends on a few
     # coordinates; no dense (quantities x coordinates) products)
     var = np.empty(index.size)
@@ -360,6 +369,9 @@ def wald_table(
             zr = math.atanh(est[r])
             sz = se[r] / (1 - est[r] ** 2)
             lower[r], upper[r] = math.tanh(zr - z * sz), math.tanh(zr + z * sz)
+        elif nz.size == 1 and (r, int(nz[0])) in colour_of:
+            i = int(nz[0])
+            batches.setdefault(colour_of[(r, i)], []).append((r, i, math.sqrt(max(cov[i, i], 0.0))))
         elif nz.size == 1:
             i = nz[0]
             su = math.sqrt(max(cov[i, i], 0.0))
@@ -368,6 +380,16 @@ def wald_table(
             a[i] -= z * su
             b[i] += z * su
             va, vb = constrain(a)[index[r]], constrain(b)[index[r]]
+            lower[r], upper[r] = min(va, vb), max(va, vb)
+    for batch in batches.values():
+        a = u.copy()
+        b = u.copy()
+        for _r, i, su in batch:
+            a[i] = u[i] - z * su
+            b[i] = u[i] + z * su
+        ca, cb = constrain(a), constrain(b)
+        for r, _i, _su in batch:
+            va, vb = ca[index[r]], cb[index[r]]
             lower[r], upper[r] = min(va, vb), max(va, vb)
     return est, se, lower, upper
 
