@@ -71,7 +71,10 @@ def _arviz_figure(fn_name: str, *args: Any, **kwargs: Any):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         axes = getattr(_az(), fn_name)(*args, show=False, **kwargs)
-    return _figure(axes)
+        fig = _figure(axes)
+        if fig.get_layout_engine() is None:  # titles must not overlap the tick labels
+            fig.set_layout_engine("tight")
+    return fig
 
 
 def plot_trace(fit: Any, pars: Sequence[str] | str | None = None):

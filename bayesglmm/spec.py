@@ -425,10 +425,24 @@ def _column_name(label: str, levels: dict[str, list[str]]) -> str:
     return ":".join(out)
 
 
+def _keep_level_order(data: pd.DataFrame) -> pd.DataFrame:
+    """formulae sorts the levels of an unordered categorical; mark every categorical as ordered
+    (same categories, same order) so the design follows the prepared level order (R's factor
+    levels: sorted for text, the given order for pandas categoricals and within= factors).
+    Contrasts are unaffected: polynomial coding is always requested explicitly with Poly."""
+    cols = {
+        c: data[c].cat.as_ordered()
+        for c in data.columns
+        if isinstance(data[c].dtype, pd.CategoricalDtype) and not data[c].cat.ordered
+    }
+    return data.assign(**cols) if cols else data
+
+
 def _design(rhs: str, data: pd.DataFrame, what: str):
     """Run formulae on a right-hand side; translate its errors into FormulaError."""
     from formulae import design_matrices
 
+    data = _keep_level_order(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

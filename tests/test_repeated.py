@@ -284,3 +284,22 @@ def test_resid_bad_input(panel):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bg.lm("y ~ x", panel, resid_corr="ar1", resid_group="id", resid_time="time")
+
+
+def test_within_labels_keep_their_order_in_the_design():
+    """Level labels given to within= are the factor's level order (first = reference for
+    treatment coding, numbered columns 1..L-1 for sum coding), not formulae's sorted order."""
+    wide = bg.load_training()
+    formula = "cbind(time1, time2, time3, time4) ~ a * time + (1 | ID)"
+    within = {"time": ["pre", "mid", "post", "fu"]}
+    treat = bg.glmer(formula, data=wide, within=within)
+    assert [p.user for p in treat.program.params if p.kind == "b"] == [
+        "b[a]", "b[timemid]", "b[timepost]", "b[timefu]",
+        "b[a:timemid]", "b[a:timepost]", "b[a:timefu]"]
+    summed = bg.lmer(formula, data=wide, within=within)
+    assert [p.user for p in summed.program.params if p.kind == "b"] == [
+        "b[a]", "b[time1]", "b[time2]", "b[time3]", "b[a:time1]", "b[a:time2]", "b[a:time3]"]
+    # rows are subject-major with time varying fastest (pre, mid, post, fu): in sum coding the
+    # time columns are the identity for pre/mid/post and -1 for the last level, fu
+    X = summed.stan_data["X"]
+    np.testing.assert_array_equal(X[:4, 1:4], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]])
