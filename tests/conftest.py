@@ -46,6 +46,18 @@ def debate():
 
 
 @pytest.fixture(scope="session")
+def debate_plus():
+    """debate with derived columns for the family tests: a 0/1 response (hi), binomial failures
+    (fail), a positive exposure (expo) and a positive continuous response (pos)."""
+    d = bayesglmm.load_debate().copy()
+    d["hi"] = (d.sat > 3).astype(int)
+    d["fail"] = 5 - d.talk
+    d["expo"] = d.perf + 1.0
+    d["pos"] = d.sat + 0.5 * d.talk
+    return d
+
+
+@pytest.fixture(scope="session")
 def sleepstudy():
     return bayesglmm.load_sleepstudy()
 

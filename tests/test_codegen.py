@@ -39,28 +39,15 @@ def stanc_check(code: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def debate() -> pd.DataFrame:
-    try:
-        import bayesglmm
-
-        d = bayesglmm.load_debate()
-    except Exception:  # noqa: BLE001  # pragma: no cover - loader not available
-        d = pd.read_csv(Path(__file__).resolve().parents[2] / "shared/data/debate.csv")
-    d = d.copy()
-    d["hi"] = (d.sat > 3).astype(int)
-    d["fail"] = 5 - d.talk
-    d["expo"] = d.perf + 1.0
-    return d
+def debate(debate_plus: pd.DataFrame) -> pd.DataFrame:
+    return debate_plus
 
 
 @pytest.fixture(scope="module")
 def sleep() -> pd.DataFrame:
-    try:
-        import bayesglmm
+    import bayesglmm
 
-        return bayesglmm.load_sleepstudy()
-    except Exception:  # noqa: BLE001  # pragma: no cover - loader not available
-        return pd.read_csv(Path(__file__).resolve().parents[2] / "shared/refs/data/sleepstudy.csv")
+    return bayesglmm.load_sleepstudy()
 
 
 # (formula, family, extra kwargs): every formula form and every family

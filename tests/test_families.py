@@ -4,7 +4,6 @@ BridgeStan computes from each generated program against a direct scipy computati
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,19 +18,8 @@ from bayesglmm.spec import build_spec
 
 
 @pytest.fixture(scope="module")
-def debate() -> pd.DataFrame:
-    try:
-        import bayesglmm
-
-        d = bayesglmm.load_debate()
-    except Exception:  # noqa: BLE001  # pragma: no cover - loader not available
-        d = pd.read_csv(Path(__file__).resolve().parents[2] / "shared/data/debate.csv")
-    d = d.copy()
-    d["hi"] = (d.sat > 3).astype(int)
-    d["fail"] = 5 - d.talk
-    d["expo"] = d.perf + 1.0
-    d["pos"] = d.sat + 0.5 * d.talk
-    return d
+def debate(debate_plus: pd.DataFrame) -> pd.DataFrame:
+    return debate_plus
 
 
 # ---------------------------------------------------------------------------- the table

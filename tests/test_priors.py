@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
 from bayesglmm.spec import build_spec
-
-
-@pytest.fixture(scope="module")
-def debate() -> pd.DataFrame:
-    try:
-        import bayesglmm
-
-        return bayesglmm.load_debate()
-    except Exception:  # noqa: BLE001  # pragma: no cover - loader not available
-        return pd.read_csv(Path(__file__).resolve().parents[2] / "shared/data/debate.csv")
-
 
 F = "sat ~ talk + perf + (1 | group)"
 
