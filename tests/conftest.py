@@ -214,6 +214,18 @@ def cbpp_classic(cbpp_model):
     return cbpp_model.classic(verbose=False)
 
 
+@pytest.fixture(scope="session")
+def wine_flat_model(toolchain):
+    """ordinal::wine, cumulative logit with a random judge intercept, flat prior: the program
+    of tests/test_family_fits.py's wine model (same code and name, so the same cached binary)."""
+    import pandas as pd
+
+    wine = pd.read_csv(REFERENCE / "data" / "wine.csv")
+    m = bayesglmm.glmer("rating ~ temp + contact + (1 | judge)", wine, family="ordered")
+    m.name = "fam_flat_ordered"
+    return _compiled(m)
+
+
 # ---- bridge sampling / Bayes factors (tests/test_bridge.py, test_bayes_factor.py) -----------
 # New distinct programs: 5. the conjugate normal model (from_stan, test_bridge.py);
 # 6. program 1 with b[talk] held fixed through data (the restricted model of bayes_factor).
