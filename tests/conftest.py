@@ -151,6 +151,8 @@ def funnel_model(toolchain):
 #   8. debate lmer(sat ~ talk + perf + (1 | group)) flat
 #   9. debate lmer(sat ~ cond * skill + (1 | group), factors cond, skill) flat
 #  10. cbpp glmer(cbind(incidence, failures) ~ period + (1 | herd), binomial) flat
+#  (wine_flat_model reuses tests/test_family_fits.py's ordered program; known_variance_model is
+#  a test-only from_stan program: tests/reference/stan/known_variance.stan)
 
 
 def _compiled(m):
@@ -224,6 +226,24 @@ def wine_flat_model(toolchain):
     m = bayesglmm.glmer("rating ~ temp + contact + (1 | judge)", wine, family="ordered")
     m.name = "fam_flat_ordered"
     return _compiled(m)
+
+
+@pytest.fixture(scope="session")
+def known_variance_model(toolchain):
+    """Test-only program (tests/reference/stan/known_variance.stan, from_stan with the block z
+    integrated out): y = mu + b x + tau z[g] + sigma e with sigma, tau known; simulated data
+    (seed 5, 15 groups x 4). Returns (model, data dict)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    G, m = 15, 4
+    g = np.repeat(np.arange(1, G + 1), m)
+    x = rng.normal(size=G * m).round(3)
+    sigma, tau = 0.8, 0.6
+    y = (1.0 + 0.5 * x + tau * rng.normal(size=G)[g - 1] + sigma * rng.normal(size=G * m)).round(4)
+    data = {"N": G * m, "G": G, "g": g, "x": x, "y": y, "sigma": sigma, "tau": tau, "s": 2.0}
+    m = bayesglmm.from_stan(REFERENCE / "stan" / "known_variance.stan", data, re_blocks=("z",))
+    return _compiled(m), data
 
 
 # ---- bridge sampling / Bayes factors (tests/test_bridge.py, test_bayes_factor.py) -----------

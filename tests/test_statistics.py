@@ -8,24 +8,33 @@
   (features.md §12); the joint MAP (laplace=False) only for internal consistency, since the
   reference MAP figures integrate the random effects out;
 - the Laplace objective on a normal-normal model without Stan: exact marginal likelihood and
-  closed-form ML estimates.
+  closed-form ML estimates;
+- the Laplace log marginal likelihood where it is exact (issue 5): the conjugate model of refs
+  09 (analytic value), the generated lmer program at fixed outer parameters (closed-form
+  multivariate normal) and a known-variance random-intercept model (from_stan, closed form).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import load_reference
+from scipy import stats
 
+import bayesglmm
 from bayesglmm.inference.optimize import (
     LaplaceObjective,
     Objective,
+    block_indices,
     find_laplace_mode,
     hessian_inverse,
+    re_pattern,
 )
 
+REFERENCE_STAN = Path(__file__).parent / "reference" / "stan"
 PARAMS_A = ["Intercept", "b[talk]", "b[perf]", "sigma", "sd[group:Int]"]
 
 
@@ -283,3 +292,107 @@ def test_hessian_inverse_at_a_boundary():
     cov2, logdet2, bad2 = hessian_inverse(np.diag([2.0, 8.0]))
     np.testing.assert_allclose(cov2, np.diag([0.5, 0.125]))
     assert logdet2 == pytest.approx(-math.log(16.0)) and not bad2.any()
+
+
+# --------------------------------------------------------------------------- Laplace log ML, exact
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["s_1", "s_10"])
+def test_laplace_log_ml_conjugate_matches_analytic(conjugate_compiled, case):
+    """optimize() on the conjugate normal model of refs 09 (y_i ~ N(mu, 1), mu ~ N(0, s^2)):
+    the posterior of mu is exactly normal, so the Laplace log marginal likelihood is the
+    analytic one (issue 5 asks for 0.05; the only error left is the optimiser's and the
+    autodiff Hessian's, ~1e-11 measured, asserted 1e-8), and the mode and SE are the
+    posterior mean and SD."""
+    ref = load_reference("bridge_conjugate.json")
+    post = load_reference("conjugate_normal.json")["analytic"][case]
+    m = bayesglmm.from_stan(REFERENCE_STAN / "conjugate.stan",
+                            {"n": len(ref["y"]), "y": ref["y"], "s": float(ref[case]["s"])})
+    assert m.stan_code == conjugate_compiled.code  # the same compiled program
+    fit = m.optimize(verbose=False)
+    assert fit.converged
+    assert abs(fit.log_ml - ref[case]["logml"]) < 1e-8, (fit.log_ml, ref[case]["logml"])
+    s = fit.summary()
+    assert s.loc["mu", "estimate"] == pytest.approx(post["posterior_mean"], abs=1e-8)
+    assert s.loc["mu", "se"] == pytest.approx(post["posterior_sd"], rel=1e-6)
+    assert f"Approx. Log Marginal Likelihood (Laplace): {ref[case]['logml']:.2f}" in str(fit)
+
+
+def _lmer_exact_nll(data: dict, theta: np.ndarray) -> float:
+    """-log p(y | theta) of the flat-prior gaussian lmer program with one random intercept,
+    theta = (Intercept, beta..., log sigma, log sd) (its unconstrained outer parameters): the
+    random intercepts integrated exactly, y ~ MVN(Intercept + X beta, sigma^2 I + sd^2 Z Z')."""
+    X = np.asarray(data["X"], dtype=float)
+    K = X.shape[1]
+    icpt, beta = theta[0], theta[1:1 + K]
+    sigma, sd = math.exp(theta[1 + K]), math.exp(theta[2 + K])
+    J = np.asarray(data["J_1"])
+    Z = (J[:, None] == np.arange(1, data["N_1"] + 1)).astype(float)
+    V = sigma**2 * np.eye(X.shape[0]) + sd**2 * Z @ Z.T
+    return -stats.multivariate_normal.logpdf(np.asarray(data["y"], dtype=float), icpt + X @ beta, V)
+
+
+@pytest.mark.slow
+def test_laplace_objective_exact_on_generated_lmer(debate_flat_model):
+    """LaplaceObjective.value(theta) on the generated (flat-prior) program of
+    ``lmer(sat ~ talk + perf + (1 | group))`` equals -log p(y | theta) in closed form at fixed
+    outer parameters theta, near and far from the mode: the model is gaussian in the random
+    effects, so the Laplace step is exact (measured agreement ~1e-11 on a value of ~400;
+    asserted 1e-7: inner Newton stops at a gradient of 1e-10, and the Hessian over the random
+    effects comes from gradient differences, exact for a quadratic up to rounding). Both ways of
+    getting the sparsity of H_zz (from the model structure, or probed) give the same value."""
+    m = debate_flat_model
+    bs = m._bridgestan(False)
+    n = bs.param_unc_num()
+    z_idx = block_indices(bs, m.program.re_blocks)
+    lap = LaplaceObjective(Objective(bs), z_idx, n, np.zeros(n))
+    lap_s = LaplaceObjective(Objective(bs), z_idx, n, np.zeros(n),
+                             re_pattern(m.program, bs, z_idx))
+    names = [bs.param_unc_names()[i] for i in lap.t]
+    assert names == ["Intercept", "beta.1", "beta.2", "sigma", "sd_1.1"]
+    for theta in ([1.9, 0.26, 0.16, math.log(0.78), math.log(0.46)],
+                  [0.0, 0.0, 0.0, 0.0, 0.0],
+                  [3.0, -0.5, 0.4, math.log(1.7), math.log(0.05)]):
+        theta = np.array(theta)
+        exact = _lmer_exact_nll(m.program.data, theta)
+        assert lap.value(theta) == pytest.approx(exact, abs=1e-7)
+        assert lap_s.value(theta) == pytest.approx(exact, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_laplace_log_ml_exact_with_known_variances(known_variance_model):
+    """optimize() on a model whose outer posterior is exactly gaussian (sigma and tau known,
+    normal priors on mu and b; tests/reference/stan/known_variance.stan): the random effects
+    z are integrated out by the inner Laplace step, (mu, b) by the outer one, and both are
+    exact, so fit.log_ml = log N(y | 0, sigma^2 I + tau^2 Z Z' + s^2 (1 1' + x x')).
+
+    Tolerance: the outer Hessian is a finite-difference Hessian of the Laplace objective F with
+    step 1e-4; F carries ~1e-11 of rounding and inner-solve error, which puts ~1e-4 relative
+    error on that Hessian and ~1e-5 on log ML (measured 6.2e-6); asserted 5e-5. The formula
+    itself is checked to 1e-9 with the exact Hessian, and F(theta^) and the mode to 1e-8."""
+    m, d = known_variance_model
+    fit = m.optimize(verbose=False)
+    assert fit.converged and fit.laplace
+    N, G = d["N"], d["G"]
+    x, y = np.asarray(d["x"]), np.asarray(d["y"])
+    Z = (np.asarray(d["g"])[:, None] == np.arange(1, G + 1)).astype(float)
+    V0 = d["sigma"] ** 2 * np.eye(N) + d["tau"] ** 2 * Z @ Z.T
+    X = np.column_stack([np.ones(N), x])
+    V = V0 + d["s"] ** 2 * X @ X.T
+    exact = stats.multivariate_normal.logpdf(y, np.zeros(N), V)
+    assert abs(fit.log_ml - exact) < 5e-5, (fit.log_ml, exact)
+    # posterior of (mu, b): N(m, H^-1), H = X' V0^-1 X + I / s^2
+    H = X.T @ np.linalg.solve(V0, X) + np.eye(2) / d["s"] ** 2
+    mean = np.linalg.solve(H, X.T @ np.linalg.solve(V0, y))
+    s = fit.summary()
+    np.testing.assert_allclose(s.loc[["mu", "b"], "estimate"], mean, atol=1e-8)
+    np.testing.assert_allclose(s.loc[["mu", "b"], "se"], np.sqrt(np.diag(np.linalg.inv(H))),
+                               rtol=1e-4)
+    # F(theta^) = -log p(y, theta^) exactly; with the exact Hessian the Laplace formula
+    # reproduces the closed form to rounding
+    F = fit.objective
+    nl = -(stats.multivariate_normal.logpdf(y, X @ mean, V0)
+           + stats.norm.logpdf(mean, 0, d["s"]).sum())
+    assert F == pytest.approx(nl, abs=1e-8)
+    assert -F + math.log(2 * math.pi) - 0.5 * np.linalg.slogdet(H)[1] == pytest.approx(exact, abs=1e-9)
