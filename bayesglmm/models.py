@@ -495,6 +495,13 @@ class Model:
         pos = {n: i for i, n in enumerate(names)}
         index = [pos[p.stan] for p in params]
         degenerate = mode.extra.get("degenerate")
+        from .inference.boundary import boundary_message, boundary_sds
+
+        at_bound, bound_names = boundary_sds(bs, mode, params, self.program)
+        log_ml = mode.log_ml
+        if bound_names:  # an SD at 0: no SE, and the Laplace log ML is not defined
+            degenerate = at_bound if degenerate is None else (degenerate | at_bound)
+            log_ml = math.nan
         s_seed = 1 if seed is None else seed
         if se_method == "sampling":
             est, se, lo, hi = sampling_table(bs, mode.theta_unc, mode.cov_unc, index,
@@ -504,8 +511,12 @@ class Model:
                 bs, mode.theta_unc, None if se_method == "none" else mode.cov_unc, index,
                 [p.kind for p in params], seed=s_seed, degenerate=degenerate,
             )
-        if degenerate is not None and degenerate.any() and se_method != "none":
-            lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+        lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+        if bound_names:
+            warnings.warn(boundary_message(bound_names, lost if se_method != "none" else [])
+                          + "; the log marginal likelihood is not available",
+                          RuntimeWarning, stacklevel=2)
+        elif degenerate is not None and degenerate.any() and se_method != "none":
             warnings.warn(
                 "the Hessian at the mode is not positive definite (a parameter on a boundary, "
                 "e.g. a random-effect SD near 0): no standard errors for "
@@ -514,7 +525,7 @@ class Model:
                 RuntimeWarning, stacklevel=2,
             )
         fit = MAPFit(
-            self, params, est, se, lo, hi, objective=mode.objective, log_ml=mode.log_ml,
+            self, params, est, se, lo, hi, objective=mode.objective, log_ml=log_ml,
             converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
             cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
         )

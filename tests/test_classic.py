@@ -10,7 +10,10 @@ plus 1e-4 relative.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import load_reference
 
@@ -188,3 +191,64 @@ def test_wine_ordinal_classic_matches_clmm(wine_flat_model):
         term = r["term"].replace("warm", "").replace("yes", "")
         assert close(a.loc[term, "Chisq"], s.loc[f"b[{r['term']}]", "z"] ** 2, 1e-8)
         assert close(a.loc[term, "Chisq"], r["z"] ** 2, 2e-3)
+
+
+def _no_group_variation(seed: int = 1, groups: int = 40, size: int = 5) -> pd.DataFrame:
+    """sat = 1 + 0.3 talk + 0.2 perf + e with the noise centred within each group: the groups
+    differ only through their predictors, so the group SD's (RE)ML estimate is 0."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(1, groups + 1), size)
+    talk = rng.integers(1, 6, groups * size).astype(float)
+    perf = rng.normal(4.7, 1.7, groups * size).round(2)
+    e = rng.normal(0, 1, (groups, size))
+    e -= e.mean(axis=1, keepdims=True)
+    return pd.DataFrame({"group": g, "sat": 1 + 0.3 * talk + 0.2 * perf + e.ravel(),
+                         "talk": talk, "perf": perf})
+
+
+@pytest.mark.slow
+def test_singular_fit_warns_and_still_estimates(debate_flat_model):
+    """A random-intercept SD whose (RE)ML estimate is 0: classic() (REML and ML) and optimize()
+    warn with lme4's "boundary (singular) fit", report no SE for the SD and no Laplace log ML,
+    and still return the estimates, which are then those of the model without the random
+    intercept: ordinary least squares (closed form), sigma = sqrt(RSS / n) for ML and
+    sqrt(RSS / (n - p)) for REML. Tolerances: the SD stops at ~1e-6 (not exactly 0), which
+    moves the rest by O(sd^2); 1e-6 on estimates, 1e-4 relative on SEs. Same program as
+    debate_flat_model (the data are other numbers)."""
+    d = _no_group_variation()
+    m = bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=d)
+    assert m.stan_code == debate_flat_model.stan_code
+    X = np.column_stack([np.ones(len(d)), d["talk"], d["perf"]])
+    y = d["sat"].to_numpy()
+    b, rss, *_ = np.linalg.lstsq(X, y, rcond=None)
+    n, p = X.shape
+    xtx_inv = np.linalg.inv(X.T @ X)
+    loglik = -0.5 * n * (np.log(2 * np.pi * rss[0] / n) + 1)
+    names = ["Intercept", "b[talk]", "b[perf]"]
+    for method, s2 in (("REML", rss[0] / (n - p)), ("ML", rss[0] / n)):
+        with pytest.warns(RuntimeWarning, match=r"boundary \(singular\) fit: sd\[group:Int\]"):
+            fit = m.classic(method=method, verbose=False)
+        s = fit.summary()
+        np.testing.assert_allclose(s.loc[names, "estimate"], b, atol=1e-6)
+        np.testing.assert_allclose(s.loc[names, "se"], np.sqrt(np.diag(s2 * xtx_inv)), rtol=1e-4)
+        assert abs(s.loc["sigma", "estimate"] - np.sqrt(s2)) < 1e-6
+        sd = s.loc["sd[group:Int]"]
+        assert 0 <= sd["estimate"] < 1e-3
+        assert np.isnan(sd["se"]) and np.isnan(sd["lower"]) and np.isnan(sd["upper"])
+        assert abs(fit.loglik - loglik) < 1e-6
+    with pytest.warns(RuntimeWarning, match=r"boundary \(singular\) fit.*log marginal likelihood is not available"):
+        mp = m.optimize(verbose=False)
+    np.testing.assert_allclose(mp.summary().loc[names, "estimate"], b, atol=1e-6)
+    assert abs(-mp.objective - loglik) < 1e-6  # flat prior: the ML fit
+    assert np.isnan(mp.log_ml) and np.isnan(mp.summary().loc["sd[group:Int]", "se"])
+    assert "Approx. Log Marginal Likelihood (Laplace): NA" in str(mp)
+
+
+@pytest.mark.slow
+def test_regular_fit_does_not_warn(debate_flat_model):
+    """The debate fit (sd[group:Int] about 0.47, far from 0) raises no RuntimeWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit = debate_flat_model.classic(verbose=False)
+        mp = debate_flat_model.optimize(verbose=False)
+    assert np.isfinite(fit.summary().loc["sd[group:Int]", "se"]) and np.isfinite(mp.log_ml)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
+from .boundary import boundary_message, boundary_sds
 from .optimize import (
     JointMode,
     LaplaceObjective,
@@ -138,12 +140,15 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     pos = {n: i for i, n in enumerate(names)}
     index = [pos[p.stan] for p in params]
     degenerate = mode.extra.get("degenerate")
+    at_bound, bound_names = boundary_sds(bs, mode, params, model.program)
+    if bound_names:
+        degenerate = at_bound if degenerate is None else (degenerate | at_bound)
     est, se, lo, hi = wald_table(bs, u, mode.cov_unc, index, [p.kind for p in params],
                                  degenerate=degenerate)
-    if degenerate is not None and np.any(degenerate):
-        import warnings
-
-        lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+    lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
+    if bound_names:
+        warnings.warn(boundary_message(bound_names, lost), RuntimeWarning, stacklevel=3)
+    elif degenerate is not None and np.any(degenerate):
         warnings.warn(
             "the information matrix is singular at the estimate (a variance parameter on the "
             "boundary, e.g. a random-effect SD near 0, as lme4's 'boundary (singular) fit'): "
