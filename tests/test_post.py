@@ -14,9 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import load_reference
-from scipy import special
+from scipy import special, stats
 
 import bayesglmm
 from bayesglmm.post.lsmeans import holm
@@ -202,3 +203,66 @@ def test_lm_classic_is_ols_and_anova_prints_r2(lm_model, debate):
     # single-coefficient terms: F = t^2, den df = N - p
     assert abs(a.loc["talk", "F value"] - s.loc["b[talk]", "t"] ** 2) < 1e-6 * a.loc["talk", "F value"]
     assert a.loc["talk", "den_df"] == n - p
+
+
+def _split_plot(seed: int = 3, n_per: int = 12) -> pd.DataFrame:
+    """Balanced split plot: cond (2 levels) between groups, skill (3 levels) within, one
+    observation per group and skill; group SD 0.7, residual SD 0.5."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0, 0.7, 2 * n_per)
+    rows = [{"group": g + 1, "cond": str(g // n_per), "skill": str(s + 1),
+             "sat": round(3 + 0.3 * (g // n_per) + 0.25 * s + u[g] + rng.normal(0, 0.5), 4)}
+            for g in range(2 * n_per) for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_lsmeans_df_balanced_split_plot(cond_skill_model):
+    """The df of lsmeans() for a gaussian classic() fit: per-contrast Satterthwaite, as emmeans
+    with ``lmer.df = "satterthwaite"`` (lmerTest). In a balanced split plot with positive
+    variance estimates REML = ANOVA and both Satterthwaite and Kenward-Roger (emmeans' default)
+    df are the classical ones, computed here from the two mean squares (MS_W: between groups,
+    G - 2 df; MS_E: within, (G - 2)(3 - 1) df):
+      * cond means (between groups): SE^2 = MS_W / (3 n), df = G - 2;
+      * skill means and cond x skill cells (both strata): SE^2 proportional to
+        MS_W + 2 MS_E, df = (MS_W + 2 MS_E)^2 / (MS_W^2 / df_W + (2 MS_E)^2 / df_E);
+      * skill differences (within groups): SE^2 = 2 MS_E / G, df = df_E.
+    (features.md §9.4's rule of the reference implementation, the smallest df among the spec's
+    coefficients, would give the within-group df_E = 44 to the skill means instead of 31.3.)
+    Tolerances: estimates and SEs are exact up to the REML optimiser (1e-6 relative); df
+    1e-2 relative (finite-difference derivatives of C(theta), as test_classic.py)."""
+    d = _split_plot()
+    m = bayesglmm.lmer("sat ~ cond * skill + (1 | group)", data=d)
+    assert m.stan_code == cond_skill_model.stan_code  # same program, other data
+    fit = m.classic(verbose=False)
+    Y = d.pivot(index="group", columns="skill", values="sat").to_numpy()
+    G, b = Y.shape
+    A = (np.arange(G) >= G // 2).astype(int)
+    gm = Y.mean(axis=1)
+    am = np.array([gm[A == i].mean() for i in (0, 1)])
+    cell = np.array([Y[A == i].mean(axis=0) for i in (0, 1)])
+    df_w, df_e = G - 2, (G - 2) * (b - 1)
+    ms_w = b * np.sum((gm - am[A]) ** 2) / df_w
+    ms_e = np.sum((Y - gm[:, None] - cell[A] + am[A][:, None]) ** 2) / df_e
+    assert ms_w > ms_e  # the group variance estimate is positive: REML = ANOVA
+    mix = ms_w + (b - 1) * ms_e
+    df_mix = mix**2 / (ms_w**2 / df_w + ((b - 1) * ms_e) ** 2 / df_e)
+
+    def check(tab, est, se, df):
+        np.testing.assert_allclose(tab["estimate"], est, rtol=1e-6)
+        np.testing.assert_allclose(tab["se"], se, rtol=1e-6)
+        np.testing.assert_allclose(tab["df"], df, rtol=1e-2)
+
+    cond = bayesglmm.lsmeans(fit, "cond")
+    check(cond, am, np.sqrt(ms_w / (b * G / 2)), df_w)
+    skill = bayesglmm.lsmeans(fit, "skill", pairwise=True)
+    check(skill, cell.mean(axis=0), np.sqrt(mix / (b * G)), df_mix)
+    diffs = [cell.mean(axis=0)[i] - cell.mean(axis=0)[j] for i, j in ((0, 1), (0, 2), (1, 2))]
+    check(skill.contrasts, diffs, np.sqrt(2 * ms_e / G), df_e)
+    cells = bayesglmm.lsmeans(fit, "skill", by="cond")
+    check(cells, cell.ravel(), np.sqrt(mix / (b * G / 2)), df_mix)
+    # t intervals with these df
+    q = stats.t.ppf(0.975, skill["df"])
+    np.testing.assert_allclose(skill["upper"], skill["estimate"] + q * skill["se"], rtol=1e-10)
+    # the df of a mean is that of its own contrast, not of the spec's coefficients
+    assert abs(skill["df"].iloc[0] - df_mix) < 0.01 * df_mix and abs(df_mix - df_e) > 10

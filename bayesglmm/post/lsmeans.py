@@ -5,9 +5,21 @@ Reference grid: every combination of the levels of the categorical predictors, n
 predictors at their means; a marginal mean is the equally weighted average of the grid
 predictions (link scale) over the levels of the factors not in ``specs``/``by``. Its
 coefficient vector l gives estimate l'beta and SE sqrt(l'V l) with the FULL covariance V of the
-fixed effects. df: Satterthwaite for gaussian classic fits with random effects (lmerTest /
-emmeans ``lmer.df = "satterthwaite"``), the residual df without random effects, infinity (z)
-otherwise. Sampled fits: posterior mean, SD and 2.5/97.5 % quantiles of l'beta over the draws.
+fixed effects. Sampled fits: posterior mean, SD and 2.5/97.5 % quantiles of l'beta over the draws.
+
+Degrees of freedom (the ``df`` column, t quantiles and t tests):
+
+* gaussian ``classic()`` fits with random effects: the Satterthwaite df of each mean's or
+  contrast's own vector l, df = 2 (l'C l)^2 / (g'A g) with g_k = l' dC/dtheta_k l (see
+  :class:`~bayesglmm.inference.satterthwaite.Satterthwaite`): emmeans with
+  ``lmer.df = "satterthwaite"`` (lmerTest). In balanced designs this equals emmeans' default
+  Kenward-Roger df and the classical split-plot df (checked in tests/test_post.py). It is not
+  the rule of the reference implementation of features.md §9.4 (the smallest df among the
+  spec's coefficients), which gives e.g. the within-group df to a mean that also carries the
+  between-group variance;
+* gaussian fits without random effects: the residual df N - rank(X);
+* other families, MAP and sampled fits: infinite (z), as emmeans' asymptotic df for GLMMs
+  (refs 02_cbpp: ``df = Inf``).
 ``type="response"``: inverse link of the estimate and of the CI limits, delta-method SE (as
 emmeans ``type = "response"``).
 """
