@@ -266,3 +266,55 @@ def test_lsmeans_df_balanced_split_plot(cond_skill_model):
     np.testing.assert_allclose(skill["upper"], skill["estimate"] + q * skill["se"], rtol=1e-10)
     # the df of a mean is that of its own contrast, not of the spec's coefficients
     assert abs(skill["df"].iloc[0] - df_mix) < 0.01 * df_mix and abs(df_mix - df_e) > 10
+
+
+@pytest.mark.slow
+def test_cbpp_lsmeans_link_and_response_match_emmeans(cbpp_classic):
+    """lsmeans(type="link" / "response") of the cbpp binomial GLMM against emmeans 1.8.4.1 on
+    lme4's glmer fit (refs 02_cbpp, copied in tests/reference/cbpp_glmm.json).
+
+    emmeans' rules are reproduced exactly: asymptotic df (Inf, z), response = plogis(link
+    mean), response SE = dlogis(link mean) * link SE (delta method), response CI = plogis of
+    the link CI. The numbers differ only as the fits do: ours is the glmmTMB Laplace optimum
+    (test_classic.py: 1e-4), from which lme4 stops up to 4e-4 relative away in the estimates
+    and whose SEs differ from lme4's by up to 1.3 % (lme4's finite-difference Hessian): so
+    1e-3 relative on link means, 2 % on SEs, CI limits within the sum of both effects, and
+    the response-scale figures within the same errors carried through plogis (its slope
+    p (1 - p) <= 1/4)."""
+    ref = load_reference("cbpp_glmm.json")["emmeans"]
+    link = bayesglmm.lsmeans(cbpp_classic, "period")
+    resp = bayesglmm.lsmeans(cbpp_classic, "period", type="response")
+    assert resp.heading.startswith("Estimated marginal means (response scale")
+    assert np.isinf(link["df"]).all() and np.isinf(resp["df"]).all()
+    p = special.expit(link["estimate"].to_numpy())
+    np.testing.assert_allclose(resp["estimate"], p, rtol=1e-12)
+    np.testing.assert_allclose(resp["se"], p * (1 - p) * link["se"], rtol=1e-6)
+    np.testing.assert_allclose(resp["lower"], special.expit(link["lower"]), rtol=1e-12)
+    np.testing.assert_allclose(resp["upper"], special.expit(link["upper"]), rtol=1e-12)
+    np.testing.assert_allclose(link["upper"] - link["estimate"],
+                               stats.norm.ppf(0.975) * link["se"], rtol=1e-10)
+    for r_l, r_r in zip(ref["link"], ref["response"]):
+        lab = f"period={r_l['period']}"
+        est, se = link.loc[lab, "estimate"], link.loc[lab, "se"]
+        tol_est = 1e-3 * abs(r_l["emmean"])
+        tol_ci = tol_est + stats.norm.ppf(0.975) * 0.02 * r_l["SE"]
+        assert abs(est - r_l["emmean"]) < tol_est, (lab, est, r_l["emmean"])
+        assert abs(se / r_l["SE"] - 1) < 0.02, (lab, se, r_l["SE"])
+        assert abs(link.loc[lab, "lower"] - r_l["asymp.LCL"]) < tol_ci, lab
+        assert abs(link.loc[lab, "upper"] - r_l["asymp.UCL"]) < tol_ci, lab
+        pr = r_r["prob"]
+        assert abs(resp.loc[lab, "estimate"] - pr) < pr * (1 - pr) * tol_est, (lab, resp.loc[lab, "estimate"], pr)
+        assert abs(resp.loc[lab, "se"] / r_r["SE"] - 1) < 0.02 + tol_est, (lab, resp.loc[lab, "se"], r_r["SE"])
+        assert abs(resp.loc[lab, "lower"] - r_r["asymp.LCL"]) < 0.25 * tol_ci, lab
+        assert abs(resp.loc[lab, "upper"] - r_r["asymp.UCL"]) < 0.25 * tol_ci, lab
+        # emmeans' own response figures follow the same rules (a check of the reference)
+        assert abs(special.expit(r_l["emmean"]) - pr) < 1e-12
+        assert abs(pr * (1 - pr) * r_l["SE"] - r_r["SE"]) < 1e-10
+        assert abs(special.expit(r_l["asymp.UCL"]) - r_r["asymp.UCL"]) < 1e-12
+    # pairwise contrasts (link scale, unadjusted): emmeans' odds ratios are their exp
+    pw = bayesglmm.lsmeans(cbpp_classic, "period", pairwise=True, adjust="none").contrasts
+    for r in ref["pairwise_odds_ratio_unadjusted"]:
+        i, j = r["contrast"].replace("period", "").split(" / ")
+        d = pw.loc[f"(period={i}) - (period={j})", "estimate"]
+        # lme4 vs our coefficients: up to 6e-4 apart, so the odds ratios to ~6e-4 relative
+        assert abs(np.exp(d) / r["odds.ratio"] - 1) < 2e-3, (r["contrast"], np.exp(d))
