@@ -230,7 +230,8 @@ def test_lsmeans_df_balanced_split_plot(cond_skill_model):
     (features.md §9.4's rule of the reference implementation, the smallest df among the spec's
     coefficients, would give the within-group df_E = 44 to the skill means instead of 31.3.)
     Tolerances: estimates and SEs are exact up to the REML optimiser (1e-6 relative); df
-    1e-2 relative (finite-difference derivatives of C(theta), as test_classic.py)."""
+    1e-3 relative (finite-difference derivatives of C(theta); measured 4e-5; the issue's
+    target is 1e-2)."""
     d = _split_plot()
     m = bayesglmm.lmer("sat ~ cond * skill + (1 | group)", data=d)
     assert m.stan_code == cond_skill_model.stan_code  # same program, other data
@@ -251,7 +252,7 @@ def test_lsmeans_df_balanced_split_plot(cond_skill_model):
     def check(tab, est, se, df):
         np.testing.assert_allclose(tab["estimate"], est, rtol=1e-6)
         np.testing.assert_allclose(tab["se"], se, rtol=1e-6)
-        np.testing.assert_allclose(tab["df"], df, rtol=1e-2)
+        np.testing.assert_allclose(tab["df"], df, rtol=1e-3)
 
     cond = bayesglmm.lsmeans(fit, "cond")
     check(cond, am, np.sqrt(ms_w / (b * G / 2)), df_w)
