@@ -5,7 +5,8 @@ Tolerances: lme4/glmmTMB optimise to about 1e-6 relative in the variance paramet
 gradient norm below 1e-6 on the unconstrained scale, so estimates, SEs and logLik agree to 1e-4
 relative (the issue's target). Satterthwaite df: finite differences of C(theta), 1e-2 relative.
 The §12 figures are printed to 5 (or fewer) digits: compared to half a unit of the last digit
-plus 1e-4 relative.
+plus 1e-4 relative. Also: the ordinal wine model against ordinal::clmm (refs 04), and singular
+(boundary) fits: the warning, the estimates that remain (closed-form OLS / §12 poisson row).
 """
 
 from __future__ import annotations
@@ -252,3 +253,27 @@ def test_regular_fit_does_not_warn(debate_flat_model):
         fit = debate_flat_model.classic(verbose=False)
         mp = debate_flat_model.optimize(verbose=False)
     assert np.isfinite(fit.summary().loc["sd[group:Int]", "se"]) and np.isfinite(mp.log_ml)
+
+
+@pytest.mark.slow
+def test_poisson_boundary_classic_matches_features12(debate, toolchain):
+    """features.md §12 poisson row, ``talk ~ perf + (1 | group)``: the group SD goes to its
+    boundary 0 (lme4::glmer reports a singular fit). classic() warns, still reports the
+    fixed effects with their SEs, z tests and the Wald chi-square of anova() (printed 5
+    decimals: half a unit of the last digit), and the logLik -493.250. Uses the program of
+    tests/test_family_fits.py (same code and name)."""
+    ref = load_reference("families_glmm.json")["features_12"]["poisson"]
+    m = bayesglmm.glmer("talk ~ perf + (1 | group)", debate, family="poisson")
+    m.name = "fam_flat_poisson"
+    m.compile(verbose=False)
+    with pytest.warns(RuntimeWarning, match=r"boundary \(singular\) fit: sd\[group:Int\]"):
+        fit = m.classic(verbose=False)
+    s = fit.summary()
+    for name in ("Intercept", "b[perf]"):
+        assert abs(s.loc[name, "estimate"] - ref[name]) < 5e-6 + 1e-4 * abs(ref[name]), name
+        assert abs(s.loc[name, "se"] - ref[f"{name}_se"]) < 5e-6 + 1e-4 * ref[f"{name}_se"], name
+    assert s.loc["sd[group:Int]", "estimate"] < 1e-3 and np.isnan(s.loc["sd[group:Int]", "se"])
+    assert abs(fit.loglik - ref["logLik"]) < 5e-4
+    a = bayesglmm.anova(fit)
+    assert abs(a.loc["perf", "Chisq"] - 0.5422) < 5e-5 and abs(a.loc["perf", "Pr(>Chisq)"] - 0.4615) < 5e-5
+    assert "Log-Likelihood: -493.250" in fit.format()
