@@ -396,3 +396,30 @@ def test_laplace_log_ml_exact_with_known_variances(known_variance_model):
            + stats.norm.logpdf(mean, 0, d["s"]).sum())
     assert F == pytest.approx(nl, abs=1e-8)
     assert -F + math.log(2 * math.pi) - 0.5 * np.linalg.slogdet(H)[1] == pytest.approx(exact, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_wald_table_survives_an_overflowing_interval(debate_flat_model):
+    """A huge SE on log sd (what a noise-level curvature at a boundary gives) makes
+    u + 1.96 se overflow: the program rejects sd = inf in its generated quantities. The
+    back-transformed limits are then NaN instead of an exception, and the other rows keep
+    theirs."""
+    from bayesglmm.inference.optimize import wald_table
+    from bayesglmm.results import bracket_name, resolve_params
+
+    m = debate_flat_model
+    bs = m._bridgestan(False)
+    n = bs.param_unc_num()
+    u = np.zeros(n)
+    cov = np.eye(n) * 0.01
+    i_sd = bs.param_unc_names().index("sd_1.1")
+    cov[i_sd, i_sd] = 1e6
+    names = [bracket_name(x) for x in bs.param_names(include_tp=True, include_gq=True)]
+    params = [p for p in resolve_params(m.program, names) if p.kind != "re"]
+    index = [names.index(p.stan) for p in params]
+    est, se, lo, hi = wald_table(bs, u, cov, index, [p.kind for p in params])
+    k = [p.user for p in params].index("sd[group:Int]")
+    assert est[k] == pytest.approx(1.0) and se[k] == pytest.approx(1e3)
+    assert np.isnan(lo[k]) and np.isnan(hi[k])
+    other = [j for j in range(len(params)) if j != k]
+    assert np.isfinite(lo[other]).all() and np.isfinite(hi[other]).all()

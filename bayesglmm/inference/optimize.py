@@ -379,7 +379,10 @@ def wald_table(
             b = u.copy()
             a[i] -= z * su
             b[i] += z * su
-            va, vb = constrain(a)[index[r]], constrain(b)[index[r]]
+            try:
+                va, vb = constrain(a)[index[r]], constrain(b)[index[r]]
+            except RuntimeError:  # u +- z se outside what the program accepts (overflow)
+                va = vb = math.nan
             lower[r], upper[r] = min(va, vb), max(va, vb)
     for batch in batches.values():
         a = u.copy()
