@@ -578,16 +578,17 @@ class MCMCFit(Fit):
 
     # bridge sampling and Bayes factors (bayesglmm/post) ---------------------------
     def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
-                       tol: float = 1e-10, seed: int | None = None, verbose: bool = True):
+                       tol: float = 1e-10, seed: int | None = None, verbose: bool = True,
+                       split: str = "halves", shrink: bool = True):
         """Log marginal likelihood by bridge sampling (features §9.5); see
-        :func:`bayesglmm.post.bridge.bridge_sampler`. The default call is cached."""
+        :func:`bayesglmm.post.bridge.bridge_sampler`. Every call is cached by its arguments."""
         from .post.bridge import bridge_sampler
 
-        key = (method, repetitions, maxiter, tol, seed)
+        key = (method, repetitions, maxiter, tol, seed, split, shrink)
         cache = self.__dict__.setdefault("_bridge_cache", {})
         if key not in cache:
             cache[key] = bridge_sampler(self, method, repetitions, maxiter, tol, seed,
-                                        verbose=False)
+                                        verbose=False, split=split, shrink=shrink)
         if verbose:
             print(cache[key].format())
         return cache[key]
