@@ -225,6 +225,16 @@ def test_bridge_debate_exact_and_print(debate_mcmc, capsys):
 
 
 @pytest.mark.slow
+def test_bridge_warns_with_few_draws(debate_model, debate_compiled):
+    """4 x 100 draws of the 105-parameter model: 200 draws fit the proposal (fewer than 5 per
+    parameter), so bridgesampling() warns; the estimate is then noisy (30 seeds: SD 0.8)."""
+    fit = debate_model.sample(chains=4, warmup=300, sampling=100, seed=SEED, verbose=False)
+    with pytest.warns(RuntimeWarning, match="200 draws to fit the proposal for 105 parameters"):
+        res = fit.bridgesampling(verbose=False)
+    assert res.converged and res.error > 0.1
+
+
+@pytest.mark.slow
 def test_laplace_log_ml_vs_exact(debate_map, debate):
     """The Laplace log ML (optimize()) of Model A against the exact value: -410.02 vs -409.9646
     (normal prior) and -401.08 vs -401.0211 (weak prior; reference figure, checked in

@@ -20,7 +20,7 @@ package bridgesampling (Gronau et al. 2017), on Stan's unconstrained space:
 * the proposal covariance is shrunk towards its diagonal (``shrink=True``): the correlations
   are multiplied by ``1 - lambda`` with the data-driven intensity of Schafer & Strimmer (2005),
   which cuts the estimation error of a covariance of many parameters from few draws (the
-  variance of the debate estimate at 4 x 250 draws drops from 1.1 to 0.2);
+  standard deviation of the debate estimate at 4 x 250 draws drops from 1.1 to 0.2);
 * the effective size of the posterior sample (n_1 in the bridge weights) is the ESS of its
   log-posterior values;
 * ``error`` is the delta-method (estimating-equation) standard error of ``logml``: the
@@ -32,7 +32,7 @@ package bridgesampling (Gronau et al. 2017), on Stan's unconstrained space:
   density at frequency 0 of f2, ``coda::spectrum0.ar``). Both agree when the proposal fits the
   posterior well; in many dimensions Fruhwirth-Schnatter's measure replaces the slope psi' by
   its expectation and is too small (debate model, 4 x 1000 draws, 30 seeds: spread of the
-  estimates 0.05-0.06, ``sqrt(re2)`` 0.036, ``error`` 0.054). With ``repetitions > 1`` the
+  estimates 0.06-0.07, ``sqrt(re2)`` 0.036, ``error`` 0.054). With ``repetitions > 1`` the
   error is instead the standard deviation of the repeated log-ML estimates (new proposal draws
   each time) and ``logml`` their median.
 """
@@ -388,7 +388,7 @@ def bridge_sampler(
         warnings.warn(
             f"bridge sampling with {fitpart.shape[0]} draws to fit the proposal for {D} "
             "parameters: the proposal is poor and the estimate variable (debate random-intercept "
-            "model, 105 parameters, 4 x 100 draws: spread 0.7 and bias -0.5); draw more samples "
+            "model, 105 parameters, 4 x 100 draws: spread 0.8 and bias -0.5); draw more samples "
             "(sample(sampling=...)).", RuntimeWarning, stacklevel=2)
     q11_chain = _log_density(bs, it.reshape(-1, D)).reshape(it.shape[:2])
     neff = _ess(q11_chain) if it.shape[1] >= 4 else float(n_post)
