@@ -110,12 +110,12 @@ def test_debate_bayes_factor_talk(debate_mcmc, debate_bf, capsys):
     refs = load_reference("bayes_factors.json")
     ref, exact = refs["model_a_normal"], refs["exact"]
     bf = debate_bf
-    assert abs(bf.log_bf - ref["log_bf12_talk"]) < 4 * bf.error + 0.005, bf
-    assert abs(bf.log_bf - exact["log_bf12_talk_normal"]) < 4 * bf.error, bf
+    assert abs(bf.log_bf - ref["log_bf12_talk"]) < 4 * bf.se + 0.005, bf
+    assert abs(bf.log_bf - exact["log_bf12_talk_normal"]) < 4 * bf.se, bf
     assert bf.bf == pytest.approx(math.exp(bf.log_bf))
     assert bf.log_bf == pytest.approx(bf.logml1 - bf.logml2)
     assert bf.label == ref["bf12_label"]
-    assert abs(bf.logml2 - exact["restricted_talk0_normal_logml"]) < 4 * bf.bridge2.error
+    assert abs(bf.logml2 - exact["restricted_talk0_normal_logml"]) < 4 * bf.bridge2.se
     fit2 = bf.fit2
     assert (fit2.chains, fit2.warmup, fit2.sampling, fit2.seed) == (
         debate_mcmc.chains, debate_mcmc.warmup, debate_mcmc.sampling, debate_mcmc.seed)

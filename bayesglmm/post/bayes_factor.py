@@ -51,7 +51,11 @@ class BayesFactor:
     logml1, logml2 : float
         Bridge-sampling log marginal likelihoods of the two models.
     error : float
-        Combined error sqrt(e1^2 + e2^2) of the two estimates (approximately the SE of log_bf).
+        Combined error sqrt(e1^2 + e2^2) of the two estimates' ``error`` (bridgesampling's
+        measure, approximately the relative error of the Bayes factor).
+    se : float
+        Standard error of ``log_bf``: sqrt(se1^2 + se2^2) of the two estimates' delta-method
+        standard errors (better calibrated than ``error``; use it for intervals).
     label : str
         Evidence on Jeffreys' scale.
     bridge1, bridge2 : BridgeResult
@@ -68,6 +72,7 @@ class BayesFactor:
     bridge2: BridgeResult
     fit2: Any = None
     fixed: dict[str, float] | None = None
+    se: float = math.nan
 
     def format(self) -> str:
         held = ("; " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
@@ -187,12 +192,14 @@ def bayes_factor(
     log_bf = b1.logml - b2.logml
     bf = math.exp(log_bf) if log_bf < 709 else math.inf
     err = math.hypot(b1.error, b2.error)
-    if np.isfinite(err) and err > 0.2:
-        warnings.warn(f"the combined bridge-sampling error of the two models is {err:.3f} (> 0.2):"
+    se = math.hypot(b1.se, b2.se)
+    if np.isfinite(se) and se > 0.2:
+        warnings.warn(f"the combined bridge-sampling standard error of the two models is {se:.3f} "
+                      "(> 0.2):"
                       " the Bayes factor is uncertain; draw more samples.", RuntimeWarning,
                       stacklevel=2)
     res = BayesFactor(bf, log_bf, b1.logml, b2.logml, err, jeffreys_label(bf), b1, b2, fit2,
-                      None if fixed is None else {str(k): float(v) for k, v in fixed.items()})
+                      None if fixed is None else {str(k): float(v) for k, v in fixed.items()}, se)
     if verbose:
         print(res.format())
     return res

@@ -23,19 +23,20 @@ package bridgesampling (Gronau et al. 2017), on Stan's unconstrained space:
   standard deviation of the debate estimate at 4 x 250 draws drops from 1.1 to 0.2);
 * the effective size of the posterior sample (n_1 in the bridge weights) is the ESS of its
   log-posterior values;
-* ``error`` is the delta-method (estimating-equation) standard error of ``logml``: the
-  iterative estimate is the root r of ``mean_2 h(r) - mean_1 k(r) = 0``, so
+* ``error`` is the approximate relative mean-squared error of Fruhwirth-Schnatter (2004) as the
+  R package bridgesampling reports it (its square root; computed exactly as
+  ``bridgesampling::error_measures`` does, including its use of the unnormalised AR spectral
+  density at frequency 0 of f2, ``coda::spectrum0.ar``), so that figures can be compared with R;
+  ``re2`` is its square. ``se`` is the delta-method (estimating-equation) standard error of
+  ``logml``: the iterative estimate is the root r of ``mean_2 h(r) - mean_1 k(r) = 0``, so
   ``var(log r) = [var(h)/n_2 + S_k(0)/n_1] / (r psi'(r))^2`` with S_k(0) the AR spectral density
-  at frequency 0 of k over the (autocorrelated) posterior draws. ``re2`` is the approximate
-  relative mean-squared error of Fruhwirth-Schnatter (2004), computed exactly as
-  ``bridgesampling::error_measures`` does (including its use of the unnormalised AR spectral
-  density at frequency 0 of f2, ``coda::spectrum0.ar``). It replaces the slope psi' by its
-  expectation and in our checks is too small by a factor of about 1.5, where ``error`` matches
-  the spread of repeated estimates (debate model, 4 x 1000 draws, 30 seeds: spread 0.06-0.07,
-  ``sqrt(re2)`` 0.036, ``error`` 0.054; JZS t-test of the debate data, 3 parameters, 12 seeds:
-  spread 0.0018, ``sqrt(re2)`` 0.0012, ``error`` 0.0019). With ``repetitions > 1`` the error is
-  instead the standard deviation of the repeated log-ML estimates (new proposal draws each
-  time) and ``logml`` their median.
+  at frequency 0 of k over the (autocorrelated) posterior draws. Fruhwirth-Schnatter's measure
+  replaces the slope psi' by its expectation and in our checks is too small by a factor of about
+  1.5, where ``se`` matches the spread of repeated estimates (debate model, 4 x 1000 draws, 30
+  seeds: spread 0.06-0.07, ``error`` 0.036, ``se`` 0.054; JZS t-test of the debate data, 3
+  parameters, 12 seeds: spread 0.0018, ``error`` 0.0012, ``se`` 0.0019): use ``se`` for
+  intervals. With ``repetitions > 1`` both are instead the standard deviation of the repeated
+  log-ML estimates (new proposal draws each time) and ``logml`` their median.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class BridgeResult:
     logml : float
         Estimated log marginal likelihood (NaN if the iteration did not converge).
     error : float
-        Standard error of ``logml`` (about the relative error of the marginal likelihood),
-        by the delta method for the root of the bridge equation (:func:`fixed_point_se`);
+        Approximate relative error of the marginal likelihood as the R package bridgesampling
+        reports it (square root of Fruhwirth-Schnatter's relative mean-squared error ``re2``);
         with repetitions > 1 the SD of the log-ML estimates.
     ess : float
         Effective size of the posterior half used in the iteration.
@@ -78,7 +79,11 @@ class BridgeResult:
         "normal" or "warp3".
     re2 : float
         Fruhwirth-Schnatter's approximate relative mean-squared error, as the R package
-        bridgesampling reports it (median over repetitions); ``error_fs`` is its square root.
+        bridgesampling reports it (median over repetitions).
+    se : float
+        Standard error of ``logml`` by the delta method for the root of the bridge equation
+        (:func:`fixed_point_se`; better calibrated than ``error``, see the module notes); with
+        repetitions > 1 the SD of the log-ML estimates.
     logml_reps : numpy.ndarray
         The estimate of every repetition.
     converged : bool
@@ -94,12 +99,7 @@ class BridgeResult:
     converged: bool = True
     n_post: int = 0
     n_prop: int = 0
-
-    @property
-    def error_fs(self) -> float:
-        """Square root of ``re2``: bridgesampling's error measure (too small when the proposal
-        fits the posterior poorly; see the module notes)."""
-        return math.sqrt(self.re2) if np.isfinite(self.re2) else math.nan
+    se: float = math.nan
 
     @property
     def percentage_error(self) -> str:
@@ -436,15 +436,16 @@ def bridge_sampler(
         warnings.warn("bridge sampling did not converge within maxiter: LogML is NA. Draw more "
                       "samples or increase maxiter.", RuntimeWarning, stacklevel=2)
     if repetitions == 1:
-        logml, re2, error = float(est[0]), float(re2s[0]), float(ses[0])
+        logml, re2, se = float(est[0]), float(re2s[0]), float(ses[0])
+        error = math.sqrt(re2) if np.isfinite(re2) else math.nan
     else:
         logml = float(np.median(est))
-        error = float(np.std(est, ddof=1))
+        error = se = float(np.std(est, ddof=1))
         re2 = float(np.median(re2s))
     res = BridgeResult(logml, error, float(neff), int(max(niters)), method, re2, est, converged,
-                       n_post, n_post)
-    if np.isfinite(error) and error > 0.2:
-        warnings.warn(f"bridge sampling error is large ({error:.3f}): draw more samples.",
+                       n_post, n_post, se)
+    if np.isfinite(se) and se > 0.2:
+        warnings.warn(f"bridge sampling standard error is large ({se:.3f}): draw more samples.",
                       RuntimeWarning, stacklevel=2)
     if verbose:
         print(res.format())
