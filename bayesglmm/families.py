@@ -239,6 +239,13 @@ class Family:
     snippets: tuple[str, ...] = ()  # files in stan_snippets/ included in `functions`
     doc: str = ""
     resid_corr: bool = False  # residual correlation (resid_corr="ar1"/"cs") available
+    # the log likelihood is quadratic in the linear predictor (normal errors on the link
+    # scale): the Hessian over the random effects does not depend on them, so the inner Newton
+    # solve of the Laplace approximation keeps one Hessian per outer point (features §8.1)
+    quadratic: bool = False
+    # the extra parameter on the scale of the linear predictor: the Laplace optimiser starts the
+    # group-level SDs at its value (lme4's start: relative covariance factor 1); None: SD 1
+    re_scale: str | None = None
 
     @property
     def extra_names(self) -> tuple[str, ...]:
@@ -260,17 +267,18 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gaussian", "identity", _identity, _identity, (_SIGMA,), "real", "vector",
             _check_real, "gaussian", "normal_id_glm", "continuous", _rng_gaussian,
-            doc="y ~ Normal(eta, sigma)", resid_corr=True,
+            doc="y ~ Normal(eta, sigma)", resid_corr=True, quadratic=True, re_scale="sigma",
         ),
         Family(
             "lognormal", "log", _log, _exp, (_SIGMA,), "positive", "vector",
             _check_positive, "lognormal", "normal_id_glm", "continuous", _rng_lognormal,
             doc="log y ~ Normal(eta, sigma); density of y (includes the -log y Jacobian)",
+            quadratic=True, re_scale="sigma",
         ),
         Family(
             "student_t", "identity", _identity, _identity, (_SIGMA, _NU), "real", "vector",
             _check_real, "student_t", None, "continuous", _rng_student_t,
-            doc="y ~ Student-t(nu, eta, sigma), nu > 2",
+            doc="y ~ Student-t(nu, eta, sigma), nu > 2", re_scale="sigma",
         ),
         Family(
             "gamma", "log", _log, _exp, (_SHAPE,), "positive", "vector",

@@ -481,7 +481,8 @@ class Model:
             start = u0 if k == 0 else u0 + rng.normal(0.0, 0.5, size=u0.size)
             try:
                 if laplace:
-                    cand = find_laplace_mode(Objective(bs), z_idx, start, program=self.program)
+                    cand = find_laplace_mode(Objective(bs), z_idx, start, program=self.program,
+                                             warm_start=k == 0 and init is None)
                 else:
                     cand = find_joint_mode(Objective(bs), start)
             except ValueError:

@@ -31,6 +31,7 @@ from .optimize import (
     Objective,
     _fd_hess,
     block_indices,
+    cov_block,
     find_joint_mode,
     find_laplace_mode,
     hessian_inverse,
@@ -125,7 +126,8 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     fixed, f_idx = fixed_unc_index(bs, params)
 
     # ML fit (always: logLik / AIC / BIC)
-    ml = find_laplace_mode(obj, z_idx, u0, program=model.program) if has_re else find_joint_mode(obj, u0)
+    ml = (find_laplace_mode(obj, z_idx, u0, program=model.program, warm_start=True) if has_re
+          else find_joint_mode(obj, u0))
     if method == "REML":
         mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc, model.program)
         reml_loglik = -mode.objective
@@ -178,7 +180,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
             sat = Satterthwaite(C, dC, A)
     else:
         cov = mode.cov_unc
-        C = cov[np.ix_(f_idx, f_idx)] if cov is not None else np.full((f_idx.size,) * 2, np.nan)
+        C = cov_block(cov, f_idx) if cov is not None else np.full((f_idx.size,) * 2, np.nan)
     fse = np.sqrt(np.maximum(np.diag(C), 0.0))
     X = model.program.data.get("X")
     rank = int(np.linalg.matrix_rank(np.asarray(X))) if X is not None and np.size(X) else 0

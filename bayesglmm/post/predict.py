@@ -193,7 +193,7 @@ def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coeffi
     index = [where[stan[n]] for n in present]
     constrain = _constrain_fn(bs, 1)
     est, J = constrained_jacobian(constrain, np.asarray(fit.theta_unc, dtype=float), index)
-    return _from_estimates(names, present, est, J @ np.asarray(fit.cov_unc, dtype=float) @ J.T)
+    return _from_estimates(names, present, est, np.asarray(J @ fit.cov_unc) @ J.T)
 
 
 # --------------------------------------------------------------------------- predictions
