@@ -11,7 +11,8 @@ against the lme4 / glmmTMB wall times recorded in ../shared/refs/12_brms_timing.
 
 * a scaling run of ``optimize()`` (Laplace over the random intercepts) on a simulated Poisson
   GLMM ``y ~ x + (1 | g)`` with 5 observations per group and 100, 1,000 and 10,000 groups
-  (one program for every size: only the data change), one run per size.
+  (one program for every size: only the data change), one run per size, reported as seconds
+  and milliseconds per group (about constant when the time grows linearly).
 
 Usage: ``python bench/bench_laplace.py [--reps N] [--groups 100 1000 10000]``.
 """
@@ -124,12 +125,13 @@ def main() -> None:
         fit = m.optimize(verbose=False)
         t = time.perf_counter() - t0
         s = fit.summary()
-        row = {"groups": G, "observations": 5 * G, "optimize_s": t, "bridgestan_load_s": t_load,
+        row = {"groups": G, "observations": 5 * G, "optimize_s": t,
+               "optimize_ms_per_group": 1e3 * t / G, "bridgestan_load_s": t_load,
                "converged": fit.converged, "b[x]": float(s.loc["b[x]", "estimate"]),
                "sd[g:Int]": float(s.loc["sd[g:Int]", "estimate"])}
         res["scaling"].append(row)
-        print(f"groups {G:6d}: optimize {t:8.2f} s (b[x] {row['b[x]']:.4f}, "
-              f"sd {row['sd[g:Int]']:.4f})", flush=True)
+        print(f"groups {G:6d}: optimize {t:8.2f} s = {1e3 * t / G:.3f} ms per group "
+              f"(b[x] {row['b[x]']:.4f}, sd {row['sd[g:Int]']:.4f})", flush=True)
     sc = res["scaling"]
     if len(sc) >= 2:
         lg = np.log([r["groups"] for r in sc])

@@ -74,16 +74,21 @@ class ClassicEstimate:
 
 
 def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpos: np.ndarray,
-                     h: float = 1e-4) -> tuple[np.ndarray, np.ndarray, LaplaceObjective]:
+                     h: float = 1e-4, quadratic: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, LaplaceObjective]:
     """C(theta^) (fixed-effect block of the inverse joint Hessian over ``integ``) and its
-    central-difference derivatives w.r.t. the outer (variance) parameters."""
-    lap = LaplaceObjective(objective, integ, u.size, u)
+    central-difference derivatives w.r.t. the outer (variance) parameters. ``quadratic``: the
+    family's ``Family.quadratic`` (one H per inner solve)."""
+    lap = LaplaceObjective(objective, integ, u.size, u, quadratic=quadratic)
     theta = u[lap.t]
     z0 = u[lap.z]
 
+    E = np.zeros((integ.size, fpos.size))
+    E[fpos, np.arange(fpos.size)] = 1.0
+
     def C(th: np.ndarray) -> np.ndarray:
         _z, _f, fac = lap.inner(th, z0)
-        return fac.inverse()[np.ix_(fpos, fpos)]
+        return fac.solve_many(E)[fpos]  # the fixed-effect columns of H^-1 only
 
     C0 = C(theta)
     dC = np.empty((theta.size, fpos.size, fpos.size))
@@ -163,7 +168,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     if gaussian:
         integ = np.union1d(z_idx, f_idx)
         fpos = np.searchsorted(integ, f_idx)
-        C, dC, lap = _conditional_cov(obj, integ, u, fpos)
+        C, dC, lap = _conditional_cov(obj, integ, u, fpos, quadratic=spec.family.quadratic)
         if has_re:
             if method == "REML":
                 A = hessian_inverse(mode.hessian)[0]
@@ -171,9 +176,12 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
                 theta = u[lap.t]
                 z0 = u[lap.z]
 
+                E = np.zeros((integ.size, fpos.size))
+                E[fpos, np.arange(fpos.size)] = 1.0
+
                 def prof(th: np.ndarray) -> float:
                     _z, f, fac = lap.inner(th, z0)
-                    Cf = fac.inverse()[np.ix_(fpos, fpos)]
+                    Cf = fac.solve_many(E)[fpos]
                     return f + fac.half_logdet() + 0.5 * np.linalg.slogdet(Cf)[1]
 
                 A = hessian_inverse(_fd_hess(prof, theta))[0]

@@ -15,6 +15,7 @@ reuse ``find_joint_mode``'s driver and ``wald_table``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -878,8 +879,12 @@ def _warm_start(objective: Objective, lap: LaplaceObjective, u0: np.ndarray,
 
     if not np.isfinite(fg(u[sub])[0]):
         return theta0
-    res = sopt.minimize(fg, u[sub], jac=True, method="L-BFGS-B",
-                        options={"maxiter": 200, "gtol": 1e-6})
+    # BFGS: a few dozen cheap iterations, and its per-iteration overhead (numpy) stays small
+    # where L-BFGS-B's (LAPACK on 2m x 2m matrices) costs ms on a loaded machine
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sopt.minimize(fg, u[sub], jac=True, method="BFGS",
+                            options={"maxiter": 200, "gtol": 1e-6})
     if not np.all(np.isfinite(res.x)):
         return theta0
     w = np.asarray(u0, dtype=float).copy()
@@ -1081,8 +1086,8 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
     # or when the predicted decrease g' H^-1 g is below the rounding noise of F (large models:
     # F ~ 1e5, its finite-difference gradient never gets below ~1e-6)
     F = lap.value(theta)
+    g = _fd_grad(lap.value, theta)
     for _ in range(20):
-        g = _fd_grad(lap.value, theta)
         if np.max(np.abs(g)) < gtol:
             break
         Ht = _fd_hess(lap.value, theta)
@@ -1102,10 +1107,9 @@ def find_laplace_mode(objective: Objective, z_idx: np.ndarray, u0: np.ndarray, *
         else:
             break
         theta, F = theta - t * step, F_new
+        g = _fd_grad(lap.value, theta)
         iters += 1
-    g = _fd_grad(lap.value, theta)
     gnorm = float(np.max(np.abs(g))) if g.size else 0.0
-    F = lap.value(theta)
     Ht = _fd_hess(lap.value, theta)
     Ht = 0.5 * (Ht + Ht.T)
     z, _f, fac = lap.inner(theta)
