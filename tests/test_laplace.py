@@ -128,3 +128,29 @@ def test_warm_start_same_optimum_fewer_iterations(case, sleep_flat_model, cbpp_m
     se = np.sqrt(np.diag(warm.cov_unc.cov_t))
     assert np.all(np.abs(warm.theta_unc[t] - cold.theta_unc[t]) < 1e-3 * se)
     assert warm.iterations < cold.iterations
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["sleep", "sleep_reml", "cbpp"])
+def test_envelope_gradient_matches_differences_of_F(case, sleep_flat_model, cbpp_model):
+    """LaplaceObjective.grad (envelope theorem: no inner re-solves) = central differences of
+    F, at a point away from the optimum (gradient of order 1-100)."""
+    model = cbpp_model if case == "cbpp" else sleep_flat_model
+    bs, z_idx = _setup(model, fixed_too=case == "sleep_reml")
+    u0 = np.zeros(bs.param_unc_num())
+    quadratic = model.spec.family.quadratic
+    assert quadratic == (case != "cbpp")
+    lap = LaplaceObjective(Objective(bs), z_idx, u0.size, u0,
+                           re_pattern(model.program, bs, z_idx), quadratic=quadratic)
+    theta = {"sleep": [250.0, 10.0, 3.2, 3.1, 1.7, 0.1], "sleep_reml": [3.2, 3.1, 1.7, 0.1],
+             "cbpp": [-1.2, -1.0, -1.1, -1.5, -0.3]}[case]
+    theta = np.asarray(theta)
+    assert lap.t.size == theta.size
+    from bayesglmm.inference.optimize import _fd_grad
+
+    env = lap.grad(theta)
+    fd = _fd_grad(lap.value, theta)
+    assert env is not None
+    assert np.max(np.abs(fd)) > 0.1
+    # both carry ~1e-6 of differencing error (F's rounding noise / 1e-5 steps)
+    assert np.allclose(env, fd, rtol=1e-5, atol=1e-5)
