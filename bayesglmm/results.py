@@ -613,7 +613,10 @@ class MAPFit(Fit):
     Jacobian; with ``laplace=True`` the Laplace-integrated one), ``log_ml`` (Laplace
     approximation of the log marginal likelihood, NaN if the Hessian is not positive definite),
     ``converged``, ``theta_unc`` (unconstrained mode; random effects at their conditional
-    modes), ``cov_unc`` (covariance on the unconstrained scale used for the delta method),
+    modes), ``cov_unc`` (covariance on the unconstrained scale used for the delta method; with
+    ``laplace=True`` a :class:`bayesglmm.inference.optimize.LaplaceCov`, kept factored so that
+    its size is linear in the number of random effects: ``np.asarray(fit.cov_unc)`` gives the
+    dense matrix, ``J @ fit.cov_unc`` and ``fit.cov_unc.diagonal()`` work without it),
     ``laplace`` (True: random effects integrated out; False: joint mode).
     """
 

@@ -63,7 +63,7 @@ class JointMode:
     message: str
     iterations: int
     hessian: np.ndarray  # of the objective (negative log posterior) w.r.t. u
-    cov_unc: np.ndarray | None  # inverse Hessian, None if not positive definite
+    cov_unc: Any  # inverse Hessian (ndarray; LaplaceCov for Laplace fits), None if not PD
     log_jacobian: float
     log_ml: float  # Laplace approximation of log p(y); NaN if the Hessian is not PD
     grad_norm: float = math.nan
