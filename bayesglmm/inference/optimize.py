@@ -811,7 +811,7 @@ class LaplaceObjective:
         if not np.isfinite(f):
             return np.inf
         self.zhat = z
-        self._at = (np.array(theta, dtype=float), fac)
+        self._at = (np.array(theta, dtype=float), fac, z.copy(), self._grad)
         return f + fac.half_logdet() - 0.5 * self.z.size * math.log(2 * math.pi)
 
     def grad(self, theta: np.ndarray, h: float = 1e-5) -> np.ndarray | None:
@@ -829,7 +829,7 @@ class LaplaceObjective:
             if not np.isfinite(self.value(theta)):
                 return None
             at = self._at
-        fac, z, g = at[1], self.zhat.copy(), self._grad
+        fac, z, g = at[1], at[2], at[3]
         steps = h * np.maximum(1.0, np.abs(theta))
         A = np.zeros((self.z.size, self.t.size))
         u = self.full(theta, z)
