@@ -72,7 +72,10 @@ def test_factored_covariance_matches_dense(case, sleep_flat_model, cbpp_model):
     want = np.einsum("ij,jk,ik->i", Jsp.toarray(), dense, Jsp.toarray())
     assert np.allclose(cov.quad_diag(Jsp), want, rtol=1e-10, atol=1e-14 * scale)
     t = mode.extra["theta_index"]
-    mixed = np.array([t[0], mode.extra["z_index"][1], t[-1]])
+    zi = mode.extra["z_index"]
+    for i, j in ((t[0], t[-1]), (t[1], t[1]), (zi[1], zi[1]), (t[0], zi[2]), (zi[0], zi[-1])):
+        assert cov[i, j] == pytest.approx(dense[i, j], rel=1e-10, abs=1e-14 * scale)
+    mixed = np.array([t[0], zi[1], t[-1]])
     for idx in (t, mixed):
         assert np.allclose(cov.block(idx), dense[np.ix_(idx, idx)], rtol=1e-10,
                            atol=1e-14 * scale)
@@ -154,3 +157,13 @@ def test_envelope_gradient_matches_differences_of_F(case, sleep_flat_model, cbpp
     assert np.max(np.abs(fd)) > 0.1
     # both carry ~1e-6 of differencing error (F's rounding noise / 1e-5 steps)
     assert np.allclose(env, fd, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_optimize_never_forms_the_dense_covariance(sleep_flat_model):
+    """optimize() (estimates, delta-method table, boundary check) works on the factored
+    covariance: the dense (n x n) matrix, O(groups^2) memory, is never built."""
+    fit = sleep_flat_model.optimize(verbose=False)
+    assert isinstance(fit.cov_unc, LaplaceCov)
+    assert fit.cov_unc._dense is None
+    assert np.all(np.isfinite(fit.summary()["se"]))

@@ -1006,6 +1006,11 @@ class LaplaceCov:
         return a if dtype is None else a.astype(dtype)
 
     def __getitem__(self, key: Any) -> Any:
+        """``cov[i, j]`` (two integers) without the dense matrix; anything else on it."""
+        if (isinstance(key, tuple) and len(key) == 2
+                and all(isinstance(k, (int, np.integer)) for k in key)):
+            i, j = (int(k) % self.n for k in key)
+            return float(self.block([i] if i == j else [i, j])[0, -1])
         return self.toarray()[key]
 
     def diagonal(self) -> np.ndarray:
