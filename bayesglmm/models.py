@@ -294,6 +294,14 @@ class Model:
         return getattr(self.program, "spec", None)
 
     @property
+    def default_delta(self) -> float:
+        """The target acceptance rate ``sample()`` uses when ``delta`` is not given: set per
+        prior in the prior table (0.99 for ``prior_rhs()`` and ``prior_ssp()``), else 0.8."""
+        from .priors import default_adapt_delta
+
+        return default_adapt_delta(getattr(getattr(self.spec, "prior", None), "terms", ()) or ())
+
+    @property
     def parameter_names(self) -> list[str]:
         """User-facing names of every reported quantity, in display order."""
         return [p.user for p in getattr(self.program, "params", ()) or ()]
@@ -370,7 +378,7 @@ class Model:
         sampling: int = 1000,
         thin: int = 1,
         seed: int | None = None,
-        delta: float = 0.8,
+        delta: float | None = None,
         max_treedepth: int = 10,
         init: Any = None,
         verbose: bool = True,
@@ -379,8 +387,10 @@ class Model:
 
         ``chains`` run in parallel; ``warmup``/``sampling`` iterations per chain; ``thin``;
         ``seed`` (None: a fresh one, stored on the fit); ``delta`` = target acceptance rate
-        (Stan's adapt_delta); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the
-        unconstrained scale), a radius, or a dict of initial values keyed by Stan names.
+        (Stan's adapt_delta), None: the model's default :attr:`default_delta` (0.99 with the
+        horseshoe and spike-and-slab priors, whose posteriors need small steps, else Stan's
+        0.8); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the unconstrained
+        scale), a radius, or a dict of initial values keyed by Stan names.
         """
         from .inference.sampling import extract_draws, new_seed, run_nuts
 
@@ -389,6 +399,8 @@ class Model:
         sampling = _check_int("sampling", sampling, 1)
         thin = _check_int("thin", thin, 1)
         max_treedepth = _check_int("max_treedepth", max_treedepth, 1)
+        if delta is None:
+            delta = self.default_delta
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
             raise ValueError(f"delta (target acceptance rate) must be in (0, 1), got {delta!r}")
         seed = _check_seed(seed)

@@ -39,6 +39,14 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
 
 
+def _divergence_advice(delta: float) -> str:
+    """What to do about divergences, given the target acceptance rate used."""
+    for higher in (0.95, 0.99, 0.999):
+        if delta < higher:
+            return f"increase delta (e.g. sample(delta={higher})) or reparameterise the model"
+    return "reparameterise the model or use a prior with lighter tails"
+
+
 def sampling_problems(fit: Any) -> list[str]:
     """The diagnostic messages for an :class:`~bayesglmm.results.MCMCFit` (empty if none)."""
     msgs: list[str] = []
@@ -49,7 +57,7 @@ def sampling_problems(fit: Any) -> list[str]:
         n = int(np.sum(div))
         msgs.append(
             f"{n} of {total} transitions after warmup were divergent: the posterior may be "
-            "biased; increase delta (e.g. sample(delta=0.95)) or reparameterise the model."
+            f"biased; {_divergence_advice(getattr(fit, 'delta', 0.8))}."
         )
     depth = stats.get("tree_depth")
     if depth is not None:
