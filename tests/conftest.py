@@ -294,11 +294,17 @@ def ttest_jzs_mcmc(ttest_jzs):
     return ttest_jzs.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
 
 
-# 8. lm with prior_rhs() on simulated data (20 coefficients, 3 non-zero): test_shrinkage.py
+# 8. lm with prior_rhs() on simulated data (20 coefficients, 3 non-zero): test_shrinkage.py;
+#    the debate model of its bridge-sampling check is the same program with other data.
 
 
-@pytest.fixture(scope="session")
-def sparse_data():
+def sparse_formula(k: int = 20) -> str:
+    return "y ~ " + " + ".join(f"x{j + 1}" for j in range(k))
+
+
+def simulate_sparse():
+    """N = 100, 20 standard-normal predictors x1..x20, coefficients 1.5, -1.0, 0.8 and 17
+    zeros, intercept 3, residual SD 1 (also used by bench/bench_shrinkage.py)."""
     import numpy as np
     import pandas as pd
 
@@ -312,10 +318,40 @@ def sparse_data():
 
 
 @pytest.fixture(scope="session")
+def sparse_data():
+    return simulate_sparse()
+
+
+@pytest.fixture(scope="session")
 def rhs_mcmc(sparse_data, toolchain):
     df, _ = sparse_data
-    f = "y ~ " + " + ".join(f"x{j + 1}" for j in range(20))
-    m = bayesglmm.lm(f, data=df, prior=bayesglmm.prior_rhs(),
+    m = bayesglmm.lm(sparse_formula(), data=df, prior=bayesglmm.prior_rhs(),
                      y_range=(float(df.y.min()), float(df.y.max())))
+    m.compile(verbose=False)
+    return m.sample(seed=SEED, verbose=False)
+
+
+# 9. lm with prior_ssp() on the sparse data above.
+
+
+@pytest.fixture(scope="session")
+def ssp_mcmc(sparse_data, toolchain):
+    df, _ = sparse_data
+    m = bayesglmm.lm(sparse_formula(), data=df,
+                     prior=bayesglmm.prior_ssp(),
+                     y_range=(float(df.y.min()), float(df.y.max())))
+    m.compile(verbose=False)
+    return m.sample(seed=SEED, verbose=False)
+
+
+# 10. lm(sat ~ cond) with prior_jzs(): with r = 0.707 * sqrt(p (1 - p)) (p = share of group 2)
+#     b / sigma has the Cauchy(0, 0.707) prior of the t-test's delta (program 7).
+
+
+@pytest.fixture(scope="session")
+def jzs_lm_mcmc(debate, toolchain):
+    p = float((debate.cond == debate.cond.max()).mean())
+    m = bayesglmm.lm("sat ~ cond", data=debate,
+                     prior=bayesglmm.prior_jzs(r=0.707 * (p * (1 - p)) ** 0.5))
     m.compile(verbose=False)
     return m.sample(seed=SEED, verbose=False)
