@@ -227,6 +227,11 @@ def prior_rhs(
     p0 = max(1, min(expected_vars, K - 1)) (tau0 = base / sqrt(N) when K = p0). Continuous
     families need ``y_range`` (for ``base``, as in prior_weak). Intercept, sigma and
     random-effect SDs get no prior unless ``Intercept_sd``, ``sigma_rate``, ``sd_rate`` are given.
+
+    Stan form: non-centred (z sampled), each half-Cauchy a half-normal divided by the square
+    root of a Gamma(1/2, 1/2) auxiliary (``lambda_raw``, ``w_lambda``, ``tau_raw``, ``w_tau``).
+    ``sample()`` defaults to ``delta=0.99`` with this prior (prior table), against the
+    divergent transitions of its funnel-shaped posteriors.
     """
     args = {"expected_vars": _check_positive("expected_vars", expected_vars),
             "slab_scale": _check_positive("slab_scale", slab_scale),
@@ -250,7 +255,8 @@ def prior_ssp(
     """Spike-and-slab on the coefficients (features.md §5): b_j = beta_raw_j * r_j * tau_j,
     beta_raw_j ~ Laplace(0, 0.5), r_j in (0.001, 0.999) with logit(r_j) ~ N(logit(ssp_ratio), 3),
     tau_j ~ Exponential(rate = sd(X_j) / (max_beta * base)). Same intercept/sigma/SD rule as
-    prior_rhs; continuous families need ``y_range``."""
+    prior_rhs; continuous families need ``y_range``. Stan form: non-centred (beta_raw, r, tau
+    sampled). ``sample()`` defaults to ``delta=0.99`` with this prior (prior table)."""
     args = {"ssp_ratio": float(ssp_ratio), "max_beta": _check_positive("max_beta", max_beta),
             **_shrinkage_extras(Intercept_sd, sigma_rate, sd_rate, _known_extras(extras, "ssp"))}
     if not 0 < args["ssp_ratio"] < 1:

@@ -63,6 +63,13 @@ def test_each_problem_gives_one_message_naming_parameters():
     div = dict(ok, diverging=(rng.uniform(size=(C, D)) < 0.01).astype(float))
     (msg,) = sampling_problems(_fit(good, div))
     assert msg.startswith(f"{int(div['diverging'].sum())} of 2000 transitions after warmup were divergent")
+    assert "increase delta (e.g. sample(delta=0.95))" in msg  # the fit used delta 0.8
+    for used, advice in ((0.95, "sample(delta=0.99)"), (0.99, "sample(delta=0.999)"),
+                         (0.999, "reparameterise the model or use a prior with lighter tails")):
+        fit = _fit(good, div)
+        fit.delta = used
+        (msg,) = sampling_problems(fit)
+        assert advice in msg, (used, msg)
 
     deep = dict(ok, tree_depth=np.full((C, D), 10))
     (msg,) = sampling_problems(_fit(good, deep))
