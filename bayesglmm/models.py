@@ -507,14 +507,11 @@ class Model:
         params = resolve_params(self.program, names)
         pos = {n: i for i, n in enumerate(names)}
         index = [pos[p.stan] for p in params]
-        degenerate = mode.extra.get("degenerate")
-        from .inference.boundary import boundary_message, boundary_sds
+        from .inference.boundary import boundary_message, degenerate_with_boundary
 
-        at_bound, bound_names = boundary_sds(bs, mode, params, self.program)
-        log_ml = mode.log_ml
-        if bound_names:  # an SD at 0: no SE, and the Laplace log ML is not defined
-            degenerate = at_bound if degenerate is None else (degenerate | at_bound)
-            log_ml = math.nan
+        degenerate, bound_names = degenerate_with_boundary(bs, mode, params, self.program)
+        # an SD at 0: no SE, and the Laplace log ML is not defined
+        log_ml = math.nan if bound_names else mode.log_ml
         s_seed = 1 if seed is None else seed
         if se_method == "sampling":
             est, se, lo, hi = sampling_table(bs, mode.theta_unc, mode.cov_unc, index,

@@ -19,13 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .optimize import JointMode, LaplaceObjective, Objective, re_pattern
+from .optimize import JointMode, LaplaceObjective, Objective, re_pattern, unc_name
 
-__all__ = ["boundary_sds", "boundary_message"]
-
-
-def _unc_name(stan: str) -> str:
-    return stan.replace("[", ".").replace(",", ".").replace("]", "")
+__all__ = ["boundary_sds", "boundary_message", "degenerate_with_boundary"]
 
 
 def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program: Any = None,
@@ -61,7 +57,7 @@ def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program:
     cand = []
     degenerate = mode.extra.get("degenerate")
     for p in params:
-        i = pos.get(_unc_name(p.stan))
+        i = pos.get(unc_name(p.stan))
         if p.kind != "sd" or i is None:
             continue
         unknown = mode.cov_unc is None or (degenerate is not None and degenerate[i])
@@ -93,6 +89,17 @@ def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program:
             mask[i] = True
             names.append(name)
     return mask, names
+
+
+def degenerate_with_boundary(bs_model: Any, mode: JointMode, params: Sequence[Any],
+                             program: Any = None) -> tuple[np.ndarray | None, list[str]]:
+    """The mode's degenerate coordinates (``mode.extra["degenerate"]``, no standard errors)
+    together with the SDs at the boundary (:func:`boundary_sds`), and the names of the latter."""
+    degenerate = mode.extra.get("degenerate")
+    at_bound, names = boundary_sds(bs_model, mode, params, program)
+    if names:
+        degenerate = at_bound if degenerate is None else (degenerate | at_bound)
+    return degenerate, names
 
 
 def boundary_message(names: Sequence[str], lost: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .boundary import boundary_message, boundary_sds
+from .boundary import boundary_message, degenerate_with_boundary
 from .optimize import (
     JointMode,
     LaplaceObjective,
@@ -36,6 +36,7 @@ from .optimize import (
     find_laplace_mode,
     hessian_inverse,
     initial_point,
+    unc_name,
     wald_table,
 )
 from .satterthwaite import Satterthwaite
@@ -43,11 +44,6 @@ from .satterthwaite import Satterthwaite
 __all__ = ["ClassicEstimate", "fit_classic", "fixed_unc_index", "reml_mode"]
 
 METHODS = ("REML", "ML")
-
-
-def unc_name(stan: str) -> str:
-    """Stan element name -> BridgeStan unconstrained name ('beta[1,2]' -> 'beta.1.2')."""
-    return stan.replace("[", ".").replace(",", ".").replace("]", "")
 
 
 def fixed_unc_index(bs_model: Any, params: list) -> tuple[list, np.ndarray]:
@@ -73,6 +69,14 @@ class ClassicEstimate:
         self.__dict__.update(kw)
 
 
+def _fixed_block(fac: Any, fpos: np.ndarray) -> np.ndarray:
+    """The fixed-effect block (positions ``fpos``) of H^-1 from the factorisation ``fac`` of H,
+    solving for those columns only."""
+    E = np.zeros((fac.q, fpos.size))
+    E[fpos, np.arange(fpos.size)] = 1.0
+    return fac.solve_many(E)[fpos]
+
+
 def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpos: np.ndarray,
                      h: float = 1e-4, quadratic: bool = False
                      ) -> tuple[np.ndarray, np.ndarray, LaplaceObjective]:
@@ -83,12 +87,9 @@ def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpo
     theta = u[lap.t]
     z0 = u[lap.z]
 
-    E = np.zeros((integ.size, fpos.size))
-    E[fpos, np.arange(fpos.size)] = 1.0
-
     def C(th: np.ndarray) -> np.ndarray:
         _z, _f, fac = lap.inner(th, z0)
-        return fac.solve_many(E)[fpos]  # the fixed-effect columns of H^-1 only
+        return _fixed_block(fac, fpos)
 
     C0 = C(theta)
     dC = np.empty((theta.size, fpos.size, fpos.size))
@@ -146,10 +147,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
 
     pos = {n: i for i, n in enumerate(names)}
     index = [pos[p.stan] for p in params]
-    degenerate = mode.extra.get("degenerate")
-    at_bound, bound_names = boundary_sds(bs, mode, params, model.program)
-    if bound_names:
-        degenerate = at_bound if degenerate is None else (degenerate | at_bound)
+    degenerate, bound_names = degenerate_with_boundary(bs, mode, params, model.program)
     est, se, lo, hi = wald_table(bs, u, mode.cov_unc, index, [p.kind for p in params],
                                  degenerate=degenerate)
     lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
@@ -176,12 +174,9 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
                 theta = u[lap.t]
                 z0 = u[lap.z]
 
-                E = np.zeros((integ.size, fpos.size))
-                E[fpos, np.arange(fpos.size)] = 1.0
-
                 def prof(th: np.ndarray) -> float:
                     _z, f, fac = lap.inner(th, z0)
-                    Cf = fac.solve_many(E)[fpos]
+                    Cf = _fixed_block(fac, fpos)
                     return f + fac.half_logdet() + 0.5 * np.linalg.slogdet(Cf)[1]
 
                 A = hessian_inverse(_fd_hess(prof, theta))[0]

@@ -406,6 +406,11 @@ def wald_table(
 # --------------------------------------------------------------------------- Laplace
 
 
+def unc_name(stan: str) -> str:
+    """Stan element name -> BridgeStan unconstrained name ('beta[1,2]' -> 'beta.1.2')."""
+    return stan.replace("[", ".").replace(",", ".").replace("]", "")
+
+
 def block_indices(bs_model: Any, re_blocks: Sequence[str]) -> np.ndarray:
     """Positions of the random-effect blocks (e.g. ``z_1``) in the unconstrained vector."""
     heads = set(re_blocks)
