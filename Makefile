@@ -22,9 +22,10 @@ toolchain: $(STAMP)
 	$(PY) -m bayesglmm.toolchain install
 
 # pytest exits 5 when it collects no test (e.g. a -k filter that matches nothing):
-# reported, not treated as a crash.
+# reported, not treated as a crash.  BAYESGLMM_STRICT_TESTS=1 turns every skip for a missing need
+# (toolchain, binaries, optional extras) into a failure (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	BAYESGLMM_STRICT_TESTS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # Unit tests only: no Stan compile, no sampling.

@@ -2,8 +2,14 @@
 
 Every distinct Stan program of these tests compiles at most once per run: the models and the
 expensive fits are session-scoped (and the toolchain caches compiled programs by hash, so a
-second run compiles nothing). Tests that compile or sample are marked ``slow``; without a
-usable toolchain they are skipped with the reason.
+second run compiles nothing). Tests that compile or sample are marked ``slow``.
+
+Strict mode: ``make test`` (and so CI) sets ``BAYESGLMM_STRICT_TESTS=1``. Then a test that needs
+something missing (the toolchain, a built CmdStan, stanc, an optional extra such as nutpie or dask)
+FAILS with the reason instead of being skipped: use :func:`require` / :func:`require_module` for
+such needs, and every other skip (``pytest.skip``, ``skipif``, ``importorskip``) is turned into a
+failure as well. A plain local ``pytest`` still skips, and its summary line says how many tests
+were skipped for a missing need.
 
 Distinct Stan programs used by tests/test_models.py, test_results.py, test_statistics.py:
   1. debate  lmer(sat ~ talk + perf + (1 | group), prior_normal())
@@ -15,7 +21,9 @@ Distinct Stan programs used by tests/test_models.py, test_results.py, test_stati
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,15 +37,93 @@ def load_reference(name: str) -> dict:
     return json.loads((REFERENCE / name).read_text())
 
 
+# ---- strict mode: a missing need fails under `make test` -----------------------------------
+
+STRICT_VAR = "BAYESGLMM_STRICT_TESTS"
+STRICT = os.environ.get(STRICT_VAR, "") not in ("", "0")
+# Default per-test timeout of the fast tests (the slow ones get pyproject's global default or
+# their own @pytest.mark.timeout): a fast test that hangs is a bug.
+FAST_TIMEOUT = 120
+
+
+def _strict_message(reason: str) -> str:
+    return (f"{STRICT_VAR}=1 (set by `make test` / CI): this test needs something that is missing "
+            f"and would have been skipped: {reason}")
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the calling test (or fixture) unless ``condition`` holds; FAIL in strict mode.
+
+    Use it for everything a test needs from the machine (a built toolchain, a binary, an
+    optional extra): ``require(path.exists(), f"no CmdStan home at {path}")``.
+    """
+    if condition:
+        return
+    if STRICT:
+        pytest.fail(_strict_message(reason), pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str, reason: str | None = None) -> ModuleType:
+    """``pytest.importorskip`` that FAILS in strict mode: returns the imported module."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        require(False, reason or f"optional module {name!r} is not installed ({e}); "
+                                 f"install the extra that provides it")
+        raise  # pragma: no cover - require raised
+
+
+def _strictify(rep) -> None:
+    """Turn a skipped report into a failure carrying the skip's reason (strict mode)."""
+    if not (STRICT and rep.skipped) or hasattr(rep, "wasxfail"):
+        return
+    longrepr = rep.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    rep.outcome = "failed"
+    rep.longrepr = _strict_message(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _strictify(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _strictify(outcome.get_result())
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIMEOUT))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if STRICT:
+        terminalreporter.write_line(f"{STRICT_VAR}=1: skips for a missing need count as failures.")
+    elif skipped:
+        terminalreporter.write_line(
+            f"NOTE: {len(skipped)} test(s) SKIPPED because something they need is missing (see -rs); "
+            f"`make test` ({STRICT_VAR}=1, as CI runs it) fails them instead.", yellow=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def toolchain():
-    """The Stan toolchain, or skip (tests that compile need it)."""
+    """The Stan toolchain (tests that compile need it): skip without it, fail in strict mode."""
     from bayesglmm.toolchain import ToolchainError, ensure_toolchain
 
     try:
         return ensure_toolchain(verbose=False)
     except ToolchainError as e:  # pragma: no cover - depends on the machine
-        pytest.skip(f"Stan toolchain not available: {e}")
+        require(False, f"Stan toolchain not available: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ Stan data and parameter names."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require, require_module
 
 from bayesglmm.codegen import generate
 from bayesglmm.priors import prior_flat, prior_normal, prior_weak
@@ -18,15 +18,28 @@ from bayesglmm.spec import build_spec
 
 
 def _stanc() -> Path | None:
-    """stanc of the installed toolchain ($BAYESGLMM_HOME, default ~/.cache/bayesglmm)."""
-    home = Path(os.environ.get("BAYESGLMM_HOME", Path.home() / ".cache" / "bayesglmm"))
-    p = home / "toolchain" / "stan" / "stanc"
+    """stanc of the toolchain bayesglmm would use: an external CmdStan's bin/stanc, else the
+    bundled one under $BAYESGLMM_HOME (default ~/.cache/bayesglmm)."""
+    from bayesglmm.toolchain.locate import select
+
+    sel = select()
+    if sel["kind"] == "external":
+        p = Path(sel["cmdstan"][0]) / "bin" / "stanc"
+    else:
+        p = Path(sel["home"]) / "toolchain" / "stan" / "stanc"
     return p if p.exists() else None
 
 
 STANC = _stanc()
-needs_stanc = pytest.mark.skipif(STANC is None, reason="stanc not found ($BAYESGLMM_HOME/"
-                                 "toolchain/stan/stanc); install the toolchain")
+
+
+@pytest.fixture
+def needs_stanc_fixture():
+    require(STANC is not None, "stanc not found (external CmdStan's bin/stanc or $BAYESGLMM_HOME/"
+                               "toolchain/stan/stanc); install the toolchain")
+
+
+needs_stanc = pytest.mark.usefixtures("needs_stanc_fixture")
 
 
 def stanc_check(code: str, tmp_path: Path) -> None:
@@ -226,7 +239,7 @@ def test_param_names_ordinal(debate):
 
 
 def test_data_json_encodable(debate):
-    stanio = pytest.importorskip("stanio")
+    stanio = require_module("stanio")
     p = generate(_spec(debate, "cbind(talk, fail) ~ perf + (1 | group)", "binomial", {},
                        "normal"))
     text = stanio.dump_stan_json(p.data)

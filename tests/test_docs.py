@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -105,7 +106,7 @@ def test_normalise_hides_volatile_text():
 
 
 def test_mkdocs_build_strict(tmp_path):
-    pytest.importorskip("mkdocs")
+    require_module("mkdocs", "mkdocs is not installed (the docs extra)")
     r = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,

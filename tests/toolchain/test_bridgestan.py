@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require, require_module
 
-bridgestan = pytest.importorskip("bridgestan")
+bridgestan = require_module("bridgestan")
 
 pytestmark = pytest.mark.slow  # every test needs compiled Stan programs
 
@@ -134,8 +135,8 @@ def fd_grad(f, x, h=1e-6):
 
 @pytest.fixture(scope="module")
 def home():
-    if not (BS_HOME / "Makefile").exists():
-        pytest.skip(f"no BridgeStan home at {BS_HOME} (install the toolchain first)")
+    require((BS_HOME / "Makefile").exists(),
+            f"no BridgeStan home at {BS_HOME} (install the toolchain first)")
     bridgestan.set_bridgestan_path(str(BS_HOME))
     return BS_HOME
 
@@ -431,7 +432,7 @@ def _rss_kib():
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-    pytest.skip("no /proc/self/status")
+    require(False, "no /proc/self/status (the memory test reads VmRSS from it)")
 
 
 def test_errors_do_not_leak(conj):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from bayesglmm.toolchain import StanCompileError
 from bayesglmm.toolchain import cache as cache_mod
@@ -262,8 +263,7 @@ def _find_stanc() -> Path | None:
 @pytest.fixture
 def stanc():
     p = _find_stanc()
-    if p is None:
-        pytest.skip("no unpacked stanc (run python -m bayesglmm.toolchain install)")
+    require(p is not None, "no unpacked stanc (run python -m bayesglmm.toolchain install)")
     return p
 
 
@@ -378,6 +378,7 @@ def test_compile_model_stan_error_has_position():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two processes, one compile each waits for (600 s budget)
 def test_two_processes_compile_once(tmp_path):
     """Two processes compile the same new program: one builds, the other waits."""
     code = BERNOULLI + f"\n// unique {time.time()}\n"

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require, require_module
 
-cmdstanpy = pytest.importorskip("cmdstanpy")
+cmdstanpy = require_module("cmdstanpy")
 
 pytestmark = pytest.mark.slow  # every test needs compiled Stan programs
 
@@ -57,8 +58,8 @@ generated quantities { real y = normal_rng(m, 1); int k = 3; }
 
 @pytest.fixture(scope="module")
 def home():
-    if not (HOME / "makefile").is_file() or not (HOME / "bin" / "stanc").exists():
-        pytest.skip(f"CmdStan home not built: {HOME} (run `make build` there)")
+    require((HOME / "makefile").is_file() and (HOME / "bin" / "stanc").exists(),
+            f"CmdStan home not built: {HOME} (run `make build` there)")
     cmdstanpy.set_cmdstan_path(str(HOME))
     return HOME
 
@@ -222,8 +223,7 @@ def test_g8_zero_parameters(noparams, workdir):
 
 
 def test_g9_summary_and_diagnose(bern, workdir):
-    if not (HOME / "bin" / "stansummary").exists():
-        pytest.skip("bin/stansummary not built")
+    require((HOME / "bin" / "stansummary").exists(), f"{HOME}/bin/stansummary not built")
     fit = bern.sample(data=BERN_DATA, chains=2, seed=9, show_progress=False)
     s = fit.summary()
     assert {"lp__", "theta"} <= set(s.index)

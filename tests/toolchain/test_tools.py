@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require, require_module
 
 pytestmark = pytest.mark.slow  # every test needs the two tools compiled
 
@@ -54,8 +55,8 @@ def _compile(name: str, outdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tools(tmp_path_factory) -> dict[str, Path]:
-    if not (STAN / "include" / "stan" / "analyze").is_dir():
-        pytest.skip(f"Stan headers not installed under {STAN}")
+    require((STAN / "include" / "stan" / "analyze").is_dir(),
+            f"Stan headers not installed under {STAN}")
     outdir = tmp_path_factory.mktemp("tools_bin")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futs = {n: pool.submit(_compile, n, outdir) for n in ("stansummary", "diagnose")}
@@ -529,7 +530,7 @@ def test_diagnose_static_hmc_columns(tools, tmp_path):
 @pytest.fixture()
 def mini_cmdstan(tools, tmp_path):
     """A CmdStan home holding only what CmdStanMCMC.summary()/diagnose() need."""
-    cmdstanpy = pytest.importorskip("cmdstanpy")
+    cmdstanpy = require_module("cmdstanpy")
     home = tmp_path / "cmdstan-2.35.0"
     (home / "bin").mkdir(parents=True)
     (home / "makefile").write_text("CMDSTAN_VERSION := 2.35.0\n")
@@ -594,15 +595,15 @@ model { theta ~ beta(1, 1); y ~ bernoulli(theta); }
 """
 
 
+@pytest.mark.timeout(2400)  # `make build` of the CmdStan home alone may take up to 1800 s
 def test_end_to_end_cmdstanpy(tmp_path):
-    cmdstanpy = pytest.importorskip("cmdstanpy")
+    cmdstanpy = require_module("cmdstanpy")
     home = TC_ROOT / "cmdstan"
-    if not (home / "makefile").is_file():
-        pytest.skip("toolchain CmdStan home not installed")
+    require((home / "makefile").is_file(), f"toolchain CmdStan home not installed at {home}")
     build = subprocess.run(["make", "-C", str(home), "build"], check=False, capture_output=True,
                            text=True, timeout=1800)
-    if build.returncode != 0:
-        pytest.skip(f"`make build` in {home} failed:\n{build.stdout[-2000:]}{build.stderr[-2000:]}")
+    require(build.returncode == 0,
+            f"`make build` in {home} failed:\n{build.stdout[-2000:]}{build.stderr[-2000:]}")
     old = os.environ.get("CMDSTAN")
     try:
         cmdstanpy.set_cmdstan_path(str(home))
