@@ -32,17 +32,11 @@ import numpy as np
 
 from . import residcorr
 from ._paths import snippets_dir, templates_dir
+from .core.naming import ParamName, sd_name
 from .priors import prior_blocks
 from .spec import ModelSpec
 
 __all__ = ["ParamName", "StanProgram", "generate", "param_names", "render_code", "stan_data"]
-
-
-@dataclass(frozen=True)
-class ParamName:
-    stan: str  # element name as cmdstanpy prints it: 'Intercept', 'beta[2]', 'sd_1[1]', ...
-    user: str  # user-facing name: 'Intercept', 'b[perf]', 'sd[group:Int]', 'r_re[3]'
-    kind: str  # 'Intercept' | 'Intercept_c' | 'b' | 'cutpoints' | 'family' | 'sd' | 'corr' | 're' | 'aux'
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,9 +226,7 @@ def param_names(spec: ModelSpec) -> tuple[ParamName, ...]:
         out.append(ParamName(p.name, p.name, "family"))
     several = len(spec.groups) > 1
     for g in spec.groups:
-        sfx = f"_{g.k}" if several else ""
-        for m, c in enumerate(g.coefs, start=1):
-            out.append(ParamName(f"sd_{g.k}[{m}]", f"sd{sfx}[{g.factor}:{c}]", "sd"))
+        out += [sd_name(g.k, m, g.factor, c, several) for m, c in enumerate(g.coefs, start=1)]
     for g in spec.groups:
         if not g.has_corr:
             continue

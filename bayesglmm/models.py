@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .results import MAPFit, MCMCFit, bracket_name, resolve_params
+from .core.naming import bracket_name, resolve_params
+from .core.validate import check_delta, check_init, check_int, check_seed
+from .results import MAPFit, MCMCFit
 
 __all__ = ["Model", "from_stan", "glm", "glmer", "lm", "lmer"]
 
@@ -230,20 +232,6 @@ class ExternalProgram:
     source: str = ""
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - 1:
-        raise ValueError(f"seed must be None or an integer in [0, 2**31 - 2], got {seed!r}")
-    return int(seed)
-
-
 def _jsonable(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
@@ -394,19 +382,18 @@ class Model:
         """
         from .inference.sampling import extract_draws, new_seed, run_nuts
 
-        chains = _check_int("chains", chains, 1)
-        warmup = _check_int("warmup", warmup, 0)
-        sampling = _check_int("sampling", sampling, 1)
-        thin = _check_int("thin", thin, 1)
-        max_treedepth = _check_int("max_treedepth", max_treedepth, 1)
+        chains = check_int("chains", chains, 1)
+        warmup = check_int("warmup", warmup, 0)
+        sampling = check_int("sampling", sampling, 1)
+        thin = check_int("thin", thin, 1)
+        max_treedepth = check_int("max_treedepth", max_treedepth, 1)
         if delta is None:
             delta = self.default_delta
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
-            raise ValueError(f"delta (target acceptance rate) must be in (0, 1), got {delta!r}")
-        seed = _check_seed(seed)
+        delta = check_delta(delta)
+        seed = check_seed(seed)
         if seed is None:
             seed = new_seed()
-        init = _check_init(init)
+        init = check_init(init)
         t0 = time.perf_counter()
         cm = self.compile(verbose).cmdstan_model()
         stan_fit = run_nuts(
@@ -469,9 +456,9 @@ class Model:
 
         if not isinstance(laplace, bool):
             raise TypeError(f"laplace must be True or False, not {laplace!r}")
-        seed = _check_seed(seed)
-        init = _check_init(init)
-        num_estimate = _check_int("num_estimate", num_estimate, 1)
+        seed = check_seed(seed)
+        init = check_init(init)
+        num_estimate = check_int("num_estimate", num_estimate, 1)
         if se_method not in ("wald", "sampling", "none"):
             raise ValueError(f"se_method must be 'wald', 'sampling' or 'none', not {se_method!r}")
         if marginal not in ("none", "auto"):
@@ -592,19 +579,6 @@ class Model:
             raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
         return ClassicFit(self, fit_classic(self, None if method is None else method.upper(),
                                             df_method, verbose))
-
-
-def _check_init(init: Any) -> Any:
-    if init is None or isinstance(init, Mapping):
-        return init
-    if isinstance(init, (int, float)) and not isinstance(init, bool):
-        if not (init >= 0 and math.isfinite(init)):
-            raise ValueError(f"init radius must be a non-negative number, got {init!r}")
-        return float(init)
-    raise ValueError(
-        "init must be None, a non-negative radius, or a dict of initial values "
-        f"keyed by Stan parameter names; got {type(init).__name__}"
-    )
 
 
 # --------------------------------------------------------------------------- from_stan

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .core.arviz_adapter import load_arviz
+
 __all__ = ["plot_acf", "plot_dens", "plot_forest", "plot_pairs", "plot_ppc", "plot_trace",
            "select_names"]
 
@@ -51,12 +53,6 @@ def select_names(fit: Any, pars: Sequence[str] | str | None = None) -> list[str]
     return out
 
 
-def _az():
-    from .results import _az as load
-
-    return load()
-
-
 def _figure(axes: Any):
     return np.ravel(np.asarray(axes, dtype=object))[0].figure
 
@@ -70,7 +66,7 @@ def _arviz_figure(fn_name: str, *args: Any, **kwargs: Any):
     """Call ``arviz.<fn_name>`` (warnings silenced, not shown) and return its Figure."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        axes = getattr(_az(), fn_name)(*args, show=False, **kwargs)
+        axes = getattr(load_arviz(), fn_name)(*args, show=False, **kwargs)
         fig = _figure(axes)
         if fig.get_layout_engine() is None:  # titles must not overlap the tick labels
             fig.set_layout_engine("tight")
@@ -152,7 +148,7 @@ def plot_ppc(fit: Any, num_draws: int = 100, seed: int | None = None):
     keep = rng.choice(yrep.shape[0], size=min(num_draws, yrep.shape[0]), replace=False)
     y = np.asarray(spec.response.y, dtype=float)
     name = spec.response.name
-    az = _az()
+    az = load_arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = az.from_dict(posterior_predictive={name: yrep[keep][None].astype(float)},

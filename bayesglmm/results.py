@@ -1,7 +1,7 @@
 """Fit objects: what ``Model.sample()`` and ``Model.optimize()`` return.
 
 Every fit shares one base (:class:`Fit`): the model it came from, the list of user-facing
-parameters (``ParamName(stan, user, kind)`` from code generation) and the random-effect layout.
+parameters (``ParamName(stan, user, kind)``, :mod:`bayesglmm.core.naming`) and the random-effect layout.
 All tables use the user's names (``Intercept``, ``b[talk]``, ``sd[group:Int]``, ``r_re[3]``);
 Stan's internal names (``beta[2]``, ``z_1[1,3]``) never appear, except for programs loaded with
 :func:`bayesglmm.from_stan`, where the Stan names *are* the user's names.
@@ -20,80 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .core.arviz_adapter import SAMPLER_STATS as SAMPLER_STATS
+from .core.arviz_adapter import inference_data, load_arviz
+from .core.naming import ParamName
+from .core.naming import bracket_name as bracket_name
+from .core.naming import log_lik_names as log_lik_names
+from .core.naming import resolve_params as resolve_params
+
 __all__ = ["Fit", "MAPFit", "MCMCFit", "kde_mode", "mcmc_summary_table"]
+
+Param = ParamName  # the parameter-name record lives in bayesglmm.core.naming
 
 SUMMARY_COLUMNS = ("mean", "sd", "map", "q2.5", "q97.5", "ess_bulk", "ess_tail", "rhat")
 MAP_COLUMNS = ("estimate", "se", "lower", "upper")
-
-# sampler diagnostics: CmdStan column -> arviz sample_stats name
-SAMPLER_STATS = {
-    "lp__": "lp",
-    "accept_stat__": "acceptance_rate",
-    "stepsize__": "step_size",
-    "treedepth__": "tree_depth",
-    "n_leapfrog__": "n_steps",
-    "divergent__": "diverging",
-    "energy__": "energy",
-}
-
-
-def _az():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz
-
-    return arviz
-
-
-# --------------------------------------------------------------------------- names
-
-
-@dataclass(frozen=True)
-class Param:
-    """A user-facing quantity: Stan element name, user name, kind (see docs/dev/core.md)."""
-
-    stan: str
-    user: str
-    kind: str
-
-
-def bracket_name(name: str) -> str:
-    """BridgeStan's ``a.1.2`` -> cmdstanpy's ``a[1,2]``; names without dots are unchanged."""
-    if "." not in name:
-        return name
-    head, *idx = name.split(".")
-    return f"{head}[{','.join(idx)}]"
-
-
-def _is_hidden_stan_name(name: str) -> bool:
-    base = name.split("[", 1)[0]
-    return base.endswith("__") or base == "log_lik"
-
-
-def resolve_params(program: Any, available: Sequence[str]) -> list[Param]:
-    """The user-facing parameters of ``program`` present among the Stan output names.
-
-    Programs from code generation carry ``params`` (display order, user names). Programs loaded
-    by ``from_stan`` have none: then every output quantity is shown under its Stan name, except
-    sampler columns and ``log_lik`` (which goes to the log-likelihood group).
-    """
-    avail = set(available)
-    declared = tuple(getattr(program, "params", None) or ())
-    if declared:
-        out = [Param(p.stan, p.user, p.kind) for p in declared if p.stan in avail]
-        missing = [p.stan for p in declared if p.stan not in avail]
-        if missing:
-            raise RuntimeError(
-                "internal error: the Stan output lacks quantities the program declares: "
-                + ", ".join(missing[:5])
-            )
-        return out
-    return [Param(n, n, "stan") for n in available if not _is_hidden_stan_name(n)]
-
-
-def log_lik_names(available: Sequence[str]) -> list[str]:
-    return [n for n in available if n == "log_lik" or n.startswith("log_lik[")]
-
 
 # ------------------------------------------------------------------ random-effect layout
 
@@ -110,10 +49,10 @@ class ReTerm:
     sd_names: tuple[str, ...]  # user names of the SDs, one per coefficient
 
 
-def re_layout(params: Sequence[Param], spec: Any = None) -> list[ReTerm]:
+def re_layout(params: Sequence[ParamName], spec: Any = None) -> list[ReTerm]:
     """Grouping terms, their coefficients and level labels, from the parameter names
     (``sd[group:Int]``, ``r_re_2[7,1]``) completed by the model spec when it is available."""
-    sds: dict[int, list[Param]] = {}
+    sds: dict[int, list[ParamName]] = {}
     n_levels: dict[int, int] = {}
     n_coefs: dict[int, int] = {}
     for p in params:
@@ -152,7 +91,7 @@ def re_layout(params: Sequence[Param], spec: Any = None) -> list[ReTerm]:
     return out
 
 
-def _re_index(params: Sequence[Param]) -> dict[tuple[int, int, int], int]:
+def _re_index(params: Sequence[ParamName]) -> dict[tuple[int, int, int], int]:
     """(term k, level j, coef c) -> position in ``params`` of r_re_k[j,c]."""
     out = {}
     for i, p in enumerate(params):
@@ -207,7 +146,7 @@ def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """
     import xarray as xr
 
-    az = _az()
+    az = load_arviz()
     arr = np.asarray(arr, dtype=float)
     C, D, P = arr.shape
     pooled = arr.reshape(C * D, P)
@@ -281,7 +220,7 @@ class Fit:
 
     method = "fit"
 
-    def __init__(self, model: Any, params: Sequence[Param]):
+    def __init__(self, model: Any, params: Sequence[ParamName]):
         self.model = model
         self._params = list(params)
 
@@ -419,7 +358,7 @@ class MCMCFit(Fit):
     def __init__(
         self,
         model: Any,
-        params: Sequence[Param],
+        params: Sequence[ParamName],
         draws: np.ndarray,
         sample_stats: dict[str, np.ndarray],
         log_lik: np.ndarray | None = None,
@@ -558,23 +497,8 @@ class MCMCFit(Fit):
     @cached_property
     def idata(self):
         """arviz InferenceData: posterior (user names), sample_stats, log_likelihood, observed_data."""
-        az = _az()
         posterior = {p.user: self._draws[:, :, i] for i, p in enumerate(self._params)}
-        stats = dict(self._stats)
-        if "diverging" in stats:
-            stats["diverging"] = stats["diverging"].astype(bool)
-        kw: dict[str, Any] = {}
-        y = observed_response(self.model)
-        dims = {}
-        if self._log_lik is not None:
-            kw["log_likelihood"] = {"y": self._log_lik}
-            dims["y"] = ["obs"]
-        if y is not None:
-            kw["observed_data"] = {"y": np.asarray(y)}
-            dims["y"] = ["obs"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return az.from_dict(posterior=posterior, sample_stats=stats, dims=dims or None, **kw)
+        return inference_data(posterior, self._stats, self._log_lik, observed_response(self.model))
 
     # bridge sampling and Bayes factors (bayesglmm/post) ---------------------------
     def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
@@ -625,7 +549,7 @@ class MAPFit(Fit):
     def __init__(
         self,
         model: Any,
-        params: Sequence[Param],
+        params: Sequence[ParamName],
         estimate: np.ndarray,
         se: np.ndarray,
         lower: np.ndarray,

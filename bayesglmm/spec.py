@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .core.naming import sd_name
 from .families import Family, get_family
 from .priors import Prior, ResolvedPrior, make_prior, resolve_prior
 
@@ -634,7 +635,8 @@ def build_spec(
         redundant = check_redundancy(resid, [g.factor for g in groups if "Int" in g.coefs])
         notes.extend(n for n in (resid_note, redundant) if n)
     has_intercept = fixed.intercept and fam.has_intercept
-    sd_names = tuple(tuple(n.user for n in _sd_user_names(groups, g)) for g in groups)
+    sd_names = tuple(tuple(sd_name(g.k, m, g.factor, c, len(groups) > 1).user
+                           for m, c in enumerate(g.coefs, start=1)) for g in groups)
     rprior = resolve_prior(
         the_prior, fam,
         b_names=fixed.names, X=fixed.X, y=prep.response.y, has_intercept=has_intercept,
@@ -708,13 +710,4 @@ def hold_coefficients(spec: ModelSpec, fixed: Any) -> ModelSpec:
     return replace(spec, held=tuple(sorted(held.items())))
 
 
-@dataclass(frozen=True)
-class _Name:
-    stan: str
-    user: str
 
-
-def _sd_user_names(groups: tuple[GroupTerm, ...], g: GroupTerm) -> list[_Name]:
-    suffix = "" if len(groups) == 1 else f"_{g.k}"
-    return [_Name(f"sd_{g.k}[{m + 1}]", f"sd{suffix}[{g.factor}:{c}]")
-            for m, c in enumerate(g.coefs)]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
-from .codegen import ParamName
+from .core.naming import ParamName
 from .models import Model
 from .priors import Prior, make_prior
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.naming import bracket_name, resolve_params
 from .boundary import boundary_message, degenerate_with_boundary
 from .optimize import (
     JointMode,
@@ -103,7 +104,6 @@ def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpo
 def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
                 verbose: bool = False) -> ClassicEstimate:
     """Fit ``model`` (flat prior) by REML (gaussian, default) or ML (see module docstring)."""
-    from ..results import bracket_name, resolve_params
 
     spec = model.spec
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..results import SAMPLER_STATS, Param, log_lik_names
+from ..core.arviz_adapter import SAMPLER_STATS
+from ..core.naming import ParamName, log_lik_names
 
 __all__ = ["extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts"]
 
@@ -73,7 +74,7 @@ def run_nuts(
         )
 
 
-def extract_draws(stan_fit: Any, params: Sequence[Param]):
+def extract_draws(stan_fit: Any, params: Sequence[ParamName]):
     """(draws (chain, draw, P) in ``params`` order, sample stats {name: (chain, draw)},
     log_lik (chain, draw, N) or None) from a ``CmdStanMCMC``."""
     arr = np.asarray(stan_fit.draws(concat_chains=False))  # (draw, chain, column)

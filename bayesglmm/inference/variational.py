@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..results import MCMCFit, _az, log_lik_names, resolve_params
+from ..core.arviz_adapter import load_arviz
+from ..core.naming import log_lik_names, resolve_params
+from ..core.validate import check_int, check_seed
+from ..results import MCMCFit
 from .sampling import new_seed, quiet_cmdstanpy
 
 __all__ = [
@@ -37,7 +40,7 @@ class VariationalWarning(UserWarning):
 
 def pareto_k(log_ratio: np.ndarray) -> tuple[np.ndarray, float]:
     """PSIS on log importance ratios (log p - log q): (normalised log weights, Pareto k)."""
-    az = _az()
+    az = load_arviz()
     lr = np.asarray(log_ratio, dtype=float).ravel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,10 +103,9 @@ def _columns(stan_fit: Any, arr: np.ndarray, program: Any):
 
 
 def _check(seed: Any, draws: Any) -> int:
-    from ..models import _check_int, _check_seed
 
-    _check_int("draws", draws, 1)
-    seed = _check_seed(seed)
+    check_int("draws", draws, 1)
+    seed = check_seed(seed)
     return new_seed() if seed is None else seed
 
 
@@ -112,12 +114,11 @@ def run_advi(model: Any, *, method: str = "meanfield", iter: int = 5000, draws: 
              verbose: bool = True) -> VariationalFit:
     """ADVI through CmdStan; ``num_estimate`` independent runs (seeds ``seed + k``) are stored
     as chains. See :meth:`bayesglmm.Model.variational`."""
-    from ..models import _check_int
 
     if method not in METHODS:
         raise ValueError(f"method must be 'meanfield' or 'fullrank', not {method!r}")
-    _check_int("iter", iter, 1)
-    _check_int("num_estimate", num_estimate, 1)
+    check_int("iter", iter, 1)
+    check_int("num_estimate", num_estimate, 1)
     if isinstance(tol_rel_obj, bool) or not isinstance(tol_rel_obj, (int, float)) or not tol_rel_obj > 0:
         raise ValueError(f"tol_rel_obj must be a positive number, got {tol_rel_obj!r}")
     seed = _check(seed, draws)
@@ -154,9 +155,8 @@ def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: i
     """Multi-path Pathfinder through CmdStan; the ``num_paths * draws`` approximate draws are
     importance-resampled (PSIS weights from arviz) to ``draws``. See
     :meth:`bayesglmm.Model.pathfinder`."""
-    from ..models import _check_int
 
-    _check_int("num_paths", num_paths, 1)
+    check_int("num_paths", num_paths, 1)
     seed = _check(seed, draws)
     t0 = time.perf_counter()
     cm = model.compile(verbose).cmdstan_model()

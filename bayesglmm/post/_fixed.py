@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core.naming import bracket_name
+
 __all__ = ["FixedInfo", "fixed_info", "Design", "design_of"]
 
 
@@ -58,7 +60,6 @@ def fixed_info(fit) -> FixedInfo:
                          _inf, d, gaussian, "mcmc")
     if isinstance(fit, MAPFit):
         from ..inference.optimize import _constrain_fn
-        from ..results import bracket_name
 
         if fit.cov_unc is None:
             raise ValueError("this MAP fit has no covariance (se_method='none' or a singular Hessian)")

@@ -50,6 +50,9 @@ import numpy as np
 from scipy import linalg
 from scipy.special import logsumexp
 
+from ..core.arviz_adapter import load_arviz
+from ..core.naming import bracket_name
+
 __all__ = ["BridgeResult", "bridge_sampler", "fixed_point_se", "iterative_scheme", "relative_mse",
            "shrunk_covariance", "spectrum0_ar",
            "unconstrained_draws"]
@@ -129,7 +132,6 @@ def unconstrained_draws(fit: Any) -> tuple[np.ndarray, Any]:
     Returns ``(draws, bs)``: an array (chain, draw, D) and the BridgeStan model of the fit's
     program (whose ``log_density`` is the bridge-sampling target).
     """
-    from ..results import bracket_name
 
     stan_fit = getattr(fit, "stan_fit", None)
     if stan_fit is None:
@@ -308,9 +310,8 @@ def shrunk_covariance(x: np.ndarray) -> np.ndarray:
 
 
 def _ess(x: np.ndarray) -> float:
-    from ..results import _az
 
-    return float(_az().ess(np.asarray(x, dtype=float), method="bulk"))
+    return float(load_arviz().ess(np.asarray(x, dtype=float), method="bulk"))
 
 
 def bridge_sampler(

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.arviz_adapter import load_arviz
+
 __all__ = ["compare", "loo", "waic"]
 
 
@@ -20,19 +22,13 @@ def _idata(fit: Any, what: str):
     return fit.idata
 
 
-def _az():
-    from ..results import _az as load
-
-    return load()
-
-
 def loo(fit: Any):
     """PSIS leave-one-out cross-validation (arviz ``ELPDData``: elpd_loo, se, p_loo, Pareto k
     diagnostics; pointwise values in ``loo_i``, ``pareto_k``)."""
     idata = _idata(fit, "loo()")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _az().loo(idata, pointwise=True)
+        return load_arviz().loo(idata, pointwise=True)
 
 
 def waic(fit: Any):
@@ -41,7 +37,7 @@ def waic(fit: Any):
     idata = _idata(fit, "waic()")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _az().waic(idata, pointwise=True)
+        return load_arviz().waic(idata, pointwise=True)
 
 
 def compare(*fits: Any, ic: str = "loo", **named: Any) -> pd.DataFrame:
@@ -61,4 +57,4 @@ def compare(*fits: Any, ic: str = "loo", **named: Any) -> pd.DataFrame:
                          + str(n_obs) + "; they must be fitted to the same data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _az().compare(data, ic=ic)
+        return load_arviz().compare(data, ic=ic)

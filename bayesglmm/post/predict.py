@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.naming import bracket_name
+
 __all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
 
 _CORR_RX = re.compile(r"^corr_(\d+)\[(\d+),(\d+)\]$")
@@ -183,7 +185,6 @@ def _from_estimates(names: list[str], got: list[str], est: Any, cov: Any, *,
 def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coefficients:
     """Delta method: J cov_unc J' with J the Jacobian of the constrained coefficients."""
     from ..inference.optimize import _constrain_fn, constrained_jacobian
-    from ..results import bracket_name
 
     bs = fit.model._bridgestan(False)
     all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
