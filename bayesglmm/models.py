@@ -13,10 +13,7 @@ A Model holds one generated Stan program (code, data, parameter names) and fits 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from .core.naming import bracket_name, resolve_params
-from .core.validate import check_delta, check_init, check_int, check_seed
+from .codegen import generate
+from .families import get_family
+from .inference.classic import fit_classic
+from .inference.map import fit_map
+from .inference.mcmc import fit_nuts
+from .inference.variational import run_advi, run_pathfinder
+from .prepare import prepare_frame
+from .priors import default_adapt_delta
 from .results import MAPFit, MCMCFit
+from .results_classic import ClassicFit
+from .spec import build_spec, hold_coefficients
 
 __all__ = ["Model", "from_stan", "glm", "glmer", "lm", "lmer"]
 
@@ -189,10 +194,6 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
            levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
            centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
            resid_group: Any = None, fixed: Any = None) -> Model:
-    from .codegen import generate
-    from .families import get_family
-    from .prepare import prepare_frame
-    from .spec import build_spec
 
     if not isinstance(formula, str) or not formula.strip():
         raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
@@ -285,7 +286,6 @@ class Model:
     def default_delta(self) -> float:
         """The target acceptance rate ``sample()`` uses when ``delta`` is not given: set per
         prior in the prior table (0.99 for ``prior_rhs()`` and ``prior_ssp()``), else 0.8."""
-        from .priors import default_adapt_delta
 
         return default_adapt_delta(getattr(getattr(self.spec, "prior", None), "terms", ()) or ())
 
@@ -293,6 +293,34 @@ class Model:
     def parameter_names(self) -> list[str]:
         """User-facing names of every reported quantity, in display order."""
         return [p.user for p in getattr(self.program, "params", ()) or ()]
+
+    def with_fixed(self, fixed: Mapping[str, float]) -> Model:
+        """The same model with some coefficients held at given values.
+
+        The held values enter the Stan program as data, so the restricted model has the same
+        data, priors and names otherwise; :func:`bayesglmm.bayes_factor` uses it to compare a
+        model with its restriction.
+
+        Parameters
+        ----------
+        fixed : dict
+            User names of fixed-effect coefficients and their values, e.g. ``{"b[talk]": 0}``.
+
+        Returns
+        -------
+        Model
+            A new model (not yet compiled).
+
+        Examples
+        --------
+        >>> m0 = m.with_fixed({"b[talk]": 0})  # doctest: +SKIP
+        """
+        if self.spec is None:
+            raise ValueError("bayes_factor(fixed=...) needs a model built from a formula; for an "
+                             "external Stan program fit the restricted program yourself and use "
+                             "bayes_factor(fit1, fit2).")
+        return Model(generate(hold_coefficients(self.spec, fixed)), wrapper=self.wrapper,
+                     formula=self.formula, family=self.family, prior=self.prior, name=self.name)
 
     def print_code(self) -> None:
         """Print the Stan program."""
@@ -353,10 +381,14 @@ class Model:
             self._compiled = compile_model(self.stan_code, name=self.name, verbose=verbose)
         return self._compiled
 
-    def _bridgestan(self, verbose: bool = True):
+    def bridgestan_model(self, verbose: bool = True):
+        """The compiled program as a BridgeStan model bound to this model's data (log density,
+        gradients, constrain/unconstrain); built once and kept."""
         if self._bs_model is None:
             self._bs_model = self.compile(verbose).bridgestan_model(self.program.data)
         return self._bs_model
+
+    _bridgestan = bridgestan_model  # the former private name, still used by benchmarks
 
     # ---- fitting ----------------------------------------------------------------------
     def sample(
@@ -380,37 +412,9 @@ class Model:
         0.8); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the unconstrained
         scale), a radius, or a dict of initial values keyed by Stan names.
         """
-        from .inference.sampling import extract_draws, new_seed, run_nuts
-
-        chains = check_int("chains", chains, 1)
-        warmup = check_int("warmup", warmup, 0)
-        sampling = check_int("sampling", sampling, 1)
-        thin = check_int("thin", thin, 1)
-        max_treedepth = check_int("max_treedepth", max_treedepth, 1)
-        if delta is None:
-            delta = self.default_delta
-        delta = check_delta(delta)
-        seed = check_seed(seed)
-        if seed is None:
-            seed = new_seed()
-        init = check_init(init)
-        t0 = time.perf_counter()
-        cm = self.compile(verbose).cmdstan_model()
-        stan_fit = run_nuts(
-            cm, self.program.data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
-            seed=seed, delta=float(delta), max_treedepth=max_treedepth, init=init, verbose=verbose,
-        )
-        params = resolve_params(self.program, stan_fit.column_names)
-        draws, stats, log_lik = extract_draws(stan_fit, params)
-        fit = MCMCFit(
-            self, params, draws, stats, log_lik, chains=chains, warmup=warmup, sampling=sampling,
-            thin=thin, seed=seed, delta=float(delta), max_treedepth=max_treedepth,
-            elapsed=time.perf_counter() - t0, stan_fit=stan_fit,
-        )
-        from .inference.diagnostics import check_sampling
-
-        check_sampling(fit)  # one warning per problem (divergences, R-hat, ESS, ...)
-        return fit
+        return fit_nuts(self, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
+                        seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
+                        verbose=verbose)
 
     def optimize(
         self,
@@ -444,94 +448,8 @@ class Model:
         priors on a gaussian model this is exactly REML); ``"none"`` (default): they are
         maximised.
         """
-        from .inference.optimize import (
-            Objective,
-            block_indices,
-            find_joint_mode,
-            find_laplace_mode,
-            initial_point,
-            sampling_table,
-            wald_table,
-        )
-
-        if not isinstance(laplace, bool):
-            raise TypeError(f"laplace must be True or False, not {laplace!r}")
-        seed = check_seed(seed)
-        init = check_init(init)
-        num_estimate = check_int("num_estimate", num_estimate, 1)
-        if se_method not in ("wald", "sampling", "none"):
-            raise ValueError(f"se_method must be 'wald', 'sampling' or 'none', not {se_method!r}")
-        if marginal not in ("none", "auto"):
-            raise ValueError(f"marginal must be 'none' or 'auto', not {marginal!r}")
-        t0 = time.perf_counter()
-        bs = self._bridgestan(verbose)  # compiles (or loads from the cache) after the checks
-        u0 = initial_point(bs, init, seed)
-        z_idx = block_indices(bs, getattr(self.program, "re_blocks", ()) or ())
-        if marginal == "auto":
-            from .inference.classic import fixed_unc_index
-
-            f_idx = fixed_unc_index(bs, resolve_params(self.program, [
-                bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]))[1]
-            z_idx = np.union1d(z_idx, f_idx)
-        laplace = laplace and z_idx.size > 0
-        rng = np.random.default_rng(seed)
-        mode = None
-        for k in range(num_estimate):
-            start = u0 if k == 0 else u0 + rng.normal(0.0, 0.5, size=u0.size)
-            try:
-                if laplace:
-                    cand = find_laplace_mode(Objective(bs), z_idx, start, program=self.program,
-                                             warm_start=k == 0 and init is None)
-                else:
-                    cand = find_joint_mode(Objective(bs), start)
-            except ValueError:
-                if k == 0 or (k == num_estimate - 1 and mode is None):
-                    raise
-                continue  # a jittered start outside the support: skip it
-            if mode is None or (cand.objective < mode.objective and np.isfinite(cand.objective)):
-                mode = cand
-        names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
-        params = resolve_params(self.program, names)
-        pos = {n: i for i, n in enumerate(names)}
-        index = [pos[p.stan] for p in params]
-        from .inference.boundary import boundary_message, degenerate_with_boundary
-
-        degenerate, bound_names = degenerate_with_boundary(bs, mode, params, self.program)
-        # an SD at 0: no SE, and the Laplace log ML is not defined
-        log_ml = math.nan if bound_names else mode.log_ml
-        s_seed = 1 if seed is None else seed
-        if se_method == "sampling":
-            est, se, lo, hi = sampling_table(bs, mode.theta_unc, mode.cov_unc, index,
-                                             seed=s_seed, degenerate=degenerate)
-        else:
-            est, se, lo, hi = wald_table(
-                bs, mode.theta_unc, None if se_method == "none" else mode.cov_unc, index,
-                [p.kind for p in params], seed=s_seed, degenerate=degenerate,
-            )
-        lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
-        if bound_names:
-            warnings.warn(boundary_message(bound_names, lost if se_method != "none" else [])
-                          + "; the log marginal likelihood is not available",
-                          RuntimeWarning, stacklevel=2)
-        elif degenerate is not None and degenerate.any() and se_method != "none":
-            warnings.warn(
-                "the Hessian at the mode is not positive definite (a parameter on a boundary, "
-                "e.g. a random-effect SD near 0): no standard errors for "
-                + (", ".join(lost) or "some quantities")
-                + "; the log marginal likelihood is not available",
-                RuntimeWarning, stacklevel=2,
-            )
-        fit = MAPFit(
-            self, params, est, se, lo, hi, objective=mode.objective, log_ml=log_ml,
-            converged=mode.converged, message=mode.message, theta_unc=mode.theta_unc,
-            cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
-        )
-        if marginal == "auto" and se_method == "wald":
-            from .inference.classic import add_marginal_df
-
-            add_marginal_df(fit, bs, mode, z_idx, index)
-        return fit
-
+        return fit_map(self, seed=seed, init=init, verbose=verbose, laplace=laplace,
+                       num_estimate=num_estimate, se_method=se_method, marginal=marginal)
 
     def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,
                     seed: int | None = None, tol_rel_obj: float = 0.005, num_estimate: int = 1,
@@ -544,7 +462,6 @@ class Model:
         a :class:`~bayesglmm.inference.variational.VariationalFit` (the MCMC fit class); warns
         that uncertainty may be underestimated and reports the PSIS Pareto k.
         """
-        from .inference.variational import run_advi
 
         return run_advi(self, method=method, iter=iter, draws=draws, seed=seed,
                         tol_rel_obj=tol_rel_obj, num_estimate=num_estimate, verbose=verbose)
@@ -553,7 +470,6 @@ class Model:
                    verbose: bool = True):
         """Pathfinder variational approximation (Stan's multi-path Pathfinder, PSIS-resampled
         to ``draws``). Returns a :class:`~bayesglmm.inference.variational.VariationalFit`."""
-        from .inference.variational import run_pathfinder
 
         return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
 
@@ -566,8 +482,6 @@ class Model:
         ``df_method``: "auto" (as described), "satterthwaite", "residual" or "none".
         Returns a :class:`bayesglmm.results_classic.ClassicFit`.
         """
-        from .inference.classic import fit_classic
-        from .results_classic import ClassicFit
 
         pname = getattr(getattr(self.spec, "prior", None), "name", None)
         if self.spec is None or pname != "flat":

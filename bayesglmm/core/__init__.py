@@ -7,6 +7,7 @@ from .arviz_adapter import SAMPLER_STATS, inference_data, load_arviz
 from .naming import (
     ParamName,
     bracket_name,
+    bridgestan_names,
     is_hidden_stan_name,
     log_lik_names,
     resolve_params,
@@ -18,6 +19,7 @@ __all__ = [
     "SAMPLER_STATS",
     "ParamName",
     "bracket_name",
+    "bridgestan_names",
     "check_delta",
     "check_init",
     "check_int",

@@ -16,6 +16,7 @@ __all__ = [
     "KINDS",
     "ParamName",
     "bracket_name",
+    "bridgestan_names",
     "is_hidden_stan_name",
     "log_lik_names",
     "resolve_params",
@@ -144,3 +145,9 @@ def sd_name(k: int, m: int, factor: str, coef: str, several: bool) -> ParamName:
     """
     sfx = f"_{k}" if several else ""
     return ParamName(f"sd_{k}[{m}]", f"sd{sfx}[{factor}:{coef}]", "sd")
+
+
+def bridgestan_names(bs: Any) -> list[str]:
+    """Every quantity of a BridgeStan model (parameters, transformed parameters, generated
+    quantities) under its CmdStan name, in BridgeStan's order."""
+    return [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]

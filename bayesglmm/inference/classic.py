@@ -122,7 +122,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
         raise ValueError(
             f"df_method must be 'auto', 'satterthwaite', 'residual' or 'none', not {df_method!r}"
         )
-    bs = model._bridgestan(verbose)
+    bs = model.bridgestan_model(verbose)
     obj = Objective(bs)
     u0 = initial_point(bs, None)
     z_idx = block_indices(bs, getattr(model.program, "re_blocks", ()) or ())

@@ -63,7 +63,7 @@ def fixed_info(fit) -> FixedInfo:
 
         if fit.cov_unc is None:
             raise ValueError("this MAP fit has no covariance (se_method='none' or a singular Hessian)")
-        bs = fit.model._bridgestan(False)
+        bs = fit.model.bridgestan_model(False)
         all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
         pos = {n: i for i, n in enumerate(all_names)}
         idx = np.array([pos[p.stan] for p in params])

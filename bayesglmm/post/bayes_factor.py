@@ -102,25 +102,13 @@ def _fmt_bf(bf: float) -> str:
 
 
 def restricted_model(model: Any, fixed: dict[str, float]) -> Any:
-    """The model with the parameters of ``fixed`` held at their values (through data).
-
-    Models that know how to restrict themselves (the t-test) provide ``with_fixed(fixed)``;
-    formula models are rebuilt from their spec with :func:`bayesglmm.spec.hold_coefficients`.
-    """
-    if hasattr(model, "with_fixed"):
-        return model.with_fixed(fixed)
-    spec = getattr(model, "spec", None)
-    if spec is None:
+    """The model with the parameters of ``fixed`` held at their values (through data):
+    ``model.with_fixed(fixed)`` (formula models and the t-test provide it)."""
+    if not hasattr(model, "with_fixed"):
         raise ValueError("bayes_factor(fixed=...) needs a model built from a formula; for an "
                          "external Stan program fit the restricted program yourself and use "
                          "bayes_factor(fit1, fit2).")
-    from ..codegen import generate
-    from ..models import Model
-    from ..spec import hold_coefficients
-
-    program = generate(hold_coefficients(spec, fixed))
-    return Model(program, wrapper=model.wrapper, formula=model.formula, family=model.family,
-                 prior=model.prior, name=model.name)
+    return model.with_fixed(fixed)
 
 
 def _check_same_data(fit1: Any, fit2: Any) -> None:

@@ -136,7 +136,7 @@ def unconstrained_draws(fit: Any) -> tuple[np.ndarray, Any]:
     stan_fit = getattr(fit, "stan_fit", None)
     if stan_fit is None:
         raise ValueError("bridge sampling needs the draws of sample(); this fit has none.")
-    bs = fit.model._bridgestan(verbose=False)
+    bs = fit.model.bridgestan_model(verbose=False)
     names = [bracket_name(n) for n in bs.param_names()]
     cols = list(stan_fit.column_names)
     pos = {c: i for i, c in enumerate(cols)}

@@ -186,7 +186,7 @@ def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coeffi
     """Delta method: J cov_unc J' with J the Jacobian of the constrained coefficients."""
     from ..inference.optimize import _constrain_fn, constrained_jacobian
 
-    bs = fit.model._bridgestan(False)
+    bs = fit.model.bridgestan_model(False)
     all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
     where = {n: i for i, n in enumerate(all_names)}
     stan = {p.user: p.stan for p in fit._params}

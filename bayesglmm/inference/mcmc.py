@@ -1,0 +1,72 @@
+"""NUTS fits for :meth:`bayesglmm.Model.sample`: checks the arguments, runs CmdStan's NUTS,
+collects the draws under the users' names into an :class:`~bayesglmm.results.MCMCFit` and warns
+once per sampling problem (divergences, R-hat, ESS, ...)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..core.naming import resolve_params
+from ..core.validate import check_delta, check_init, check_int, check_seed
+from ..results import MCMCFit
+from .diagnostics import check_sampling
+from .sampling import extract_draws, new_seed, run_nuts
+
+__all__ = ["fit_nuts"]
+
+
+def fit_nuts(
+    model: Any,
+    chains: int = 4,
+    warmup: int = 1000,
+    sampling: int = 1000,
+    thin: int = 1,
+    seed: int | None = None,
+    delta: float | None = None,
+    max_treedepth: int = 10,
+    init: Any = None,
+    verbose: bool = True,
+) -> MCMCFit:
+    """Draw from the posterior of ``model`` with NUTS.
+
+    Parameters
+    ----------
+    model : Model
+        The model to fit; compiled (or fetched from the cache) after the arguments are checked.
+    chains, warmup, sampling, thin, seed, delta, max_treedepth, init, verbose
+        As in :meth:`bayesglmm.Model.sample`; ``delta=None`` takes ``model.default_delta``.
+
+    Returns
+    -------
+    MCMCFit
+
+    Examples
+    --------
+    >>> fit = fit_nuts(model, chains=2, seed=1)  # doctest: +SKIP
+    """
+    chains = check_int("chains", chains, 1)
+    warmup = check_int("warmup", warmup, 0)
+    sampling = check_int("sampling", sampling, 1)
+    thin = check_int("thin", thin, 1)
+    max_treedepth = check_int("max_treedepth", max_treedepth, 1)
+    delta = check_delta(model.default_delta if delta is None else delta)
+    seed = check_seed(seed)
+    if seed is None:
+        seed = new_seed()
+    init = check_init(init)
+    t0 = time.perf_counter()
+    cm = model.compile(verbose).cmdstan_model()
+    stan_fit = run_nuts(
+        cm, model.program.data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
+        seed=seed, delta=delta, max_treedepth=max_treedepth, init=init, verbose=verbose,
+    )
+    params = resolve_params(model.program, stan_fit.column_names)
+    draws, stats, log_lik = extract_draws(stan_fit, params)
+    fit = MCMCFit(
+        model, params, draws, stats, log_lik, chains=chains, warmup=warmup, sampling=sampling,
+        thin=thin, seed=seed, delta=delta, max_treedepth=max_treedepth,
+        elapsed=time.perf_counter() - t0, stan_fit=stan_fit,
+    )
+    check_sampling(fit, stacklevel=4)  # one warning per problem, pointing at the user's call
+    return fit
