@@ -36,7 +36,8 @@ from .core.naming import ParamName, sd_name
 from .priors import prior_blocks
 from .spec import ModelSpec
 
-__all__ = ["ParamName", "StanProgram", "generate", "param_names", "render_code", "stan_data"]
+__all__ = ["ParamName", "StanProgram", "generate", "jinja_env", "param_names", "render_code",
+           "stan_data"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,11 +61,16 @@ class StanProgram:
 
 
 @lru_cache(maxsize=1)
-def _env():
+def jinja_env():
+    """The Jinja environment of the Stan templates.
+
+    Its loader searches ``templates/`` and then ``stan_snippets/``, so a template reaches a
+    family's snippet with ``{% import family.snippet as fam %}`` (see :mod:`bayesglmm.families`).
+    """
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FileSystemLoader([str(templates_dir()), str(snippets_dir())]),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -75,16 +81,6 @@ def _env():
 
 def _snippet(name: str) -> str:
     return (snippets_dir() / name).read_text(encoding="utf-8").strip()
-
-
-_Y_DECL = {
-    "real": "vector[N] y;",
-    "positive": "vector<lower=0>[N] y;",
-    "binary": "array[N] int<lower=0, upper=1> y;",
-    "binomial": "array[N] int<lower=0> y;",
-    "count": "array[N] int<lower=0> y;",
-    "ordinal": "array[N] int<lower=1, upper=C> y;",
-}
 
 
 def _context(spec: ModelSpec) -> dict[str, Any]:
@@ -106,6 +102,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
     alpha = "eta" if alpha_vector else (icpt if intercept else "0")
     family = {
         "name": fam.name,
+        "snippet": fam.snippet,
         "link": fam.link,
         "ordinal": fam.ordinal,
         "category_specific": fam.category_specific,
@@ -117,8 +114,6 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
                           bool(spec.held))
     ctx = {
         "family": family,
-        "y_decl": _Y_DECL[fam.response],
-        "trials": fam.needs_trials,
         "offset": offset,
         "intercept": intercept,
         "centred": centred,
@@ -160,7 +155,7 @@ _SECTION = re.compile(r"^\s+// --- ")
 
 def render_code(spec: ModelSpec) -> str:
     """The Stan program of ``spec`` (structure only)."""
-    return _tidy(_env().get_template("model.stan.j2").render(**_context(spec)))
+    return _tidy(jinja_env().get_template("model.stan.j2").render(**_context(spec)))
 
 
 # ----------------------------------------------------------------------------- data

@@ -4,16 +4,63 @@ Each :class:`Family` carries everything the rest of the package needs to know ab
 
 * the link and its inverse (numpy, used by fitted values and conditional effects),
 * its extra (distributional) parameters with user names, Stan bounds and the prior argument that
-  controls their default prior,
+  controls their default prior (:data:`EXTRA_PARAMS` lists them over all families),
 * the response check (a function raising :class:`ValueError` that names the column and the
-  offending values) and the Stan type of the response,
-* the Stan likelihood: the name of the Jinja likelihood macro in ``templates/likelihoods.stan.j2``
-  and, where one applies, the ``*_glm`` function it uses,
-* the class of constants used by the weakly-informative prior (features.md section 5),
+  offending values), the Stan type of the response and how it is recoded (``factor_response``,
+  ``needs_trials``),
+* its Stan code: the snippet ``stan_snippets/families/<name>.stan.j2`` (:attr:`Family.snippet`)
+  and the files of Stan functions it needs (:attr:`Family.snippets`),
+* the class of constants used by the weakly-informative prior,
+* flags read by the fitting code (``reml``, ``quadratic``, ``re_scale``, ``ordinal``, ...),
 * a random-number generator for posterior predictions.
 
-Adding an eleventh family means one entry here plus one likelihood macro (and a Stan function in
-``stan_snippets/`` if Stan has no built-in for it).
+No other module compares family names: they read these fields.
+
+Stan snippets
+-------------
+A family's snippet is a Jinja file of macros; each returns Stan text without indentation (the
+calling template indents it). A template renders it with the environment of
+:func:`bayesglmm.codegen.jinja_env` (whose loader searches ``templates/`` and
+``stan_snippets/``)::
+
+    {% import family.snippet as fam %}      {# family.snippet = "families/<name>.stan.j2" #}
+    data { int<lower=1> N; {{ fam.data() }} ... }
+    {{ fam.tdata() if fam.tdata is defined }}             {# transformed data #}
+    {{ fam.params() if fam.params is defined }}           {# e.g. the cutpoints #}
+    target += {{ fam.glm("X", "alpha") }};    {# when defined and not empty #}
+    target += {{ fam.vec() }};                {# otherwise, given vector[N] mu #}
+    log_lik[n] = {{ fam.point() }};           {# observation n, given mu #}
+
+The macros:
+
+``data()``
+    The ``data`` declarations of the response: ``y``, and ``C`` (ordinal) or ``trials``
+    (binomial) where the family needs them. Required.
+``tdata()``
+    ``transformed data`` lines computed from ``y`` (lognormal: ``log_y``, ``sum_log_y``).
+    Optional.
+``params()``
+    Parameter declarations other than the extra parameters (those come from
+    :attr:`Family.extra`): ordinal families declare their ``cutpoints``. Optional.
+``glm(X, alpha)``
+    The log density of all of ``y`` through a ``*_glm`` function, given the name of the design
+    matrix ``X`` (the coefficients are ``beta``) and ``alpha``, the rest of the linear predictor
+    (the name of a scalar, of ``vector[N] eta``, or ``"0"``). Optional; it may return an empty
+    string when its ``*_glm`` function cannot take this ``alpha``: the template then uses
+    ``vec()``.
+``vec()``
+    The log density of all of ``y`` given the linear predictor ``mu`` (``vector[N]``, or
+    ``matrix[N, C - 1]`` for category-specific families). Required.
+``point()``
+    The log density of ``y[n]`` given ``mu[n]``: the pointwise log-likelihood. Required.
+
+All names of Stan data and parameters follow :mod:`bayesglmm.codegen`: ``y``, ``N``, ``C``,
+``trials``, ``beta``, ``cutpoints`` and the extra parameters by their names (``sigma``, ``phi``,
+...). Functions that Stan lacks live in plain ``stan_snippets/*.stan`` files named by
+:attr:`Family.snippets` and go into the program's ``functions`` block.
+
+Adding a family means one entry here plus its snippet (and a Stan function file if Stan has no
+built-in density).
 """
 
 from __future__ import annotations
@@ -26,6 +73,7 @@ import numpy as np
 from scipy.special import expit
 
 __all__ = [
+    "EXTRA_PARAMS",
     "FAMILIES",
     "FAMILY_NAMES",
     "ExtraParam",
@@ -46,7 +94,7 @@ class ExtraParam:
 
     @property
     def default_prior(self) -> str:
-        """The prior of prior_normal()/prior_weak() (features.md section 5)."""
+        """The default prior of prior_normal() and prior_weak()."""
         rule = "" if self.always_prior else f" only if {self.prior_arg} is given, else flat"
         return f"exponential({self.prior_arg}){rule}"
 
@@ -106,6 +154,17 @@ def _check_binary(y: np.ndarray, column: str, family: str) -> None:
             f"Response column '{column}' must be 0/1 for family '{family}': {bad.size} value(s) "
             f"other than 0 and 1 (e.g. {_values_preview(bad)}). A two-level categorical or a "
             "boolean column also works."
+        )
+
+
+def _check_unit_interval(y: np.ndarray, column: str, family: str) -> None:
+    arr = _require_numeric(y, column, family)
+    bad = arr[(arr <= 0) | (arr >= 1)]
+    if bad.size:
+        raise ValueError(
+            f"Response column '{column}' must lie strictly between 0 and 1 for family "
+            f"'{family}': {bad.size} value(s) outside (0, 1) (e.g. {_values_preview(bad)}). "
+            "Proportions of exactly 0 or 1 need another model (e.g. binomial counts)."
         )
 
 
@@ -195,6 +254,12 @@ def _rng_neg_binomial(eta, p, rng, trials=None):
     return rng.poisson(rng.gamma(phi, mu / phi))
 
 
+def _rng_beta(eta, p, rng, trials=None):
+    mu = expit(eta)
+    phi = p["phi"]
+    return rng.beta(mu * phi, (1 - mu) * phi)
+
+
 def _rng_ordered(eta, p, rng, trials=None):
     c = np.asarray(p["cutpoints"], dtype=float)  # (..., C-1)
     eta = np.asarray(eta, dtype=float)
@@ -224,32 +289,40 @@ class Family:
     linkfun: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     linkinv: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     extra: tuple[ExtraParam, ...]
-    response: str  # 'real' | 'positive' | 'binary' | 'binomial' | 'count' | 'ordinal'
     stan_y_type: str  # 'vector' (real response) or 'int'
     check: Callable[[np.ndarray, str, str], None] = field(repr=False)
-    likelihood: str  # Jinja macro name in templates/likelihoods.stan.j2
-    glm_function: str | None  # Stan *_glm function used when it applies
     weak_class: str  # 'continuous' | 'logit' | 'log' (constants of prior_weak)
     rng: Callable[..., np.ndarray] = field(repr=False)
     has_intercept: bool = True  # ordinal families absorb the intercept into the cutpoints
     ordinal: bool = False
     category_specific: bool = False  # sequential: coefficients per transition
     allows_offset: bool = True
-    needs_trials: bool = False
-    snippets: tuple[str, ...] = ()  # files in stan_snippets/ included in `functions`
+    needs_trials: bool = False  # binomial: trials= or a cbind(successes, failures) response
+    # a two-level categorical or boolean response is recoded to 0/1 (levels= picks the order)
+    factor_response: bool = False
+    snippets: tuple[str, ...] = ()  # files of Stan functions in stan_snippets/ (`functions`)
     doc: str = ""
     resid_corr: bool = False  # residual correlation (resid_corr="ar1"/"cs") available
     # the log likelihood is quadratic in the linear predictor (normal errors on the link
     # scale): the Hessian over the random effects does not depend on them, so the inner Newton
-    # solve of the Laplace approximation keeps one Hessian per outer point (features §8.1)
+    # solve of the Laplace approximation keeps one Hessian per outer point
     quadratic: bool = False
+    # normal errors with the identity link: classic() offers REML, and t/F tests with
+    # denominator degrees of freedom (Satterthwaite or residual)
+    reml: bool = False
     # the extra parameter on the scale of the linear predictor: the Laplace optimiser starts the
     # group-level SDs at its value (lme4's start: relative covariance factor 1); None: SD 1
     re_scale: str | None = None
 
     @property
     def extra_names(self) -> tuple[str, ...]:
+        """Names of the extra parameters (``('sigma', 'nu')`` for student_t)."""
         return tuple(p.name for p in self.extra)
+
+    @property
+    def snippet(self) -> str:
+        """The family's Stan snippet, relative to ``stan_snippets/`` (see the module docstring)."""
+        return f"families/{self.name}.stan.j2"
 
     def check_response(self, y: np.ndarray, column: str) -> None:
         """Raise ValueError naming ``column`` when ``y`` is not a valid response."""
@@ -260,72 +333,89 @@ _SIGMA = ExtraParam("sigma", 0.0, "sigma_rate", "residual standard deviation", T
 _NU = ExtraParam("nu", 2.0, "nu_rate", "degrees of freedom (> 2)")
 _SHAPE = ExtraParam("shape", 0.0, "shape_rate", "gamma shape")
 _PHI = ExtraParam("phi", 0.0, "phi_rate", "NB2 precision: Var = mu + mu^2/phi")
+_PHI_BETA = ExtraParam("phi", 0.0, "phi_rate", "beta precision: Var = mu (1 - mu) / (1 + phi)")
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
-            "gaussian", "identity", _identity, _identity, (_SIGMA,), "real", "vector",
-            _check_real, "gaussian", "normal_id_glm", "continuous", _rng_gaussian,
+            "gaussian", "identity", _identity, _identity, (_SIGMA,), "vector",
+            _check_real, "continuous", _rng_gaussian,
             doc="y ~ Normal(eta, sigma)", resid_corr=True, quadratic=True, re_scale="sigma",
+            reml=True,
         ),
         Family(
-            "lognormal", "log", _log, _exp, (_SIGMA,), "positive", "vector",
-            _check_positive, "lognormal", "normal_id_glm", "continuous", _rng_lognormal,
+            "lognormal", "log", _log, _exp, (_SIGMA,), "vector",
+            _check_positive, "continuous", _rng_lognormal,
             doc="log y ~ Normal(eta, sigma); density of y (includes the -log y Jacobian)",
             quadratic=True, re_scale="sigma",
         ),
         Family(
-            "student_t", "identity", _identity, _identity, (_SIGMA, _NU), "real", "vector",
-            _check_real, "student_t", None, "continuous", _rng_student_t,
+            "student_t", "identity", _identity, _identity, (_SIGMA, _NU), "vector",
+            _check_real, "continuous", _rng_student_t,
             doc="y ~ Student-t(nu, eta, sigma), nu > 2", re_scale="sigma",
         ),
         Family(
-            "gamma", "log", _log, _exp, (_SHAPE,), "positive", "vector",
-            _check_positive, "gamma", None, "log", _rng_gamma,
+            "gamma", "log", _log, _exp, (_SHAPE,), "vector",
+            _check_positive, "log", _rng_gamma,
             doc="y ~ Gamma(shape, rate = shape / exp(eta)); mean exp(eta)",
         ),
         Family(
-            "bernoulli", "logit", _logit, expit, (), "binary", "int",
-            _check_binary, "bernoulli", "bernoulli_logit_glm", "logit", _rng_bernoulli,
+            "bernoulli", "logit", _logit, expit, (), "int",
+            _check_binary, "logit", _rng_bernoulli, factor_response=True,
             doc="y ~ Bernoulli(logistic(eta))",
         ),
         Family(
-            "binomial", "logit", _logit, expit, (), "binomial", "int",
-            _check_counts, "binomial", "binomial_logit_glm", "logit", _rng_binomial,
-            needs_trials=True,
+            "binomial", "logit", _logit, expit, (), "int",
+            _check_counts, "logit", _rng_binomial, needs_trials=True, factor_response=True,
             doc="y ~ Binomial(trials, logistic(eta)); cbind(successes, failures) or trials=",
         ),
         Family(
-            "poisson", "log", _log, _exp, (), "count", "int",
-            _check_counts, "poisson", "poisson_log_glm", "log", _rng_poisson,
+            "poisson", "log", _log, _exp, (), "int",
+            _check_counts, "log", _rng_poisson,
             doc="y ~ Poisson(exp(eta))",
         ),
         Family(
-            "neg_binomial", "log", _log, _exp, (_PHI,), "count", "int",
-            _check_counts, "neg_binomial", "neg_binomial_2_log_glm", "log", _rng_neg_binomial,
+            "neg_binomial", "log", _log, _exp, (_PHI,), "int",
+            _check_counts, "log", _rng_neg_binomial,
             doc="NB2: mean exp(eta), Var = mu + mu^2/phi",
         ),
         Family(
-            "ordered", "cumulative_logit", _logit, expit, (), "ordinal", "int",
-            _check_categories, "ordered", "ordered_logistic_glm", "logit", _rng_ordered,
+            "ordered", "cumulative_logit", _logit, expit, (), "int",
+            _check_categories, "logit", _rng_ordered,
             has_intercept=False, ordinal=True,
             doc="cumulative logit: P(y <= k) = logistic(c_k - eta)",
         ),
         Family(
-            "sequential", "cont_ratio_logit", _logit, expit, (), "ordinal", "int",
-            _check_categories, "sequential", None, "logit", _rng_sequential,
+            "sequential", "cont_ratio_logit", _logit, expit, (), "int",
+            _check_categories, "logit", _rng_sequential,
             has_intercept=False, ordinal=True, category_specific=True,
             snippets=("sequential.stan",),
             doc="continuation ratio: P(y > k | y >= k) = logistic(eta_k - c_k)",
+        ),
+        Family(
+            "beta", "logit", _logit, expit, (_PHI_BETA,), "vector",
+            _check_unit_interval, "logit", _rng_beta,
+            doc="y ~ Beta(mu phi, (1 - mu) phi), mu = logistic(eta); proportions in (0, 1)",
         ),
     )
 }
 
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 
-# Families whose Stan likelihood is implemented in templates/likelihoods.stan.j2.
-IMPLEMENTED: frozenset[str] = frozenset(FAMILY_NAMES)
+# The extra parameters over all families, one per name, in table order (sigma, nu, shape, phi):
+# the prior table has one Exponential term per name, with the rate argument ``prior_arg``.
+def _distinct_extras() -> tuple[ExtraParam, ...]:
+    out: dict[str, ExtraParam] = {}
+    for f in FAMILIES.values():
+        for p in f.extra:
+            first = out.setdefault(p.name, p)
+            if (first.prior_arg, first.always_prior) != (p.prior_arg, p.always_prior):
+                raise ValueError(f"extra parameter '{p.name}' has two prior arguments")
+    return tuple(out.values())
+
+
+EXTRA_PARAMS: tuple[ExtraParam, ...] = _distinct_extras()
 
 
 def get_family(family: str | Family) -> Family:

@@ -200,9 +200,9 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
 
     name = parsed.response
     if parsed.cbind is not None:
-        if family.name != "binomial":
+        if not family.needs_trials:
             raise FormulaError(
-                f"A cbind(...) response is used by family 'binomial' (cbind(successes, failures)); "
+                "A cbind(...) response is used by family 'binomial' (cbind(successes, failures)); "
                 f"family is '{family.name}'."
             )
         if len(parsed.cbind) != 2:
@@ -225,16 +225,16 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
         family.check_response(y, name)
         return Response(name, y)
     s = df[col]
-    fam = family.name
+    fam = family.name  # for messages
     if family.ordinal:
         return _ordinal_response(s, col, family, levels, notes)
-    if fam in ("bernoulli", "binomial") and (
+    if family.factor_response and (
         pd.api.types.is_bool_dtype(s.dtype) or _is_text_or_cat(s) or levels is not None
     ):
         y = _binary_from_factor(s, col, fam, levels, notes)
-        if fam == "binomial" and trials is not None:
-            raise ValueError(f"binomial with trials=: response '{col}' must be counts.")
-        return Response(col, y, np.ones_like(y) if fam == "binomial" else None,
+        if family.needs_trials and trials is not None:
+            raise ValueError(f"{fam} with trials=: response '{col}' must be counts.")
+        return Response(col, y, np.ones_like(y) if family.needs_trials else None,
                         levels=None)
     if levels is not None:
         raise ValueError(f"levels= is only used by ordinal families and factor responses of "
@@ -248,7 +248,7 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
         )
     y = _numeric(s, col, family)
     family.check_response(y, col)
-    if fam == "binomial":
+    if family.needs_trials:
         if trials is None:
             if np.any((y != 0) & (y != 1)):
                 raise ValueError(

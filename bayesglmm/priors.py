@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .families import Family
+from .families import EXTRA_PARAMS, ExtraParam, Family
 
 __all__ = [
     "PRIOR_NAMES",
@@ -61,7 +61,10 @@ __all__ = [
 
 PRIOR_NAMES = ("flat", "normal", "weak", "rhs", "ssp", "jzs")
 
-_EXTRA_ARGS = ("nu_rate", "shape_rate", "phi_rate", "cutpoint_sd", "lkj_eta")
+# optional arguments of the shrinkage priors: the rates of the extra parameters other than sigma
+# (the family table's), the cutpoint SD and the LKJ shape
+_EXTRA_ARGS = tuple(p.prior_arg for p in EXTRA_PARAMS if not p.always_prior) + (
+    "cutpoint_sd", "lkj_eta")
 
 
 @dataclass(frozen=True)
@@ -373,9 +376,11 @@ class PriorTerm:
         return "{k}" in self.key
 
 
-def _exp_term(p: str) -> PriorTerm:
-    return PriorTerm(p, "exponential", (f"real<lower=0> {p}_rate;  // {p} ~ exponential({p}_rate)",),
-                     f"target += exponential_lpdf({p} | {p}_rate);")
+def _exp_term(p: ExtraParam) -> PriorTerm:
+    """The Exponential prior of an extra parameter; its rate is the data ``p.prior_arg``."""
+    n, r = p.name, p.prior_arg
+    return PriorTerm(n, "exponential", (f"real<lower=0> {r};  // {n} ~ exponential({r})",),
+                     f"target += exponential_lpdf({n} | {r});")
 
 
 PRIOR_TABLE: tuple[PriorTerm, ...] = (
@@ -446,10 +451,7 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
               "target += -log(sigma);  // Jeffreys prior p(sigma) proportional to 1 / sigma",
               tdata=("// Cholesky factor of (Xc'Xc / N)^-1, the shape of the JZS prior",
                      "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));")),
-    _exp_term("sigma"),
-    _exp_term("nu"),
-    _exp_term("shape"),
-    _exp_term("phi"),
+    *(_exp_term(p) for p in EXTRA_PARAMS),  # sigma, nu, shape, phi (the family table)
     PriorTerm("cutpoints", "normal",
               ("real<lower=0> cutpoint_sd;  // cutpoints ~ normal(0, cutpoint_sd)",),
               "target += normal_lpdf(cutpoints | 0, cutpoint_sd);"),
@@ -546,9 +548,9 @@ class ResolvedPrior:
         if self.has("b"):
             for name, mu, sd in zip(self.b_names, d["b_mu"], d["b_sd"]):
                 out.append(f"b[{name}] ~ Normal({mu:.4g}, {sd:.4g})")
-        for p in ("sigma", "nu", "shape", "phi"):
-            if self.has(p):
-                out.append(f"{p} ~ Exponential({d[p + '_rate']:.4g})")
+        for p in EXTRA_PARAMS:
+            if self.has(p.name):
+                out.append(f"{p.name} ~ Exponential({d[p.prior_arg]:.4g})")
         for t in self.terms:
             if t.startswith("sd_"):
                 out.append(f"{t} ~ Exponential({', '.join(f'{r:.4g}' for r in d[t + '_rate'])})")
@@ -631,7 +633,7 @@ def resolve_prior(
 
     extra_names = set(family.extra_names)
     # extras given for parameters the family does not have -> error
-    for arg, pname in (("nu_rate", "nu"), ("shape_rate", "shape"), ("phi_rate", "phi")):
+    for arg, pname in ((p.prior_arg, p.name) for p in EXTRA_PARAMS if not p.always_prior):
         if prior.get(arg) is not None and pname not in extra_names:
             raise ValueError(
                 f"Prior argument {arg} given, but family '{family.name}' has no parameter "
@@ -701,7 +703,7 @@ def resolve_prior(
                     b_mu[j], b_sd[j] = val
                 else:
                     b_sd[j] = val
-        elif key in ("sigma", "nu", "shape", "phi"):
+        elif key in {p.name for p in EXTRA_PARAMS}:
             if key not in extra_names:
                 raise ValueError(
                     f"Prior override '{key}': family '{family.name}' has no parameter '{key}'."
@@ -750,10 +752,10 @@ def resolve_prior(
         terms.append("b")
         data["b_mu"] = np.asarray(b_mu, dtype=float)
         data["b_sd"] = np.asarray(b_sd, dtype=float)
-    for p in family.extra_names:
-        if rates.get(p) is not None:
-            terms.append(p)
-            data[p + "_rate"] = float(rates[p])
+    for p in family.extra:
+        if rates.get(p.name) is not None:
+            terms.append(p.name)
+            data[p.prior_arg] = float(rates[p.name])
     if family.ordinal and cut_sd is not None:
         terms.append("cutpoints")
         data["cutpoint_sd"] = float(cut_sd)
@@ -803,9 +805,9 @@ def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...]
         terms.append("b_jzs")
         data["jzs_r"] = float(prior.get("r"))
         for p in family.extra:
-            if p.name != "sigma" and prior.get(p.prior_arg) is not None:  # pragma: no cover
+            if not p.always_prior and prior.get(p.prior_arg) is not None:  # pragma: no cover
                 terms.append(p.name)
-                data[p.name + "_rate"] = float(prior.get(p.prior_arg))
+                data[p.prior_arg] = float(prior.get(p.prior_arg))
         return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names)
     consts = weak_constants(family, y, prior.y_range, 0.5, prior.get("max_beta") or 1.0)
     base = consts["base"]
@@ -836,12 +838,12 @@ def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...]
     elif has_intercept:
         notes.append("Intercept_c")
     for p in family.extra:
-        rate = prior.get(p.prior_arg) if p.name != "sigma" else prior.get("sigma_rate")
+        rate = prior.get(p.prior_arg)
         if rate is not None:
             terms.append(p.name)
-            data[p.name + "_rate"] = float(rate)
-        elif p.name == "sigma":
-            notes.append("sigma")
+            data[p.prior_arg] = float(rate)
+        elif p.always_prior:
+            notes.append(p.name)
     tau = prior.get("tau_rate")
     for k, (_, coefs, correlated) in enumerate(re_terms, start=1):
         if tau is not None:

@@ -164,11 +164,11 @@ def _params(td: TTestData, effect: str) -> tuple[ParamName, ...]:
 
 
 def _program(td: TTestData, prior: Prior, fixed_value: float | None) -> TTestProgram:
-    from .codegen import _env, _tidy
+    from .codegen import _tidy, jinja_env
 
     family, pdata = _prior_data(prior, td)
     effect = "delta" if family == "jzs" else "diff"
-    code = _tidy(_env().get_template("ttest.stan.j2").render(
+    code = _tidy(jinja_env().get_template("ttest.stan.j2").render(
         paired=td.paired, unequal=not td.var_equal, prior=family, effect=effect))
     if td.paired:
         data: dict[str, Any] = {"N": int(td.y1.size), "d": td.y1}

@@ -1,9 +1,12 @@
-"""The family table: all ten families, response checks, links, rngs, and (slow) the log density
-BridgeStan computes from each generated program against a direct scipy computation."""
+"""The family table: all families, response checks, links, rngs, no family-name comparisons
+outside the table and its snippets, and (slow) the log density BridgeStan computes from each
+generated program against a direct scipy computation."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,21 +22,23 @@ from bayesglmm.spec import build_spec
 
 @pytest.fixture(scope="module")
 def debate(debate_plus: pd.DataFrame) -> pd.DataFrame:
-    return debate_plus
+    """debate_plus with a proportion in (0, 1) (prop) for the beta family."""
+    return debate_plus.assign(prop=(debate_plus.sat - 0.5) / 5.0)
 
 
 # ---------------------------------------------------------------------------- the table
 
 
-def test_ten_families():
+def test_family_table():
     assert FAMILY_NAMES == ("gaussian", "lognormal", "student_t", "gamma", "bernoulli",
-                            "binomial", "poisson", "neg_binomial", "ordered", "sequential")
+                            "binomial", "poisson", "neg_binomial", "ordered", "sequential",
+                            "beta")
     links = {n: f.link for n, f in FAMILIES.items()}
     assert links["gaussian"] == "identity" and links["poisson"] == "log"
     assert links["bernoulli"] == "logit" and links["gamma"] == "log"
     assert {n: f.extra_names for n, f in FAMILIES.items() if f.extra_names} == {
         "gaussian": ("sigma",), "lognormal": ("sigma",), "student_t": ("sigma", "nu"),
-        "gamma": ("shape",), "neg_binomial": ("phi",),
+        "gamma": ("shape",), "neg_binomial": ("phi",), "beta": ("phi",),
     }
     assert FAMILIES["student_t"].extra[1].lower == 2.0
     assert not FAMILIES["ordered"].has_intercept and not FAMILIES["sequential"].has_intercept
@@ -44,6 +49,65 @@ def test_get_family():
     assert get_family("Gaussian").name == "gaussian"
     with pytest.raises(ValueError, match="Unknown family 'weibull'.*sequential"):
         get_family("weibull")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_NAMES = "|".join(FAMILY_NAMES)
+# comparisons with a family name: == "x", "x" !=, in ("x", ...), and Jinja dicts keyed by name
+_COMPARISONS = (
+    re.compile(rf"""(==|!=)\s*["']({_NAMES})["']"""),
+    re.compile(rf"""["']({_NAMES})["']\s*(==|!=)"""),
+    re.compile(rf"""\bin\s*[(\[{{][^)\]}}]*["']({_NAMES})["']"""),
+    re.compile(rf"""["']({_NAMES})["']\s*:\s*["']"""),
+    re.compile(r"""family\.name\s*(==|!=|\bin\b)"""),
+)
+
+
+def family_name_comparisons(root: Path) -> list[str]:
+    """Lines of the package and the templates that compare family names (file:line: text),
+    outside the family table (bayesglmm/families.py) and the family snippets."""
+    files = [f for f in sorted((root / "bayesglmm").rglob("*.py")) if f.name != "families.py"]
+    files += sorted((root / "templates").rglob("*.j2"))
+    hits = []
+    for f in files:
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
+            code = line.split("#")[0] if f.suffix == ".py" else line
+            if any(p.search(code) for p in _COMPARISONS):
+                hits.append(f"{f.relative_to(root)}:{i}: {line.strip()}")
+    return hits
+
+
+def test_no_family_name_comparisons():
+    """Families are a table: other modules and templates read its fields, never its names."""
+    assert family_name_comparisons(ROOT) == []
+
+
+def test_family_name_comparisons_are_found(tmp_path):
+    """The check above finds the forms it looks for (a planted module and template)."""
+    (tmp_path / "bayesglmm").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "bayesglmm" / "m.py").write_text(
+        'a = fam == "gaussian"\nb = "poisson" != f\nif f in ("bernoulli", "x"):\n'
+        '    pass\nmsg = "family \'binomial\' only"  # fine: prints the name\n')
+    (tmp_path / "templates" / "t.stan.j2").write_text(
+        '{% if family.name == "ordered" %}\n{% set D = {"beta": "beta_lpdf"} %}\n'
+        '// {{ family.name }} family\n')
+    hits = family_name_comparisons(tmp_path)
+    assert [h.split(":")[:2] for h in hits] == [
+        ["bayesglmm/m.py", "1"], ["bayesglmm/m.py", "2"], ["bayesglmm/m.py", "3"],
+        ["templates/t.stan.j2", "1"], ["templates/t.stan.j2", "2"]]
+
+
+def test_every_family_has_its_snippet():
+    """Each table entry has its Stan snippet with the required macros (families.py docstring)."""
+    from bayesglmm.codegen import jinja_env
+
+    env = jinja_env()
+    for f in FAMILIES.values():
+        mod = env.get_template(f.snippet).module
+        for macro in ("data", "vec", "point"):
+            assert callable(getattr(mod, macro, None)), (f.name, macro)
+        assert "y" in mod.data()
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
@@ -122,6 +186,29 @@ def test_positive_checks(debate):
             build_spec("x ~ talk", debate.assign(x=debate.sat - 3), family=fam)
 
 
+def test_beta_checks(debate):
+    s = build_spec("prop ~ talk + (1 | group)", debate, family="beta")
+    assert s.response.y.dtype == float and s.family.extra_names == ("phi",)
+    for bad, shown in ((0.0, "0"), (1.0, "1"), (1.5, "1.5")):
+        x = debate.prop.to_numpy().copy()
+        x[3] = bad
+        with pytest.raises(ValueError, match=rf"'x' must lie strictly between 0 and 1 for "
+                                             rf"family 'beta': 1 value.*e\.g\. {shown}"):
+            build_spec("x ~ talk", debate.assign(x=x), family="beta")
+    with pytest.raises(ValueError, match="'x' is text, but family 'beta' needs a numeric"):
+        build_spec("x ~ talk", debate.assign(x="a"), family="beta")
+
+
+def test_beta_rng():
+    rng = np.random.default_rng(3)
+    eta = np.full(40000, 0.4)
+    y = FAMILIES["beta"].rng(eta, {"phi": 5.0}, rng)
+    mu = expit(0.4)
+    assert np.all((y > 0) & (y < 1))
+    # mean mu and variance mu (1 - mu) / (1 + phi); 40,000 draws: SEs 0.0010 and 0.0003
+    assert abs(y.mean() - mu) < 0.004 and abs(y.var() - mu * (1 - mu) / 6.0) < 0.0015
+
+
 def test_ordinal_checks(debate):
     s = build_spec("sat ~ talk", debate, family="ordered")
     assert s.response.n_categories == 5 and s.response.levels == ("1", "2", "3", "4", "5")
@@ -160,6 +247,7 @@ LOGP_CASES = {
     "neg_binomial": ("talk ~ perf + (1 | group)", {"prior_kw": {"phi_rate": 0.3}}),
     "ordered": ("sat ~ talk + perf + (1 | group)", {"prior_kw": {"cutpoint_sd": 5}}),
     "sequential": ("sat ~ talk + (1 | group)", {"prior_kw": {"cutpoint_sd": 5}}),
+    "beta": ("prop ~ talk + perf + (1 | group)", {"prior_kw": {"phi_rate": 0.3}}),
 }
 
 
@@ -242,6 +330,9 @@ def _reference_logp(program, v) -> float:
         elif f == "neg_binomial":
             phi = v["phi"]
             lp += stats.nbinom.logpmf(y, phi, phi / (phi + np.exp(mu))).sum()
+        elif f == "beta":
+            m, phi = expit(mu), v["phi"]
+            lp += stats.beta.logpdf(y, m * phi, (1 - m) * phi).sum()
         elif f == "ordered":
             c = np.concatenate([[-np.inf], v["cutpoints"], [np.inf]])
             p = expit(c[y] - mu) - expit(c[y - 1] - mu)

@@ -108,7 +108,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     spec = model.spec
     t0 = time.perf_counter()
     family = spec.family.name
-    gaussian = family == "gaussian"
+    gaussian = spec.family.reml  # normal errors, identity link: REML and t/F tests
     if method is None:
         method = "REML" if gaussian else "ML"
     if method not in METHODS:

@@ -50,7 +50,7 @@ def fixed_info(fit) -> FixedInfo:
     spec = fit.spec
     if spec is None:
         raise ValueError("anova() and lsmeans() need a model built from a formula (not from_stan)")
-    gaussian = spec.family.name == "gaussian"
+    gaussian = spec.family.reml  # t/F layout with denominator df
     if isinstance(fit, ClassicFit):
         return FixedInfo(list(fit.fixed_names), fit.beta.copy(), fit.vcov.to_numpy(), fit.fixed_df,
                          None, fit.gaussian, "classic")
