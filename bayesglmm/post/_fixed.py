@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.naming import bracket_name
+from ..design import fixed_effects
+from ..formula import IDENT, inject_contrasts
 
 __all__ = ["FixedInfo", "fixed_info", "Design", "design_of"]
 
@@ -96,11 +98,8 @@ class Design:
 def predictors(spec) -> tuple[dict[str, list], list[str]]:
     """(categorical predictors -> categories in coding order, numeric predictors) of the fixed
     part."""
-    from ..spec import _IDENT, parse_formula
-
     data = spec.data
-    fixed_rhs = parse_formula(spec.formula).fixed
-    used = list(dict.fromkeys(re.findall(_IDENT, fixed_rhs)))
+    used = list(dict.fromkeys(re.findall(IDENT, spec.parsed.fixed)))
     factors: dict[str, list] = {}
     numeric: list[str] = []
     for v in used:
@@ -130,16 +129,14 @@ def grid(spec, numeric_values: dict[str, list[float]]) -> pd.DataFrame:
 def design_of(spec, new: pd.DataFrame, coding: str = "fit") -> Design:
     """The fixed-part design on ``new`` rows, in the fit's coding or in sum-to-zero coding
     (``coding="sum"``; ordered factors keep their polynomial contrasts)."""
-    from ..spec import _fixed_effects, _inject_contrasts, parse_formula
-
     if coding == "fit":
         rhs = spec.fixed.rhs
     else:
         factors, _ = predictors(spec)
         wrap = {k: "Poly" if spec.data[k].cat.ordered else "Sum" for k in factors}
-        rhs = _inject_contrasts(parse_formula(spec.formula).fixed, wrap)
+        rhs = inject_contrasts(spec.parsed.fixed, wrap)
     lev = {c: [str(v) for v in ls] for c, ls in predictors(spec)[0].items()}
-    fe = _fixed_effects(rhs, new, lev)
+    fe = fixed_effects(rhs, new, lev)
     X = np.asarray(fe.X, dtype=float)
     names = [f"b[{n}]" for n in fe.names]
     terms = list(fe.term_columns)

@@ -20,14 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .predict import (
-    Coefficients,
-    coefficients,
-    dlinkinv,
-    fixed_design,
-    model_spec,
-    predictor_names,
-)
+from ..design import fixed_design, predictor_names
+from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
 

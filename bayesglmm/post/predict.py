@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from ..core.naming import bracket_name
+from ..design import check_newdata, fixed_design
 
 __all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
 
@@ -44,67 +45,6 @@ def model_spec(fit: Any, what: str):
 
 
 # --------------------------------------------------------------------------- design
-
-
-def _check_newdata(spec: Any, newdata: Any, needed: list[str]) -> pd.DataFrame:
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
-    missing = [c for c in needed if c not in newdata.columns]
-    if missing:
-        raise ValueError(f"newdata lacks the column(s) {', '.join(missing)} used by the model")
-    nd = newdata.copy()
-    for col, levels in spec.factors:
-        if col in nd.columns:
-            vals = nd[col].astype(str)
-            bad = sorted(set(vals) - set(levels))
-            if bad:
-                raise ValueError(
-                    f"newdata column '{col}' has level(s) {', '.join(bad)} not in the data the "
-                    f"model was fitted to (levels: {', '.join(levels)})"
-                )
-            # back to the fitted categories (numeric codes made factors keep numeric levels)
-            fitted = spec.data[col] if spec.data is not None and col in spec.data.columns else None
-            orig = (list(fitted.cat.categories) if fitted is not None
-                    and isinstance(fitted.dtype, pd.CategoricalDtype) else list(levels))
-            by_str = {str(v): v for v in orig}
-            nd[col] = pd.Categorical([by_str.get(v, v) for v in vals],
-                                     categories=[by_str.get(lv, lv) for lv in levels])
-    return nd
-
-
-def predictor_names(spec: Any) -> list[str]:
-    """Columns used by the fixed part of the formula, in formula order."""
-    out: list[str] = []
-    design = spec.fixed.design
-    if design is None:
-        return out
-    for term in design.terms.values():
-        for v in sorted(getattr(term, "var_names", ()) or ()):
-            if v not in out and v in spec.data.columns:  # not 'Sum' of C(x, Sum)
-                out.append(v)
-    return out
-
-
-def fixed_design(spec: Any, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(X, offset) of ``newdata`` for the fixed part: X has the columns ``spec.fixed.names``
-    (no intercept column), offset the summed ``offset()`` terms (zeros if none)."""
-    nd = _check_newdata(spec, newdata, predictor_names(spec))
-    n = len(nd)
-    common = spec.fixed.design
-    if common is None:
-        return np.zeros((n, 0)), np.zeros(n)
-    new = common.evaluate_new_data(nd)
-    M = np.asarray(new.design_matrix, dtype=float)
-    cols: list[int] = []
-    offset = np.zeros(n)
-    for name, term in new.terms.items():
-        sl = new.slices[name]
-        kind = getattr(term, "kind", None)
-        if kind == "offset":
-            offset = offset + M[:, sl].sum(axis=1)
-        elif kind != "intercept":
-            cols.extend(range(sl.start, sl.stop))
-    return M[:, cols], offset
 
 
 # --------------------------------------------------------------------------- coefficients
@@ -279,7 +219,7 @@ def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.r
                             for n in _coef_names(spec)])
     eta = coef @ A.T + offset[None, :]
     if _check_re(re_) == "include" and spec.groups:
-        nd_c = _check_newdata(spec, nd, [])
+        nd_c = check_newdata(spec, nd, [])
         fixed_cols = {n: i for i, n in enumerate(spec.fixed.names)}
         for g in spec.groups:
             Z = np.ones((len(nd_c), g.q))
