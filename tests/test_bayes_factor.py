@@ -87,17 +87,18 @@ def test_bayes_factor_argument_errors(debate_model):
 @pytest.mark.slow
 def test_restricted_laplace_matches_reference(debate_bf):
     """The restricted program's Laplace MAP reproduces the reference row 'normal prior, b[talk]
-    fixed at 0' of features 12 (NLP 408.11, logML -416.30; optimiser precision)."""
-    ref = load_reference("debate_model_a.json")
+    fixed at 0' of features 12 (tests/reference/debate_model_a.json: NLP 408.11, logML -416.30,
+    printed to 2 decimals: half a unit of the last digit plus optimiser precision)."""
+    ref = load_reference("debate_model_a.json")["laplace_map_normal_prior_talk0"]
     mp = debate_bf.fit2.model.optimize(verbose=False)
-    assert mp.objective == pytest.approx(408.11, abs=0.006)
-    assert mp.log_ml == pytest.approx(-416.30, abs=0.006)
+    assert mp.objective == pytest.approx(ref["nlp"], abs=0.006)
+    assert mp.log_ml == pytest.approx(ref["log_ml"], abs=0.006)
     est = mp.estimates
     assert est["b[talk]"] == 0.0
-    for name, val in (("Intercept", 2.64335), ("b[perf]", 0.16840), ("sigma", 0.79776),
-                      ("sd[group:Int]", 0.51080)):
-        assert est[name] == pytest.approx(val, rel=1e-3), name
-    assert ref  # the unrestricted figures live in the same reference file
+    assert set(ref["estimate"]) <= set(est)
+    for name, val in ref["estimate"].items():
+        if name != "b[talk]":
+            assert est[name] == pytest.approx(val, rel=1e-3), name
 
 
 @pytest.mark.slow
@@ -110,6 +111,9 @@ def test_debate_bayes_factor_talk(debate_mcmc, debate_bf, capsys):
     refs = load_reference("bayes_factors.json")
     ref, exact = refs["model_a_normal"], refs["exact"]
     bf = debate_bf
+    # the tolerances scale with the bridge SE: it must itself be small (30 seeds: SD 0.06 per
+    # log ML, bench/results/bridge_bias.json), else the comparisons below prove nothing
+    assert 0 < bf.bridge1.se < 0.15 and 0 < bf.bridge2.se < 0.15, bf
     assert abs(bf.log_bf - ref["log_bf12_talk"]) < 4 * bf.se + 0.005, bf
     assert abs(bf.log_bf - exact["log_bf12_talk_normal"]) < 4 * bf.se, bf
     assert bf.bf == pytest.approx(math.exp(bf.log_bf))

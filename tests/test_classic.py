@@ -276,5 +276,6 @@ def test_poisson_boundary_classic_matches_features12(debate, toolchain):
     assert s.loc["sd[group:Int]", "estimate"] < 1e-3 and np.isnan(s.loc["sd[group:Int]", "se"])
     assert abs(fit.loglik - ref["logLik"]) < 5e-4
     a = bayesglmm.anova(fit)
-    assert abs(a.loc["perf", "Chisq"] - 0.5422) < 5e-5 and abs(a.loc["perf", "Pr(>Chisq)"] - 0.4615) < 5e-5
+    assert abs(a.loc["perf", "Chisq"] - ref["anova_perf_chisq"]) < 5e-5
+    assert abs(a.loc["perf", "Pr(>Chisq)"] - ref["anova_perf_p"]) < 5e-5
     assert "Log-Likelihood: -493.250" in fit.format()

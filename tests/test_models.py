@@ -27,7 +27,7 @@ def test_datasets():
     d = bayesglmm.load_debate()
     assert d.shape == (300, 6)
     assert list(d.columns) == ["group", "sat", "talk", "perf", "skill", "cond"]
-    assert d["sat"].mean() == pytest.approx(3.4333, abs=1e-4)
+    assert d["sat"].mean() == pytest.approx(3.4333, abs=1e-4)  # checksum of the shipped debate.csv
     s = bayesglmm.load_sleepstudy()
     assert s.shape == (180, 3)
     assert list(s["Subject"].cat.categories[:3]) == ["308", "309", "310"]

@@ -279,8 +279,23 @@ def test_laplace_objective_is_exact_for_a_gaussian_model():
     assert math.exp(mode.theta_unc[1]) == pytest.approx(math.sqrt(tau2), rel=1e-4)
     # SE of mu: sqrt((tau^2 + 1/m) / G); the delta-method covariance carries it
     assert math.sqrt(mode.cov_unc[0, 0]) == pytest.approx(math.sqrt((tau2 + 1.0 / m) / G), rel=1e-3)
-    # log marginal likelihood: exact here up to the Laplace step over the outer parameters
-    assert np.isfinite(mode.log_ml)
+    # log marginal likelihood: the inner (z) step is exact here, so log_ml is the Laplace
+    # approximation over the outer (mu, log tau) of the EXACT marginal: -F(theta^) + log tau^
+    # (Jacobian of the flat prior on tau) + log(2 pi) - 1/2 log det of F's Hessian, the
+    # Hessian by central differences of the closed form
+    th = mode.theta_unc[:2]
+
+    def F(t):
+        return _exact_neg_log_marginal(y, t[0], math.exp(t[1]))
+
+    h = 1e-3
+    H = np.empty((2, 2))
+    for i in range(2):
+        for j in range(2):
+            ei, ej = np.eye(2)[i] * h, np.eye(2)[j] * h
+            H[i, j] = (F(th + ei + ej) - F(th + ei - ej) - F(th - ei + ej) + F(th - ei - ej)) / (4 * h * h)
+    expected = -F(th) + th[1] + math.log(2 * math.pi) - 0.5 * np.linalg.slogdet(H)[1]
+    assert mode.log_ml == pytest.approx(expected, abs=1e-4)
 
 
 def test_hessian_inverse_at_a_boundary():
