@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 from ..core.arviz_adapter import SAMPLER_STATS
 from ..core.naming import ParamName, log_lik_names
 
-__all__ = ["extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts"]
+__all__ = ["cmdstan_output_errors", "extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts"]
 
 
 def new_seed() -> int:
@@ -39,6 +41,40 @@ def quiet_cmdstanpy():
         logger.setLevel(old)
 
 
+@contextlib.contextmanager
+def cmdstan_output_errors(output_dir: str | None):
+    """Clear errors for a CmdStan run that did not leave complete output: the process killed
+    by a signal (e.g. out of memory), or CSV files cmdstanpy cannot read (truncated or
+    corrupt, e.g. on a full disk). Nothing is summarised from a partial file."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as e:
+        text = str(e).strip()
+        where = output_dir or "CmdStan's output directory"
+        killed = re.search(r"retcodes=\[([^\]]*)\]", text)
+        codes = [int(c) for c in re.findall(r"-?\d+", killed.group(1))] if killed else []
+        if any(c < 0 for c in codes):
+            sig = -min(codes)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
+            raise RuntimeError(
+                f"CmdStan was killed by signal {name} before it finished (out of memory, or "
+                f"stopped by another process); its partial output in {where} is not used."
+            ) from e
+        if "csv" not in text.lower() or "Error during" in text:
+            raise
+        msg = (f"CmdStan's output in {where} is truncated or corrupt, so no draws were read "
+               f"(nothing is summarised from a partial file). cmdstanpy said: {text}")
+        if output_dir is not None:
+            import shutil
+
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(output_dir).free
+                if free < 64 * 2**20:
+                    msg += (f"\nThe disk holding {output_dir} is full ({free / 2**20:.1f} MB "
+                            "free): free some space, or set TMPDIR to a directory on another disk.")
+        raise RuntimeError(msg) from e
+
+
 def run_nuts(
     cmdstan_model: Any,
     data: Mapping[str, Any] | str,
@@ -54,8 +90,22 @@ def run_nuts(
     verbose: bool = True,
     output_dir: str | None = None,
 ):
-    """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``."""
-    with quiet_cmdstanpy():
+    """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``.
+
+    Ctrl-C raises KeyboardInterrupt at once: the CmdStan process is stopped and its output
+    directory removed (cmdstanpy alone would let CmdStan run on in a worker thread)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..toolchain._common import stop_children_on_interrupt
+
+    if output_dir is None:
+        import cmdstanpy
+
+        # under cmdstanpy's own temporary directory: removed at exit as before
+        output_dir = tempfile.mkdtemp(prefix="nuts-", dir=cmdstanpy._TMPDIR)
+    with quiet_cmdstanpy(), stop_children_on_interrupt(cmdstan_model.exe_file, Path(output_dir)),\
+            cmdstan_output_errors(output_dir):
         return cmdstan_model.sample(
             data=data,
             chains=chains,

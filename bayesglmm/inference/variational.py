@@ -20,7 +20,8 @@ from ..core.arviz_adapter import load_arviz
 from ..core.naming import log_lik_names, resolve_params
 from ..core.validate import check_int, check_seed
 from ..results import MCMCFit
-from .sampling import new_seed, quiet_cmdstanpy
+from ..toolchain._common import stop_children_on_interrupt
+from .sampling import cmdstan_output_errors, new_seed, quiet_cmdstanpy
 
 __all__ = [
     "VariationalFit",
@@ -126,7 +127,8 @@ def run_advi(model: Any, *, method: str = "meanfield", iter: int = 5000, draws: 
     cm = model.compile(verbose).cmdstan_model()
     runs, fits, ks = [], [], []
     for k in range(num_estimate):
-        with quiet_cmdstanpy():
+        with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), \
+                cmdstan_output_errors(None):
             try:
                 vb = cm.variational(data=model.program.data, algorithm=method, iter=iter,
                                     draws=draws, seed=(seed + k) % (2**31 - 1),
@@ -160,7 +162,7 @@ def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: i
     seed = _check(seed, draws)
     t0 = time.perf_counter()
     cm = model.compile(verbose).cmdstan_model()
-    with quiet_cmdstanpy():
+    with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), cmdstan_output_errors(None):
         try:
             pf = cm.pathfinder(data=model.program.data, draws=draws * num_paths,
                                num_paths=num_paths, num_single_draws=draws, psis_resample=False,

@@ -277,3 +277,70 @@ def run_captured(cmd: list, cwd=None, env=None) -> tuple:
         stop_process_group(proc)
         raise
     return proc.returncode, out or ""
+
+
+# --------------------------------------------------------------------------- interrupts
+
+
+def child_processes(exe: os.PathLike | str | None = None) -> list[int]:
+    """Process ids of this process's running direct children (Linux ``/proc``; elsewhere
+    empty), only those running ``exe`` when given."""
+    me, out = os.getpid(), []
+    target = os.path.realpath(exe) if exe is not None else None
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) != me or state == "Z":  # zombies: finished, not yet reaped
+                continue
+            if target is not None and os.path.realpath(f"/proc/{name}/exe") != target:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append(int(name))
+    return out
+
+
+def stop_pids(pids: list[int], grace: float = 2.0) -> None:
+    """SIGTERM the given processes, SIGKILL those still alive after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if pid_alive(p) and not _is_zombie(p)]
+            if not pids:
+                return
+            time.sleep(0.02)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode(errors="replace").rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def stop_children_on_interrupt(exe: os.PathLike | str, cleanup: Path | None = None
+                               ) -> Iterator[None]:
+    """Run a block that starts ``exe`` as child processes (cmdstanpy runs CmdStan from worker
+    threads). On Ctrl-C (or any other exception) those children are stopped, so none keeps
+    running after the call has raised, and the directory ``cleanup`` (their output) is
+    removed."""
+    try:
+        yield
+    except BaseException:
+        stop_pids(child_processes(exe))
+        if cleanup is not None:
+            remove_tree(cleanup)
+        raise

@@ -494,13 +494,32 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
         builder = bundled_builder(tc, flags, verbose)
     else:
         builder = external_builder(tc, flags, verbose)
-    cache.root.mkdir(parents=True, exist_ok=True)
 
     def checker(code: str, nm: str) -> list:
         return run_stanc_check(tc.stanc, code, nm, cache.root)
 
-    cm = cache.get_or_build(key, stan_code, name, builder, checker=checker, toolchain=tc,
-                            toolchain_id=tc.id, flags=flags, verbose=verbose)
+    try:
+        cache.root.mkdir(parents=True, exist_ok=True)
+        cm = cache.get_or_build(key, stan_code, name, builder, checker=checker, toolchain=tc,
+                                toolchain_id=tc.id, flags=flags, verbose=verbose)
+    except ModelBuildError as e:
+        full = re.search(r"(\S+?):? No space left on device", str(e))
+        if full is None:
+            raise
+        where = os.path.dirname(full.group(1)) or str(cache.root)
+        raise ToolchainError(
+            f"The disk is full: the compiler could not write into {where} (No space left on "
+            f"device) while building into the compiled-model cache {cache.root}. Free some "
+            "space (or set TMPDIR / BAYESGLMM_HOME to a directory on another disk)."
+        ) from e
+    except ToolchainError:
+        raise
+    except OSError as e:
+        raise ToolchainError(
+            f"Cannot write to the compiled-model cache {cache.root}: "
+            f"{e.strerror or e} ({getattr(e, 'filename', None) or cache.root}). Make the "
+            "directory writable by you, or set BAYESGLMM_HOME to a writable directory."
+        ) from e
     with _memo_lock:
         _memo[key] = cm
     return cm
