@@ -3,6 +3,7 @@ generated, readable Stan programs (NUTS, MAP with Laplace, variational, classica
 
 __version__ = "0.1.0"
 
+from .batch import BatchResult, fit_many
 from .datasets import load_debate, load_sleepstudy, load_training
 from .models import Model, from_stan, glm, glmer, lm, lmer
 from .plots import plot_acf, plot_dens, plot_forest, plot_pairs, plot_ppc, plot_trace
@@ -22,6 +23,8 @@ from .ttest import ttest
 
 __all__ = [
     "anova",
+    "BatchResult",
+    "fit_many",
     "lsmeans",
     "ClassicFit",
     "MAPFit",

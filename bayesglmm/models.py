@@ -215,6 +215,12 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
     model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
+    # the wrapper's arguments, for update() and simulate()
+    model._build_args = dict(formula=formula, data=data, family=family, prior=prior,
+                             y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
+                             trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
+                             centering=centering, resid_corr=resid_corr, resid_time=resid_time,
+                             resid_group=resid_group, fixed=fixed)
     return model
 
 
@@ -266,6 +272,13 @@ class Model:
         self._compiled = None
         self._bs_model = None
         self.data_notes: tuple[str, ...] = ()  # data preparation before the spec (wide data, centring)
+        self._build_args: dict[str, Any] | None = None  # the wrapper's arguments (update())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the BridgeStan model is an open library handle: rebuilt on demand after unpickling
+        state = dict(self.__dict__)
+        state["_bs_model"] = None
+        return state
 
     # ---- the program -------------------------------------------------------------
     @property
@@ -372,6 +385,39 @@ class Model:
         (d / "README.md").write_text(_EXPORT_README.format(call=self.call()))
         return d
 
+    # ---- refits and simulation ------------------------------------------------------
+    def update(self, data: Any = None, prior: Any = None, **options: Any) -> Model:
+        """The same model on new ``data``, with another ``prior``, or with other wrapper
+        options (``formula=``, ``family=``, ``dropna=``, ...), as lme4's ``update()``.
+
+        Returns a new :class:`Model`. When the Stan program does not change (new data, new
+        prior hyperparameters) the new model shares this model's compiled program, so it is
+        fitted without compiling; a change of structure gives a new program (compiled on first
+        use, or taken from the compiled-model cache). For a ``from_stan()`` model, ``data`` is a
+        dict of Stan data.
+        """
+        from .update import update_model
+
+        return update_model(self, data, prior, **options)
+
+    def simulate(self, n: int, params: Mapping[str, Any] | None = None,
+                 seed: int | None = None):
+        """``n`` datasets with a response drawn from the model.
+
+        ``params``: parameter values under their reported names, e.g. ``{"Intercept": 3,
+        "b[talk]": 0.3, "sigma": 1, "sd[group:Int]": 0.5}`` (every parameter that generates the
+        data; missing or unknown names are an error that lists them), or None to draw each
+        dataset's parameters from the prior (parameters with a flat prior are an error).
+        Every dataset gets new group-level effects drawn from their distribution, correlated
+        residuals are drawn jointly within their blocks, and the response from the family's
+        distribution. Returns a :class:`~bayesglmm.simulate.SimulatedData`: a sequence of
+        DataFrames (the model's data with the simulated response) with the parameter values
+        in ``.truth``; pass it to :func:`bayesglmm.fit_many` for a recovery study.
+        """
+        from .simulate import simulate
+
+        return simulate(self, n, params, seed)
+
     # ---- compilation -----------------------------------------------------------------
     def compile(self, verbose: bool = True):
         """Compile the program (or fetch it from the cache); returns the CompiledModel."""
@@ -402,6 +448,7 @@ class Model:
         max_treedepth: int = 10,
         init: Any = None,
         verbose: bool = True,
+        output_dir: str | os.PathLike | None = None,
     ) -> MCMCFit:
         """Draw from the posterior with NUTS (Stan's adaptive HMC).
 
@@ -410,11 +457,12 @@ class Model:
         (Stan's adapt_delta), None: the model's default :attr:`default_delta` (0.99 with the
         horseshoe and spike-and-slab priors, whose posteriors need small steps, else Stan's
         0.8); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the unconstrained
-        scale), a radius, or a dict of initial values keyed by Stan names.
+        scale), a radius, or a dict of initial values keyed by Stan names; ``output_dir``: the
+        directory of CmdStan's files (None: a new temporary directory).
         """
         return fit_nuts(self, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
                         seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
-                        verbose=verbose)
+                        verbose=verbose, output_dir=output_dir)
 
     def optimize(
         self,

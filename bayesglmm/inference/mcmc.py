@@ -27,6 +27,7 @@ def fit_nuts(
     max_treedepth: int = 10,
     init: Any = None,
     verbose: bool = True,
+    output_dir: Any = None,
 ) -> MCMCFit:
     """Draw from the posterior of ``model`` with NUTS.
 
@@ -36,6 +37,8 @@ def fit_nuts(
         The model to fit; compiled (or fetched from the cache) after the arguments are checked.
     chains, warmup, sampling, thin, seed, delta, max_treedepth, init, verbose
         As in :meth:`bayesglmm.Model.sample`; ``delta=None`` takes ``model.default_delta``.
+    output_dir : str or path, optional
+        The directory of CmdStan's output files (None: a new temporary directory).
 
     Returns
     -------
@@ -60,6 +63,7 @@ def fit_nuts(
     stan_fit = run_nuts(
         cm, model.program.data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
         seed=seed, delta=delta, max_treedepth=max_treedepth, init=init, verbose=verbose,
+        output_dir=None if output_dir is None else str(output_dir),
     )
     params = resolve_params(model.program, stan_fit.column_names)
     draws, stats, log_lik = extract_draws(stan_fit, params)
