@@ -16,7 +16,7 @@ cancels the batch and stops the CmdStan processes it started.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -43,30 +43,32 @@ _COLUMNS = ["dataset", "parameter", "estimate", "se", "lower", "upper", "rhat", 
 
 @dataclass(frozen=True, eq=False)
 class ModelRecipe:
-    """What a worker needs to rebuild a model: the wrapper and its arguments (or the Stan code
-    and data of a ``from_stan`` program) and the compiled program's files."""
+    """What a worker needs to rebuild a model: the wrapper function and its arguments (or the
+    program of a ``from_stan`` model, its Stan code and data) and the compiled program's
+    files. Small and picklable (functions and classes travel by reference)."""
 
     key: str
-    wrapper: str
-    args: dict[str, Any] = field(repr=False)
-    code: str = field(repr=False)
+    model_class: Any = field(repr=False)
+    builder: Any = field(repr=False)  # glmer, lmer, glm or lm; None for from_stan
+    args: dict[str, Any] = field(repr=False)  # its arguments
+    program: Any = field(default=None, repr=False)  # the ExternalProgram of from_stan models
     name: str = "model"
-    compiled: Any = field(default=None, repr=False)  # toolchain.CompiledModel (paths)
+    code: str = field(default="", repr=False)
+    compiled: Any = field(default=None, repr=False)  # toolchain.CompiledModel (file paths)
 
 
 def make_recipe(model: Any) -> ModelRecipe:
     """The recipe of ``model`` (compiling it first, so workers on this host find it cached)."""
     compiled = model.compile(verbose=False)
+    key = uuid.uuid4().hex
     if model.wrapper == "from_stan":
-        p = model.program
-        args = {"data": dict(p.data), "source": p.source, "re_blocks": tuple(p.re_blocks)}
-    else:
-        if getattr(model, "_build_args", None) is None:
-            raise ValueError("fit_many() needs a model built by glmer(), lmer(), glm(), lm() or "
-                             "from_stan()")
-        args = dict(model._build_args)
-    key = hashlib.sha256(f"{model.stan_code}\0{id(model)}\0{uuid.uuid4()}".encode()).hexdigest()
-    return ModelRecipe(key, model.wrapper, args, model.stan_code, model.name, compiled)
+        return ModelRecipe(key, type(model), None, {}, model.program, model.name,
+                           model.stan_code, compiled)
+    if getattr(model, "_builder", None) is None:
+        raise ValueError("fit_many() needs a model built by glmer(), lmer(), glm(), lm() or "
+                         "from_stan()")
+    return ModelRecipe(key, type(model), model._builder, dict(model._build_args), None,
+                       model.name, model.stan_code, compiled)
 
 
 _MODELS: dict[str, Any] = {}  # recipe key -> Model, per process (workers keep theirs)
@@ -77,32 +79,21 @@ def recipe_model(recipe: ModelRecipe) -> Any:
     m = _MODELS.get(recipe.key)
     if m is not None:
         return m
-    from . import models
-
-    if recipe.wrapper == "from_stan":
-        a = recipe.args
-        program = models.ExternalProgram(code=recipe.code, data=dict(a["data"]),
-                                         source=a["source"], re_blocks=a["re_blocks"])
-        m = models.Model(program, wrapper="from_stan", name=recipe.name)
+    if recipe.builder is None:
+        m = recipe.model_class(recipe.program, wrapper="from_stan", name=recipe.name)
     else:
-        m = getattr(models, recipe.wrapper)(**{k: v for k, v in recipe.args.items()
-                                               if k in _wrapper_args(recipe.wrapper)})
+        accepted = inspect.signature(recipe.builder).parameters
+        m = recipe.builder(**{k: v for k, v in recipe.args.items() if k in accepted})
         m.name = recipe.name
     c = recipe.compiled
     if c is not None and c.exe_file.exists() and c.so_file.exists() and m.stan_code == c.code:
         m._compiled = c  # same host (or a shared file system): the cached files
     else:
         m.compile(verbose=False)  # another host: its cache, built once per host under the lock
+    if len(_MODELS) > 8:  # models of earlier batches
+        _MODELS.pop(next(iter(_MODELS)))
     _MODELS[recipe.key] = m
     return m
-
-
-def _wrapper_args(wrapper: str) -> list[str]:
-    import inspect
-
-    from . import models
-
-    return list(inspect.signature(getattr(models, wrapper)).parameters)
 
 
 # --------------------------------------------------------------------------- one fit

@@ -31,7 +31,7 @@ def local_client(workers: int):
     """A ``Client`` on a new ``LocalCluster`` of ``workers`` processes, one thread each."""
     distributed = _import_distributed()
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     return distributed.Client(cluster), cluster
 
 

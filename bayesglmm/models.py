@@ -172,6 +172,9 @@ def lm(
                   contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
 
 
+_WRAPPERS = {"glmer": glmer, "lmer": lmer, "glm": glm, "lm": lm}
+
+
 def _no_bars(formula: Any, wrapper: str) -> None:
     if isinstance(formula, str) and "|" in formula:
         raise ValueError(
@@ -215,7 +218,8 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
     model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
-    # the wrapper's arguments, for update() and simulate()
+    # the wrapper and its arguments, for update(), simulate() and fit_many()
+    model._builder = _WRAPPERS[wrapper]
     model._build_args = dict(formula=formula, data=data, family=family, prior=prior,
                              y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
                              trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
@@ -273,6 +277,7 @@ class Model:
         self._bs_model = None
         self.data_notes: tuple[str, ...] = ()  # data preparation before the spec (wide data, centring)
         self._build_args: dict[str, Any] | None = None  # the wrapper's arguments (update())
+        self._builder: Any = None  # the wrapper function that built the model
 
     def __getstate__(self) -> dict[str, Any]:
         # the BridgeStan model is an open library handle: rebuilt on demand after unpickling
