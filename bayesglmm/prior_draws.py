@@ -65,15 +65,14 @@ def _coefficients_ssp(n, K, d, rng, X):
 _COEFFICIENT_PRIORS = {"b_rhs": _coefficients_rhs, "b_ssp": _coefficients_ssp}
 
 
-def draw_prior(model, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """``n`` draws (rows) of the generative parameters of ``model`` from its prior."""
-    from .simulate import required_parameters
-
+def draw_prior(model, n: int, rng: np.random.Generator, required: list[str]) -> pd.DataFrame:
+    """``n`` draws (rows) of the parameters ``required`` (reported names: those generating the
+    data) of ``model`` from its prior."""
     spec = model.spec
     prior = spec.prior
     d = {k: v for k, v in model.program.data.items()}
     terms = set(prior.terms)
-    params = [p for p in model.program.params if p.user in set(required_parameters(model))]
+    params = [p for p in model.program.params if p.user in set(required)]
     out: dict[str, np.ndarray] = {}
     K = spec.fixed.K
     free = [j for j in range(K) if j not in dict(spec.held)]

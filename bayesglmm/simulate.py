@@ -278,7 +278,7 @@ def _response_writer(model: Any):
     spec = model.spec
     data: pd.DataFrame = args["data"]
     rows = _model_rows(model, data)
-    from .spec import parse_formula
+    from .formula import parse_formula
 
     parsed = parse_formula(args["formula"])
     resp = spec.response
@@ -296,7 +296,7 @@ def _response_writer(model: Any):
 
         if fail not in data.columns:
             # an expression such as size - successes: check it gives trials - y
-            from .prepare import _evaluate
+            from .formula import evaluate as _evaluate
 
             probe = data.copy()
             write(probe, rows, np.zeros(len(rows), dtype=np.int64))
@@ -350,8 +350,7 @@ def _model_rows(model: Any, data: pd.DataFrame) -> np.ndarray:
     spec = model.spec
     if not spec.n_dropped:
         return np.arange(len(data))
-    from .prepare import used_columns
-    from .spec import parse_formula
+    from .formula import parse_formula, used_columns
 
     args = model._build_args
     cols = used_columns(parse_formula(args["formula"]), args.get("trials"))
@@ -377,7 +376,7 @@ def simulate(model: Any, n: int, params: Mapping[str, Any] | None = None,
     if params is None:
         from .prior_draws import draw_prior
 
-        values = draw_prior(model, int(n), rng)
+        values = draw_prior(model, int(n), rng, required_parameters(model))
     else:
         values = _given_values(model, params, int(n))
     _check_values(model, values)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .batch import ModelRecipe, TaskResult, kill_cmdstan_children, progress_bar, run_task
+from .tasks import ModelRecipe, TaskResult, kill_cmdstan_children, progress_bar, run_task
 
 __all__ = ["local_client", "run_on_dask"]
 
