@@ -36,7 +36,7 @@ def _seeds(seed: Any, n: int) -> list[int | None]:
 
 
 def _datasets(datasets: Any) -> tuple[Sequence[Any], pd.DataFrame | None]:
-    from .simulate import SimulatedData
+    from ..simulate import SimulatedData
 
     if isinstance(datasets, SimulatedData):
         return datasets, datasets.truth
