@@ -138,7 +138,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
     return ctx
 
 
-def _tidy(code: str) -> str:
+def tidy_code(code: str) -> str:
     """Strip trailing spaces; blank lines only before section comments ('  // --- ...')."""
     out: list[str] = []
     for ln in (ln.rstrip() for ln in code.splitlines()):
@@ -155,7 +155,7 @@ _SECTION = re.compile(r"^\s+// --- ")
 
 def render_code(spec: ModelSpec) -> str:
     """The Stan program of ``spec`` (structure only)."""
-    return _tidy(jinja_env().get_template("model.stan.j2").render(**_context(spec)))
+    return tidy_code(jinja_env().get_template("model.stan.j2").render(**_context(spec)))
 
 
 # ----------------------------------------------------------------------------- data

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .families import Family
+from .families import FAMILIES, Family
 
 __all__ = ["RESID_KINDS", "ResidCorr", "build_resid", "check_resid_args"]
 
@@ -86,8 +86,6 @@ def check_resid_args(resid_corr: Any, resid_time: Any, resid_group: Any, family:
         raise ValueError(f"resid_corr must be one of {', '.join(map(repr, RESID_KINDS))} "
                          f"(or None), not {resid_corr!r}.")
     if not family.resid_corr:
-        from .families import FAMILIES
-
         ok = [n for n, f in FAMILIES.items() if f.resid_corr]
         raise ValueError(
             f"resid_corr='{resid_corr}' is not available for family '{family.name}': residual "

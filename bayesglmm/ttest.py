@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
+from .codegen import jinja_env, tidy_code
 from .core.naming import ParamName
 from .models import Model
 from .priors import Prior, make_prior
@@ -164,11 +165,10 @@ def _params(td: TTestData, effect: str) -> tuple[ParamName, ...]:
 
 
 def _program(td: TTestData, prior: Prior, fixed_value: float | None) -> TTestProgram:
-    from .codegen import _tidy, jinja_env
 
     family, pdata = _prior_data(prior, td)
     effect = "delta" if family == "jzs" else "diff"
-    code = _tidy(jinja_env().get_template("ttest.stan.j2").render(
+    code = tidy_code(jinja_env().get_template("ttest.stan.j2").render(
         paired=td.paired, unequal=not td.var_equal, prior=family, effect=effect))
     if td.paired:
         data: dict[str, Any] = {"N": int(td.y1.size), "d": td.y1}

@@ -149,10 +149,10 @@ def test_envelope_gradient_matches_differences_of_F(case, sleep_flat_model, cbpp
              "cbpp": [-1.2, -1.0, -1.1, -1.5, -0.3]}[case]
     theta = np.asarray(theta)
     assert lap.t.size == theta.size
-    from bayesglmm.inference.optimize import _fd_grad
+    from bayesglmm.inference.optimize import fd_grad
 
     env = lap.grad(theta)
-    fd = _fd_grad(lap.value, theta)
+    fd = fd_grad(lap.value, theta)
     assert env is not None
     assert np.max(np.abs(fd)) > 0.1
     # both carry ~1e-6 of differencing error (F's rounding noise / 1e-5 steps)

@@ -30,9 +30,10 @@ from .optimize import (
     JointMode,
     LaplaceObjective,
     Objective,
-    _fd_hess,
     block_indices,
+    constrain_fn,
     cov_block,
+    fd_hess,
     find_joint_mode,
     find_laplace_mode,
     hessian_inverse,
@@ -179,7 +180,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
                     Cf = _fixed_block(fac, fpos)
                     return f + fac.half_logdet() + 0.5 * np.linalg.slogdet(Cf)[1]
 
-                A = hessian_inverse(_fd_hess(prof, theta))[0]
+                A = hessian_inverse(fd_hess(prof, theta))[0]
             sat = Satterthwaite(C, dC, A)
     else:
         cov = mode.cov_unc
@@ -210,15 +211,13 @@ def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
     C(theta) = fixed-effect block of the inverse Hessian over the integrated coordinates,
     A = inverse Hessian of the Laplace objective in the outer parameters. Returns
     {user name: df} for the fixed effects (a derived ``Intercept`` through its linear map)."""
-    from .optimize import _constrain_fn
-
     fixed, f_idx = fixed_unc_index(bs_model, params)
     if f_idx.size == 0 or mode.hessian.size == 0:
         return {}
     fpos = np.searchsorted(integ, f_idx)
     C, dC, _ = _conditional_cov(Objective(bs_model), integ, mode.theta_unc, fpos)
     sat = Satterthwaite(C, dC, hessian_inverse(mode.hessian)[0])
-    constrain = _constrain_fn(bs_model, 1)
+    constrain = constrain_fn(bs_model, 1)
     u = mode.theta_unc
     base = constrain(u)
     out: dict[str, float] = {}

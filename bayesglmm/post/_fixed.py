@@ -18,6 +18,9 @@ import pandas as pd
 from ..core.naming import bracket_name
 from ..design import fixed_effects
 from ..formula import IDENT, inject_contrasts
+from ..inference.optimize import constrain_fn
+from ..results import MAPFit, MCMCFit
+from ..results_classic import ClassicFit
 
 __all__ = ["FixedInfo", "fixed_info", "Design", "design_of"]
 
@@ -42,9 +45,6 @@ def _inf(_L: np.ndarray) -> float:
 
 def fixed_info(fit) -> FixedInfo:
     """Fixed effects of a ClassicFit, MAPFit or MCMCFit (kinds Intercept and b)."""
-    from ..results import MAPFit, MCMCFit
-    from ..results_classic import ClassicFit
-
     params = [p for p in fit._params if p.kind in ("Intercept", "b")]
     names = [p.user for p in params]
     if not names:
@@ -61,15 +61,13 @@ def fixed_info(fit) -> FixedInfo:
         return FixedInfo(names, d.mean(axis=0), np.cov(d, rowvar=False).reshape(len(names), -1),
                          _inf, d, gaussian, "mcmc")
     if isinstance(fit, MAPFit):
-        from ..inference.optimize import _constrain_fn
-
         if fit.cov_unc is None:
             raise ValueError("this MAP fit has no covariance (se_method='none' or a singular Hessian)")
         bs = fit.model.bridgestan_model(False)
         all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
         pos = {n: i for i, n in enumerate(all_names)}
         idx = np.array([pos[p.stan] for p in params])
-        c = _constrain_fn(bs, 1)
+        c = constrain_fn(bs, 1)
         u = np.asarray(fit.theta_unc, dtype=float)
         J = np.empty((idx.size, u.size))
         for i in range(u.size):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..results_classic import format_p
+
 __all__ = ["PrintedTable", "format_table"]
 
 
 def format_table(df: pd.DataFrame, formats: dict[str, str], default: str = "{:.5f}",
                  headers: dict[str, str] | None = None) -> str:
-    """Right-aligned text table; p columns (names starting with 'Pr') as in features §8.4."""
-    from ..results_classic import format_p
-
+    """Right-aligned text table; p columns (names starting with 'Pr') as in R's printCoefmat."""
     headers = headers or {}
     cols = [str(df.index.name or "")] + [headers.get(str(c), str(c)) for c in df.columns]
     body = [[str(i) for i in df.index]]

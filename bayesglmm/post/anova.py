@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import linalg as sla
 from scipy import stats
 
+from ..results_classic import format_p
 from ._fixed import FixedInfo, design_of, fixed_info, grid, predictors
 from ._table import PrintedTable
 
@@ -65,7 +66,7 @@ def _conj_comp(X: np.ndarray, Z: np.ndarray, ip: np.ndarray) -> np.ndarray:
     return Z @ Q[:, rank:]
 
 
-def _wald(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
+def wald_statistic(L: np.ndarray, b: np.ndarray, V: np.ndarray) -> tuple[float, int]:
     VL = L @ V @ L.T
     w, P = np.linalg.eigh(0.5 * (VL + VL.T))
     keep = w > 1e-10 * max(w.max(), 0.0) if w.size else w > 0
@@ -92,7 +93,7 @@ def _type3_table(fit, type: int, test: str | None) -> PrintedTable:
             else:
                 Lg = I[cols]
         L = Lg @ T  # on the fit's coefficients
-        W, df1 = _wald(L, info.beta, info.V)  # sampled fits: posterior mean and covariance
+        W, df1 = wald_statistic(L, info.beta, info.V)  # sampled fits: posterior mean and covariance
         if f_layout:
             sat = getattr(fit, "satterthwaite", None)
             if sat is not None:
@@ -139,8 +140,6 @@ def _lm_notes(fit, info: FixedInfo) -> list[str]:
     st = lm_fit_stats(fit, info)
     if st is None:
         return []
-    from ..results_classic import format_p
-
     return [f"R-squared: {st['r2']:.4f}, adjusted R-squared: {st['adj_r2']:.4f}; "
             f"F({st['num_df']}, {st['den_df']}) = {st['F']:.3f}, p = {format_p(st['p'])}"]
 

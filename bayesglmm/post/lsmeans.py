@@ -36,6 +36,7 @@ from scipy import stats
 
 from ._fixed import FixedInfo, design_of, fixed_info, grid, predictors
 from ._table import PrintedTable
+from .anova import wald_statistic
 
 __all__ = ["LSMeans", "holm", "lsmeans"]
 
@@ -249,9 +250,8 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
                     F, num, den, simple_p = sat.ftest(Ld, info.beta)
                     simple_rows.append((byl, num, den, F, simple_p))
                 else:
-                    from .anova import _wald
 
-                    W, k = _wald(Ld, info.beta, info.V)
+                    W, k = wald_statistic(Ld, info.beta, info.V)
                     simple_p = float(stats.chi2.sf(W, k))
                     simple_rows.append((byl, k, W, simple_p))
         p = ADJUST[adjust](rc["p"]) if "p" in rc else np.full(len(pairs), np.nan)

@@ -22,6 +22,7 @@ from scipy import stats
 
 from ..core.naming import bracket_name
 from ..design import check_newdata, fixed_design
+from ..inference.optimize import constrain_fn, constrained_jacobian
 
 __all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
 
@@ -124,15 +125,13 @@ def _from_estimates(names: list[str], got: list[str], est: Any, cov: Any, *,
 
 def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coefficients:
     """Delta method: J cov_unc J' with J the Jacobian of the constrained coefficients."""
-    from ..inference.optimize import _constrain_fn, constrained_jacobian
-
     bs = fit.model.bridgestan_model(False)
     all_names = [bracket_name(n) for n in bs.param_names(include_tp=True, include_gq=True)]
     where = {n: i for i, n in enumerate(all_names)}
     stan = {p.user: p.stan for p in fit._params}
     present = [n for n in names if n in pos]
     index = [where[stan[n]] for n in present]
-    constrain = _constrain_fn(bs, 1)
+    constrain = constrain_fn(bs, 1)
     est, J = constrained_jacobian(constrain, np.asarray(fit.theta_unc, dtype=float), index)
     return _from_estimates(names, present, est, np.asarray(J @ fit.cov_unc) @ J.T)
 
