@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import MAPFit, _call_line, _fmt_table
+from .results import MAPFit, call_line, fmt_table
 
 __all__ = ["ClassicFit", "format_p", "stars"]
 
@@ -133,7 +133,7 @@ class ClassicFit(MAPFit):
         fmts["Pr"] = fmts[""] = _S()
         lines = [
             "Call:",
-            _call_line(self.model),
+            call_line(self.model),
             "",
             f"Classical estimation via {self.model_type} ({self.estimation})",
             f"Log-Likelihood: {self.loglik:.3f}, AIC: {self.aic:.3f}, BIC: {self.bic:.3f}",
@@ -142,7 +142,7 @@ class ClassicFit(MAPFit):
             lines.append(f"REML log-likelihood: {self.reml_loglik:.3f}")
         if not self.converged:
             lines.append(f"Warning: the optimiser did not converge ({self.message})")
-        lines.append(_fmt_table(show.iloc[:max_rows], fmts, heads))
+        lines.append(fmt_table(show.iloc[:max_rows], fmts, heads))
         if len(show) > max_rows:
             lines.append(f"... {len(show) - max_rows} more rows: use summary() for the full table")
         lines.append("---\nSignif. codes: 0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")

@@ -1,0 +1,142 @@
+"""The shared base of the fit classes (:class:`Fit`): the model, the user-facing parameters,
+parameter selection, the random-effect rows, and the post-estimation methods (predictions, loo,
+plots) that delegate to :mod:`bayesglmm.post` and :mod:`bayesglmm.plots`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from ..core.naming import ParamName
+from .layout import ReTerm, re_index, re_layout
+
+__all__ = ["Fit"]
+
+
+class Fit:
+    """Shared base of the fit classes."""
+
+    method = "fit"
+
+    def __init__(self, model: Any, params: Sequence[ParamName]):
+        self.model = model
+        self._params = list(params)
+
+    # names ------------------------------------------------------------------
+    @property
+    def program(self):
+        return self.model.program
+
+    @property
+    def spec(self):
+        return getattr(self.model.program, "spec", None)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """User-facing names of every reported quantity, in display order."""
+        return [p.user for p in self._params]
+
+    def _select(self, pars: Sequence[str] | str | None, inc_random: bool) -> list[int]:
+        if pars is None:
+            return [i for i, p in enumerate(self._params) if inc_random or p.kind != "re"]
+        if isinstance(pars, str):
+            pars = [pars]
+        pos = {p.user: i for i, p in enumerate(self._params)}
+        out = []
+        for name in pars:
+            if name == "lp":  # always the first row of MCMC summaries
+                continue
+            if name in pos:
+                out.append(pos[name])
+                continue
+            # a base name selects all its elements: 'b' -> b[talk], b[perf]; 'r_re' -> r_re[...]
+            hits = [i for i, p in enumerate(self._params) if p.user.split("[", 1)[0] == name]
+            if not hits:
+                raise KeyError(
+                    f"unknown parameter {name!r}; available: "
+                    + ", ".join(p.user for p in self._params if p.kind != "re")
+                )
+            out.extend(hits)
+        return out
+
+    @cached_property
+    def re_terms(self) -> list[ReTerm]:
+        return re_layout(self._params, self.spec)
+
+    def _re_rows(self):
+        """(term, level label, coef label, index of r_re, index of sd) for every random effect."""
+        idx = re_index(self._params)
+        pos = {p.user: i for i, p in enumerate(self._params)}
+        for t in self.re_terms:
+            for j, level in enumerate(t.levels, start=1):
+                for c, coef in enumerate(t.coefs, start=1):
+                    if (t.index, j, c) in idx:
+                        sd_i = pos.get(t.sd_names[c - 1]) if c - 1 < len(t.sd_names) else None
+                        yield t, level, coef, idx[(t.index, j, c)], sd_i
+
+    def __repr__(self) -> str:
+        return self.format()
+
+    def show(self, **kwargs) -> None:
+        """Print the fit (keyword arguments as :meth:`format`)."""
+        print(self.format(**kwargs))
+
+    def format(self, **kwargs) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # post-estimation (bayesglmm.post, bayesglmm.plots) --------------------------------
+    def predict(self, newdata: Any = None, re: str = "include", prob: float = 0.95,
+                summary: bool = True, seed: int | None = None):
+        """Expected response for ``newdata``: see :func:`bayesglmm.post.predict.predict`."""
+        from ..post.predict import predict
+
+        return predict(self, newdata, re=re, prob=prob, summary=summary, seed=seed)
+
+    def posterior_predict(self, newdata: Any = None, re: str = "include", seed: int | None = None):
+        """Draws of new observations: see :func:`bayesglmm.post.predict.posterior_predict`."""
+        from ..post.predict import posterior_predict
+
+        return posterior_predict(self, newdata, re=re, seed=seed)
+
+    def loo(self):
+        """PSIS-LOO through arviz (see :func:`bayesglmm.post.loo.loo`)."""
+        from ..post.loo import loo
+
+        return loo(self)
+
+    def waic(self):
+        """WAIC through arviz (see :func:`bayesglmm.post.loo.waic`)."""
+        from ..post.loo import waic
+
+        return waic(self)
+
+    def plot_trace(self, pars: Any = None):
+        from ..plots import plot_trace
+
+        return plot_trace(self, pars)
+
+    def plot_dens(self, pars: Any = None):
+        from ..plots import plot_dens
+
+        return plot_dens(self, pars)
+
+    def plot_acf(self, pars: Any = None, max_lag: int = 40):
+        from ..plots import plot_acf
+
+        return plot_acf(self, pars, max_lag)
+
+    def plot_forest(self, pars: Any = None, prob: float = 0.95):
+        from ..plots import plot_forest
+
+        return plot_forest(self, pars, prob)
+
+    def plot_pairs(self, pars: Any = None):
+        from ..plots import plot_pairs
+
+        return plot_pairs(self, pars)
+
+    def plot_ppc(self, num_draws: int = 100, seed: int | None = None):
+        from ..plots import plot_ppc
+
+        return plot_ppc(self, num_draws, seed)

@@ -1,0 +1,208 @@
+"""Draws from NUTS or a variational approximation (:class:`MCMCFit`): summaries, draws,
+random effects, arviz ``InferenceData``, bridge sampling and Bayes factors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.arviz_adapter import inference_data
+from ..core.naming import ParamName
+from .base import Fit
+from .summary import (
+    SUMMARY_COLUMNS,
+    IntFmt,
+    call_line,
+    check_scale,
+    fmt_table,
+    mcmc_summary_table,
+    observed_response,
+)
+
+__all__ = ["MCMCFit"]
+
+
+class MCMCFit(Fit):
+    """Posterior draws from NUTS (``Model.sample()``).
+
+    Attributes: ``chains``, ``warmup``, ``sampling``, ``thin``, ``seed``, ``elapsed`` (seconds),
+    ``stan_fit`` (the underlying ``cmdstanpy.CmdStanMCMC``).
+    """
+
+    method = "sample"
+
+    def __init__(
+        self,
+        model: Any,
+        params: Sequence[ParamName],
+        draws: np.ndarray,
+        sample_stats: dict[str, np.ndarray],
+        log_lik: np.ndarray | None = None,
+        *,
+        chains: int,
+        warmup: int,
+        sampling: int,
+        thin: int = 1,
+        seed: int | None = None,
+        delta: float = 0.8,
+        max_treedepth: int = 10,
+        elapsed: float = math.nan,
+        stan_fit: Any = None,
+    ):
+        super().__init__(model, params)
+        self._draws = np.asarray(draws, dtype=float)  # (chain, draw, P)
+        self._stats = {k: np.asarray(v) for k, v in sample_stats.items()}
+        self._log_lik = log_lik
+        self.chains, self.warmup, self.sampling, self.thin = chains, warmup, sampling, thin
+        self.seed, self.delta, self.max_treedepth = seed, delta, max_treedepth
+        self.elapsed = elapsed
+        self.stan_fit = stan_fit
+
+    # raw access --------------------------------------------------------------
+    @property
+    def lp(self) -> np.ndarray:
+        """Log posterior per draw incl. Jacobians (Stan ``lp__``), shape (chain, draw)."""
+        return self._stats["lp"]
+
+    @property
+    def num_divergent(self) -> int:
+        d = self._stats.get("diverging")
+        return int(np.sum(d)) if d is not None else 0
+
+    def draws_array(self, inc_random: bool = True) -> tuple[np.ndarray, list[str]]:
+        """Draws as an array [iteration, chain, variable] (features §11) and the variable names."""
+        sel = self._select(None, inc_random)
+        return np.transpose(self._draws[:, :, sel], (1, 0, 2)), [self._params[i].user for i in sel]
+
+    def draws(self, pars: Sequence[str] | str | None = None, inc_random: bool = True) -> pd.DataFrame:
+        """One row per draw: ``chain`` (1-based), ``draw`` (1-based within chain), ``lp``,
+        then every parameter under its user name."""
+        sel = self._select(pars, inc_random)
+        C, D, _ = self._draws.shape
+        cols: dict[str, Any] = {
+            "chain": np.repeat(np.arange(1, C + 1), D),
+            "draw": np.tile(np.arange(1, D + 1), C),
+            "lp": self.lp.reshape(-1),
+        }
+        for i in sel:
+            cols[self._params[i].user] = self._draws[:, :, i].reshape(-1)
+        return pd.DataFrame(cols)
+
+    # summaries ---------------------------------------------------------------
+    def _summary_rows(self, sel: Sequence[int]) -> pd.DataFrame:
+        """Summary rows for ``lp`` and the parameters at positions ``sel`` (computed once)."""
+        cache = self.__dict__.setdefault("_summary_cache", {})
+        todo = [i for i in sel if i not in cache]
+        if "lp" not in cache or todo:
+            arr = np.concatenate([self.lp[:, :, None], self._draws[:, :, todo]], axis=2)
+            tab = mcmc_summary_table(arr, ["lp"] + [self._params[i].user for i in todo])
+            cache.setdefault("lp", tab.iloc[[0]])
+            for r, i in enumerate(todo, start=1):
+                cache[i] = tab.iloc[[r]]
+        return pd.concat([cache["lp"]] + [cache[i] for i in sel])
+
+    def summary(
+        self, pars: Sequence[str] | str | None = None, inc_random: bool = False, mcse: bool = False
+    ) -> pd.DataFrame:
+        """Posterior summary, one row per quantity (``lp`` first, then display order).
+
+        Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat
+        (+ ``mcse_mean`` with ``mcse=True``). ``inc_random=True`` adds the standardised random
+        effects ``r_re``; ``pars`` selects quantities by name (``"b"`` selects every ``b[...]``).
+        """
+        sel = self._select(pars, inc_random)
+        df = self._summary_rows(sel)
+        cols = list(SUMMARY_COLUMNS) + (["mcse_mean"] if mcse else [])
+        return df[cols].copy()
+
+    def _method_lines(self) -> list[str]:
+        """The printed lines describing the method (subclasses for other algorithms)."""
+        return [
+            "MCMC sampling via Stan (NUTS)",
+            f"Chains: {self.chains}, warmup: {self.warmup}, sampling: {self.sampling}, thin: {self.thin}",
+            f"Divergent transitions: {self.num_divergent}",
+        ]
+
+    def format(self, max_rows: int = 10, digits: int = 2, inc_random: bool = False) -> str:
+        df = self.summary(inc_random=inc_random)
+        f = "{:.%sf}".replace("%s", str(int(digits)))
+        fmts = {c: f for c in ("mean", "sd", "map", "q2.5", "q97.5", "rhat")}
+        fmts.update(ess_bulk=IntFmt(), ess_tail=IntFmt())
+        head = ["Call:", call_line(self.model), ""] + self._method_lines() + [""]
+        body = fmt_table(df.iloc[:max_rows], fmts)
+        lines = head + [body]
+        if len(df) > max_rows:
+            lines.append(f"... {len(df) - max_rows} more rows: use summary() for the full table")
+        if self.num_divergent:
+            lines.append(
+                f"Warning: {self.num_divergent} divergent transitions after warmup; "
+                "consider a larger delta (adapt_delta)."
+            )
+        bad = df["rhat"].to_numpy()
+        if np.any(bad[np.isfinite(bad)] > 1.01):
+            lines.append("Warning: some rhat > 1.01; run longer chains.")
+        return "\n".join(lines)
+
+    def random_effects(self, scale: str = "standardised") -> pd.DataFrame:
+        """Random effects per grouping term, level and coefficient.
+
+        ``scale="standardised"`` (default): the standardised effects ``r_re`` (features §4);
+        ``scale="natural"``: the effects on the linear-predictor scale, ``sd * r_re``.
+        Columns: group, level, term, parameter, mean, sd, q2.5, q97.5.
+        """
+        scale = check_scale(scale)
+        recs = []
+        for t, level, coef, i, sd_i in self._re_rows():
+            x = self._draws[:, :, i].reshape(-1)
+            if scale == "natural":
+                if sd_i is None:
+                    raise ValueError("natural-scale random effects need the SD parameters")
+                x = x * self._draws[:, :, sd_i].reshape(-1)
+            q = np.percentile(x, [2.5, 97.5])
+            recs.append(
+                dict(
+                    group=t.group, level=level, term=coef, parameter=self._params[i].user,
+                    mean=x.mean(), sd=x.std(ddof=1), **{"q2.5": q[0], "q97.5": q[1]},
+                )
+            )
+        return pd.DataFrame(
+            recs, columns=["group", "level", "term", "parameter", "mean", "sd", "q2.5", "q97.5"]
+        )
+
+    # arviz --------------------------------------------------------------------
+    @cached_property
+    def idata(self):
+        """arviz InferenceData: posterior (user names), sample_stats, log_likelihood, observed_data."""
+        posterior = {p.user: self._draws[:, :, i] for i, p in enumerate(self._params)}
+        return inference_data(posterior, self._stats, self._log_lik, observed_response(self.model))
+
+    # bridge sampling and Bayes factors (bayesglmm/post) ---------------------------
+    def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
+                       tol: float = 1e-10, seed: int | None = None, verbose: bool = True,
+                       split: str = "halves", shrink: bool = True):
+        """Log marginal likelihood by bridge sampling (features §9.5); see
+        :func:`bayesglmm.post.bridge.bridge_sampler`. Every call is cached by its arguments."""
+        from ..post.bridge import bridge_sampler
+
+        key = (method, repetitions, maxiter, tol, seed, split, shrink)
+        cache = self.__dict__.setdefault("_bridge_cache", {})
+        if key not in cache:
+            cache[key] = bridge_sampler(self, method, repetitions, maxiter, tol, seed,
+                                        verbose=False, split=split, shrink=shrink)
+        if verbose:
+            print(cache[key].format())
+        return cache[key]
+
+    def bayes_factor(self, fixed: dict[str, float] | None = None, comparison_fit: Any = None,
+                     **kwargs: Any):
+        """Bayes factor BF12 of this fit (Model 1) against the same model with ``fixed``
+        parameters held at values (e.g. ``{"b[talk]": 0}``, re-sampled with the same settings)
+        or against ``comparison_fit``; see :func:`bayesglmm.post.bayes_factor.bayes_factor`."""
+        from ..post.bayes_factor import bayes_factor
+
+        return bayes_factor(self, comparison_fit, fixed=fixed, **kwargs)

@@ -1,0 +1,151 @@
+"""Statistics and text tables shared by the fit classes: posterior summaries of draws (mean, SD,
+KDE mode, quantiles, ESS, R-hat), the KDE mode, and fixed-width table formatting."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.arviz_adapter import load_arviz
+
+__all__ = ["MAP_COLUMNS", "SUMMARY_COLUMNS", "IntFmt", "call_line", "check_scale", "ess_fmt", "fmt_table", "kde_mode", "mcmc_summary_table", "observed_response"]
+
+
+SUMMARY_COLUMNS = ("mean", "sd", "map", "q2.5", "q97.5", "ess_bulk", "ess_tail", "rhat")
+
+
+MAP_COLUMNS = ("estimate", "se", "lower", "upper")
+
+
+def kde_mode(x: np.ndarray, n_grid: int = 512, cut: float = 3.0) -> float:
+    """Location of the maximum of a Gaussian kernel density estimate (features §8.2).
+
+    Silverman's rule of thumb (R's ``bw.nrd0``) and a 512-point grid spanning
+    ``[min - 3 bw, max + 3 bw]`` as R's ``density()``; the data are linearly binned on the grid
+    and convolved with the kernel (R does the same through an FFT).
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n == 0:
+        return math.nan
+    if n == 1 or np.ptp(x) == 0:
+        return float(x[0])
+    sd = x.std(ddof=1)
+    iqr = np.subtract(*np.percentile(x, [75, 25]))
+    lo = min(sd, iqr / 1.34)
+    if not lo > 0:
+        lo = sd if sd > 0 else (abs(x[0]) if x[0] != 0 else 1.0)
+    bw = 0.9 * lo * n ** (-0.2)
+    grid = np.linspace(x.min() - cut * bw, x.max() + cut * bw, n_grid)
+    step = grid[1] - grid[0]
+    pos = (x - grid[0]) / step
+    i0 = np.clip(np.floor(pos).astype(int), 0, n_grid - 2)
+    frac = pos - i0
+    w = np.bincount(i0, weights=1 - frac, minlength=n_grid) + np.bincount(
+        i0 + 1, weights=frac, minlength=n_grid
+    )
+    offsets = np.arange(-(n_grid - 1), n_grid) * step / bw
+    dens = np.convolve(w, np.exp(-0.5 * offsets * offsets))[n_grid - 1 : 2 * n_grid - 1]
+    return float(grid[int(np.argmax(dens))])
+
+
+def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """Summary of draws ``arr`` with shape (chain, draw, variable), one row per name.
+
+    Columns as features §8.2, plus ``mcse_mean`` (Monte Carlo SE of the mean, arviz) kept
+    as the last column for tests and diagnostics.
+    """
+    import xarray as xr
+
+    az = load_arviz()
+    arr = np.asarray(arr, dtype=float)
+    C, D, P = arr.shape
+    pooled = arr.reshape(C * D, P)
+    ds = xr.Dataset(
+        {"x": (("chain", "draw", "v"), arr)},
+        coords={"chain": np.arange(C), "draw": np.arange(D), "v": np.arange(P)},
+    )
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        ess_bulk = az.ess(ds, method="bulk")["x"].values
+        ess_lo = az.ess(ds, method="quantile", prob=0.025)["x"].values
+        ess_hi = az.ess(ds, method="quantile", prob=0.975)["x"].values
+        # split R-hat compares chains: NaN for one chain (single variational runs)
+        rhat = az.rhat(ds, method="rank")["x"].values if C > 1 else np.full(P, np.nan)
+        mcse = az.mcse(ds, method="mean")["x"].values
+    q = np.percentile(pooled, [2.5, 97.5], axis=0)  # linear interpolation (R type 7)
+    df = pd.DataFrame(
+        {
+            "mean": pooled.mean(axis=0),
+            "sd": pooled.std(axis=0, ddof=1) if C * D > 1 else np.full(P, np.nan),
+            "map": [kde_mode(pooled[:, i]) for i in range(P)],
+            "q2.5": q[0],
+            "q97.5": q[1],
+            "ess_bulk": ess_bulk,
+            "ess_tail": np.minimum(ess_lo, ess_hi),
+            "rhat": rhat,
+            "mcse_mean": mcse,
+        },
+        index=pd.Index(list(names), name="variable"),
+    )
+    return df
+
+
+def fmt_table(df: pd.DataFrame, fmts: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+    headers = headers or {}
+    cols = ["variable"] + list(df.columns)
+    rows = [[str(i) for i in df.index]]
+    for c in df.columns:
+        f = fmts.get(c, "{:.2f}")
+        rows.append(
+            ["NA" if (v is None or (isinstance(v, float) and not np.isfinite(v))) else f.format(v) for v in df[c]]
+        )
+    heads = [headers.get(c, c) for c in cols]
+    widths = [max(len(h), *(len(s) for s in col)) if len(col) else len(h) for h, col in zip(heads, rows)]
+    def just(c, text, w):
+        return text.ljust(w) if c == 0 else text.rjust(w)
+
+    lines = [" ".join(just(c, h, w) for c, (h, w) in enumerate(zip(heads, widths)))]
+    for r in range(len(df)):
+        lines.append(" ".join(just(c, rows[c][r], widths[c]) for c in range(len(cols))))
+    return "\n".join(lines)
+
+
+def ess_fmt(v: float) -> str:
+    return str(round(v))
+
+
+class IntFmt:
+    def format(self, v):
+        return ess_fmt(v)
+
+
+def check_scale(scale: str) -> str:
+    s = {"standardised": "standardised", "standardized": "standardised", "std": "standardised",
+         "natural": "natural"}.get(scale)
+    if s is None:
+        raise ValueError(f"scale must be 'standardised' or 'natural', not {scale!r}")
+    return s
+
+
+def call_line(model: Any) -> str:
+    fn = getattr(model, "call", None)
+    if callable(fn):
+        return fn()
+    return str(fn) if fn else repr(model)
+
+
+def observed_response(model: Any) -> np.ndarray | None:
+    fn = getattr(model, "observed_response", None)
+    if callable(fn):
+        try:
+            return fn()
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - best effort
+            return None
+    return None
