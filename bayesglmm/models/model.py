@@ -1,261 +1,28 @@
-"""The model wrappers (``glmer``, ``lmer``, ``glm``, ``lm``), the :class:`Model` object they
-return, and :func:`from_stan` for running an edited Stan program with the same fit classes.
-
-A Model holds one generated Stan program (code, data, parameter names) and fits it::
-
-    m = bayesglmm.lmer("sat ~ talk + perf + (1 | group)", data=df, prior=bayesglmm.prior_normal())
-    m.print_code()
-    fit = m.sample(chains=4, warmup=1000, sampling=1000, seed=1)
-    fit.summary()
-    mode = m.optimize()
-"""
+"""The :class:`Model` object: one Stan program (code, data, parameter names) and the methods that
+fit it (``sample``, ``optimize``, ``variational``, ``pathfinder``, ``classic``), each delegating
+to :mod:`bayesglmm.inference`."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .codegen import generate
-from .families import get_family
-from .inference.classic import fit_classic
-from .inference.map import fit_map
-from .inference.mcmc import fit_nuts
-from .inference.variational import run_advi, run_pathfinder
-from .prepare import prepare_frame
-from .priors import default_adapt_delta
-from .results import MAPFit, MCMCFit
-from .results_classic import ClassicFit
-from .spec import build_spec, hold_coefficients
+from ..codegen import generate
+from ..inference.classic import fit_classic
+from ..inference.map import fit_map
+from ..inference.mcmc import fit_nuts
+from ..inference.variational import run_advi, run_pathfinder
+from ..priors import default_adapt_delta
+from ..results import MAPFit, MCMCFit
+from ..results_classic import ClassicFit
+from ..spec import hold_coefficients
 
-__all__ = ["Model", "from_stan", "glm", "glmer", "lm", "lmer"]
-
-
-# --------------------------------------------------------------------------- wrappers
-
-
-def glmer(
-    formula: str,
-    data: Any,
-    family: str = "gaussian",
-    prior: Any = None,
-    *,
-    y_range: Any = None,
-    contrasts: str = "treatment",
-    dropna: bool = False,
-    factors: list[str] | tuple[str, ...] | None = None,
-    trials: str | None = None,
-    levels: list[Any] | tuple[Any, ...] | None = None,
-    within: dict[str, Any] | None = None,
-    cwc: Any = None,
-    gmc: Any = None,
-    centering: Any = None,
-    resid_corr: str | None = None,
-    resid_time: str | None = None,
-    resid_group: str | None = None,
-    fixed: dict[str, float] | None = None,
-) -> Model:
-    """Generalized linear mixed model from an lme4-style formula.
-
-    ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
-    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential;
-    ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
-    dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
-    flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
-    ``dropna=True``: drop rows with missing values in the used columns (default: error);
-    ``factors=[...]``: numeric columns to treat as categorical predictors;
-    ``trials="n"``: binomial trials column (instead of ``cbind(successes, failures)``, whose
-    entries may be expressions such as ``size - incidence``); ``levels=[...]``: the order of the
-    categories of an ordinal response (or ``[level for 0, level for 1]`` of a bernoulli/binomial
-    text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
-    predictor (poisson, neg_binomial, ...).
-
-    Data options (features.md sections 6-7, applied in this order before the formula is matched):
-    ``within={"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}`` for a wide outcome
-    ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``; several within factors cross
-    the columns, the last varying fastest; the stacked response is ``y``; with
-    family="binomial", cbind(successes, failures) keeps its binomial meaning);
-    ``gmc=``/``centering=`` grand-mean centring (a column, a list or "all");
-    ``cwc={"cluster": g, "pars": [...]}`` centring within cluster (adds ``x_cwc`` and ``x_cm``;
-    x itself becomes x_cwc when the formula uses neither). ``resid_corr="ar1"`` or ``"cs"``
-    (gaussian): correlated residuals within the blocks of ``resid_group`` (default: the grouping
-    factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags = differences of its
-    integer values); parameter ``rho_resid``.
-    ``fixed={"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
-    are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
-    Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
-    """
-    return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels, **_options(locals()))
-
-
-def lmer(
-    formula: str,
-    data: Any,
-    prior: Any = None,
-    *,
-    y_range: Any = None,
-    contrasts: str = "sum",
-    dropna: bool = False,
-    factors: list[str] | tuple[str, ...] | None = None,
-    within: dict[str, Any] | None = None,
-    cwc: Any = None,
-    gmc: Any = None,
-    centering: Any = None,
-    resid_corr: str | None = None,
-    resid_time: str | None = None,
-    resid_group: str | None = None,
-    fixed: dict[str, float] | None = None,
-) -> Model:
-    """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
-    (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
-    return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts="sum", dropna=dropna, factors=factors, **_options(locals()))
-
-
-def glm(
-    formula: str,
-    data: Any,
-    family: str = "gaussian",
-    prior: Any = None,
-    *,
-    y_range: Any = None,
-    contrasts: str = "treatment",
-    dropna: bool = False,
-    factors: list[str] | tuple[str, ...] | None = None,
-    trials: str | None = None,
-    levels: list[Any] | tuple[Any, ...] | None = None,
-    within: dict[str, Any] | None = None,
-    cwc: Any = None,
-    gmc: Any = None,
-    centering: Any = None,
-    resid_corr: str | None = None,
-    resid_time: str | None = None,
-    resid_group: str | None = None,
-    fixed: dict[str, float] | None = None,
-) -> Model:
-    """Generalized linear model (no random-effect terms), treatment contrasts by default.
-    Arguments as for :func:`glmer`."""
-    _no_bars(formula, "glm")
-    return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels, **_options(locals()))
-
-
-def lm(
-    formula: str,
-    data: Any,
-    prior: Any = None,
-    *,
-    y_range: Any = None,
-    contrasts: str = "treatment",
-    dropna: bool = False,
-    factors: list[str] | tuple[str, ...] | None = None,
-    within: dict[str, Any] | None = None,
-    cwc: Any = None,
-    gmc: Any = None,
-    centering: Any = None,
-    resid_corr: str | None = None,
-    resid_time: str | None = None,
-    resid_group: str | None = None,
-    fixed: dict[str, float] | None = None,
-) -> Model:
-    """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
-    _no_bars(formula, "lm")
-    return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
-
-
-_WRAPPERS = {"glmer": glmer, "lmer": lmer, "glm": glm, "lm": lm}
-
-
-def _no_bars(formula: Any, wrapper: str) -> None:
-    if isinstance(formula, str) and "|" in formula:
-        raise ValueError(
-            f"{wrapper}() fits models without random effects, but the formula has a "
-            f"random-effect term ('|'): use {'lmer' if wrapper == 'lm' else 'glmer'}() instead."
-        )
-
-
-_OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group",
-            "fixed")
-
-
-def _options(args: dict[str, Any]) -> dict[str, Any]:
-    """The data/residual options of a wrapper call (its locals())."""
-    return {k: args[k] for k in _OPTIONS}
-
-
-def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
-           contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
-           levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
-           centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
-           resid_group: Any = None, fixed: Any = None) -> Model:
-
-    if not isinstance(formula, str) or not formula.strip():
-        raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
-    if contrasts not in ("treatment", "sum"):
-        raise ValueError(f"contrasts must be 'treatment' or 'sum', not {contrasts!r}")
-    if not isinstance(dropna, bool):
-        raise TypeError(f"dropna must be True or False, not {dropna!r}")
-    if isinstance(factors, str):
-        factors = [factors]
-    if factors is not None and not all(isinstance(c, str) for c in factors):
-        raise TypeError(f"factors must be a list of column names, got {factors!r}")
-    frame = prepare_frame(formula, data, family=get_family(family), within=within, cwc=cwc,
-                          gmc=gmc, centering=centering)
-    spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
-                      y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
-                      factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
-                      resid_time=resid_time, resid_group=resid_group, hold=fixed)
-    program = generate(spec)
-    fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
-    model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
-    model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
-    # the wrapper and its arguments, for update(), simulate() and fit_many()
-    model._builder = _WRAPPERS[wrapper]
-    model._build_args = dict(formula=formula, data=data, family=family, prior=prior,
-                             y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
-                             trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
-                             centering=centering, resid_corr=resid_corr, resid_time=resid_time,
-                             resid_group=resid_group, fixed=fixed)
-    return model
-
-
-# --------------------------------------------------------------------------- programs
-
-
-@dataclass(frozen=True)
-class ExternalProgram:
-    """A user-supplied Stan program (``from_stan``): no spec, names are Stan's own."""
-
-    code: str
-    data: dict[str, Any]
-    params: tuple = ()
-    re_blocks: tuple[str, ...] = ()
-    spec: Any = None
-    source: str = ""
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-# --------------------------------------------------------------------------- Model
+__all__ = ["EXPORT_README", "Model"]
 
 
 class Model:
@@ -387,7 +154,7 @@ class Model:
         write_stan_json(str(d / "data.json"), self.program.data)
         names = {p.stan: p.user for p in getattr(self.program, "params", ()) or ()}
         (d / "names.json").write_text(json.dumps(names, indent=1) + "\n")
-        (d / "README.md").write_text(_EXPORT_README.format(call=self.call()))
+        (d / "README.md").write_text(EXPORT_README.format(call=self.call()))
         return d
 
     # ---- refits and simulation ------------------------------------------------------
@@ -401,7 +168,7 @@ class Model:
         use, or taken from the compiled-model cache). For a ``from_stan()`` model, ``data`` is a
         dict of Stan data.
         """
-        from .update import update_model
+        from ..update import update_model
 
         return update_model(self, data, prior, **options)
 
@@ -419,7 +186,7 @@ class Model:
         DataFrames (the model's data with the simulated response) with the parameter values
         in ``.truth``; pass it to :func:`bayesglmm.fit_many` for a recovery study.
         """
-        from .simulate import simulate
+        from ..simulate import simulate
 
         return simulate(self, n, params, seed)
 
@@ -427,7 +194,7 @@ class Model:
     def compile(self, verbose: bool = True):
         """Compile the program (or fetch it from the cache); returns the CompiledModel."""
         if self._compiled is None:
-            from .toolchain import compile_model
+            from ..toolchain import compile_model
 
             self._compiled = compile_model(self.stan_code, name=self.name, verbose=verbose)
         return self._compiled
@@ -548,55 +315,7 @@ class Model:
                                             df_method, verbose))
 
 
-# --------------------------------------------------------------------------- from_stan
-
-
-def from_stan(
-    path: str | os.PathLike,
-    data: Mapping[str, Any] | str | os.PathLike | None = None,
-    *,
-    re_blocks: tuple[str, ...] | list[str] = (),
-) -> Model:
-    """A Model for a (possibly edited) Stan program, fitted with the same fit classes.
-
-    ``path``: a ``.stan`` file, or a directory written by ``Model.export()`` (then
-    ``model.stan`` in it, and ``data.json`` unless ``data`` is given). ``data``: a dict of Stan
-    data or a path to a JSON data file. Parameters are reported under their Stan names.
-    ``re_blocks``: names of parameters that ``optimize()`` integrates out by the Laplace
-    approximation (e.g. ``("z_1",)`` for an exported bayesglmm program); by default none, so
-    ``optimize()`` finds the joint mode.
-    """
-    if isinstance(re_blocks, str) or not all(isinstance(b, str) for b in re_blocks):
-        raise TypeError("re_blocks must be a tuple of Stan parameter names, e.g. ('z_1',)")
-    p = Path(path)
-    if p.is_dir():
-        if data is None and (p / "data.json").exists():
-            data = p / "data.json"
-        p = p / "model.stan"
-    if not p.is_file():
-        raise FileNotFoundError(f"no Stan program at {str(p)!r}")
-    if p.suffix != ".stan":
-        raise ValueError(f"from_stan() expects a .stan file, got {str(p)!r}")
-    if data is None:
-        data_dict: dict[str, Any] = {}
-    elif isinstance(data, Mapping):
-        data_dict = dict(data)
-    elif isinstance(data, (str, os.PathLike)):
-        dp = Path(data)
-        if not dp.is_file():
-            raise FileNotFoundError(f"no data file at {str(dp)!r}")
-        try:
-            data_dict = json.loads(dp.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"data file {str(dp)!r} is not valid JSON: {e}") from None
-    else:
-        raise TypeError("data must be a dict or the path of a JSON data file")
-    program = ExternalProgram(code=p.read_text(), data=data_dict, source=str(p),
-                              re_blocks=tuple(re_blocks))
-    return Model(program, wrapper="from_stan", name="model")
-
-
-_EXPORT_README = """\
+EXPORT_README = """\
 # Exported bayesglmm model
 
 Generated by bayesglmm from `{call}`.

@@ -1,0 +1,211 @@
+"""The model wrappers ``glmer``, ``lmer``, ``glm`` and ``lm``: formula + data -> :class:`Model`
+(data-frame options, specification, Stan program).
+
+Examples
+--------
+>>> import bayesglmm
+>>> m = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", bayesglmm.load_sleepstudy())
+>>> m.parameter_names[:2]
+['Intercept', 'b[Days]']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codegen import generate
+from ..families import get_family
+from ..prepare import prepare_frame
+from ..spec import build_spec
+from .model import Model
+
+__all__ = ["WRAPPERS", "glm", "glmer", "lm", "lmer"]
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    family: str = "gaussian",
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    trials: str | None = None,
+    levels: list[Any] | tuple[Any, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
+) -> Model:
+    """Generalized linear mixed model from an lme4-style formula.
+
+    ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
+    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential;
+    ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
+    dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
+    flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
+    ``dropna=True``: drop rows with missing values in the used columns (default: error);
+    ``factors=[...]``: numeric columns to treat as categorical predictors;
+    ``trials="n"``: binomial trials column (instead of ``cbind(successes, failures)``, whose
+    entries may be expressions such as ``size - incidence``); ``levels=[...]``: the order of the
+    categories of an ordinal response (or ``[level for 0, level for 1]`` of a bernoulli/binomial
+    text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
+    predictor (poisson, neg_binomial, ...).
+
+    Data options (features.md sections 6-7, applied in this order before the formula is matched):
+    ``within={"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}`` for a wide outcome
+    ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``; several within factors cross
+    the columns, the last varying fastest; the stacked response is ``y``; with
+    family="binomial", cbind(successes, failures) keeps its binomial meaning);
+    ``gmc=``/``centering=`` grand-mean centring (a column, a list or "all");
+    ``cwc={"cluster": g, "pars": [...]}`` centring within cluster (adds ``x_cwc`` and ``x_cm``;
+    x itself becomes x_cwc when the formula uses neither). ``resid_corr="ar1"`` or ``"cs"``
+    (gaussian): correlated residuals within the blocks of ``resid_group`` (default: the grouping
+    factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags = differences of its
+    integer values); parameter ``rho_resid``.
+    ``fixed={"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
+    are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
+    Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
+    """
+    return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
+                  levels=levels, **_options(locals()))
+
+
+def lmer(
+    formula: str,
+    data: Any,
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "sum",
+    dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
+) -> Model:
+    """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
+    (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
+    return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
+                  contrasts="sum", dropna=dropna, factors=factors, **_options(locals()))
+
+
+def glm(
+    formula: str,
+    data: Any,
+    family: str = "gaussian",
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    trials: str | None = None,
+    levels: list[Any] | tuple[Any, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
+) -> Model:
+    """Generalized linear model (no random-effect terms), treatment contrasts by default.
+    Arguments as for :func:`glmer`."""
+    _no_bars(formula, "glm")
+    return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
+                  levels=levels, **_options(locals()))
+
+
+def lm(
+    formula: str,
+    data: Any,
+    prior: Any = None,
+    *,
+    y_range: Any = None,
+    contrasts: str = "treatment",
+    dropna: bool = False,
+    factors: list[str] | tuple[str, ...] | None = None,
+    within: dict[str, Any] | None = None,
+    cwc: Any = None,
+    gmc: Any = None,
+    centering: Any = None,
+    resid_corr: str | None = None,
+    resid_time: str | None = None,
+    resid_group: str | None = None,
+    fixed: dict[str, float] | None = None,
+) -> Model:
+    """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
+    _no_bars(formula, "lm")
+    return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
+                  contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
+
+
+WRAPPERS = {"glmer": glmer, "lmer": lmer, "glm": glm, "lm": lm}
+
+
+def _no_bars(formula: Any, wrapper: str) -> None:
+    if isinstance(formula, str) and "|" in formula:
+        raise ValueError(
+            f"{wrapper}() fits models without random effects, but the formula has a "
+            f"random-effect term ('|'): use {'lmer' if wrapper == 'lm' else 'glmer'}() instead."
+        )
+
+
+_OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group",
+            "fixed")
+
+
+def _options(args: dict[str, Any]) -> dict[str, Any]:
+    """The data/residual options of a wrapper call (its locals())."""
+    return {k: args[k] for k in _OPTIONS}
+
+
+def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
+           contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
+           levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
+           centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
+           resid_group: Any = None, fixed: Any = None) -> Model:
+
+    if not isinstance(formula, str) or not formula.strip():
+        raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
+    if contrasts not in ("treatment", "sum"):
+        raise ValueError(f"contrasts must be 'treatment' or 'sum', not {contrasts!r}")
+    if not isinstance(dropna, bool):
+        raise TypeError(f"dropna must be True or False, not {dropna!r}")
+    if isinstance(factors, str):
+        factors = [factors]
+    if factors is not None and not all(isinstance(c, str) for c in factors):
+        raise TypeError(f"factors must be a list of column names, got {factors!r}")
+    frame = prepare_frame(formula, data, family=get_family(family), within=within, cwc=cwc,
+                          gmc=gmc, centering=centering)
+    spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
+                      y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
+                      factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
+                      resid_time=resid_time, resid_group=resid_group, hold=fixed)
+    program = generate(spec)
+    fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
+    model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
+    model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
+    # the wrapper and its arguments, for update(), simulate() and fit_many()
+    model._builder = WRAPPERS[wrapper]
+    model._build_args = dict(formula=formula, data=data, family=family, prior=prior,
+                             y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
+                             trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
+                             centering=centering, resid_corr=resid_corr, resid_time=resid_time,
+                             resid_group=resid_group, fixed=fixed)
+    return model
