@@ -1,4 +1,4 @@
-"""``ClassicFit``: what ``Model.classic()`` returns (features §8.4).
+"""``ClassicFit``: what ``Model.classic()`` returns.
 
 Same shape as :class:`~bayesglmm.results.MAPFit` (``summary()`` indexed by user names with
 ``estimate, se, lower, upper``) plus ``df``, ``t`` (gaussian) or ``z`` and ``p`` for the fixed
@@ -21,7 +21,7 @@ __all__ = ["ClassicFit", "format_p", "stars"]
 
 
 def format_p(p: float) -> str:
-    """p without a leading zero, '<.0001' below 1e-4 (features §8.4)."""
+    """p without a leading zero, '<.0001' below 1e-4."""
     if p is None or not np.isfinite(p):
         return ""
     if p < 1e-4:

@@ -1,4 +1,4 @@
-"""Two-sample and paired t-tests as Bayesian models (features.md section 10).
+"""Two-sample and paired t-tests as Bayesian models.
 
 ``ttest("sat ~ cond", data=df, prior=prior_jzs())`` returns a :class:`TTestModel`: a
 :class:`~bayesglmm.models.Model` whose Stan program comes from ``templates/ttest.stan.j2``, so
@@ -235,7 +235,7 @@ def ttest(
     prior: Any = None,
     y_range: tuple[float, float] | None = None,
 ) -> TTestModel:
-    """Two-sample or paired t-test as a Bayesian model (features.md section 10).
+    """Two-sample or paired t-test as a Bayesian model.
 
     Parameters
     ----------
@@ -273,7 +273,7 @@ def ttest(
 
 @dataclass
 class TTestClassic:
-    """Closed-form Student / Welch / paired t-test (features §8.4, §10)."""
+    """Closed-form Student / Welch / paired t-test."""
 
     table: pd.DataFrame
     kind: str

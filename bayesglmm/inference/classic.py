@@ -1,4 +1,4 @@
-"""Classical (flat-prior) estimation on the generated program (features §8.4).
+"""Classical (flat-prior) estimation on the generated program.
 
 * gaussian models: REML, i.e. the fixed effects are integrated out together with the random
   effects. The joint density is Gaussian in (fixed effects, random effects) given the variance
@@ -207,7 +207,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
 
 def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
                 index: list[int]) -> dict[str, float]:
-    """Satterthwaite df of the fixed effects after ``optimize(marginal="auto")`` (features §8.1):
+    """Satterthwaite df of the fixed effects after ``optimize(marginal="auto")``:
     C(theta) = fixed-effect block of the inverse Hessian over the integrated coordinates,
     A = inverse Hessian of the Laplace objective in the outer parameters. Returns
     {user name: df} for the fixed effects (a derived ``Intercept`` through its linear map)."""

@@ -247,7 +247,7 @@ class Model:
         marginal: str = "none",
     ) -> MAPFit:
         """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
-        Jacobian terms (features §8.1), with delta-method SEs from the Hessian on Stan's
+        Jacobian terms, with delta-method SEs from the Hessian on Stan's
         unconstrained scale and 95% Wald intervals (back-transformed u ± 1.96 se(u) for
         parameters, so scale parameters get log-symmetric intervals; Fisher z for
         correlations; est ± 1.96 SE for derived quantities such as ``Intercept``).
@@ -274,7 +274,7 @@ class Model:
     def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,
                     seed: int | None = None, tol_rel_obj: float = 0.005, num_estimate: int = 1,
                     verbose: bool = True):
-        """Variational approximation of the posterior by Stan's ADVI (features §8.3).
+        """Variational approximation of the posterior by Stan's ADVI.
 
         ``method``: "meanfield" (independent normals on the unconstrained scale) or "fullrank"
         (a multivariate normal); ``iter``: maximum optimisation iterations; ``draws``: draws
@@ -295,7 +295,7 @@ class Model:
 
     def classic(self, method: str | None = None, df_method: str = "auto",
                 verbose: bool = True):
-        """Classical (flat-prior) fit, features §8.4: REML for gaussian models (``method="ML"``
+        """Classical (flat-prior) fit: REML for gaussian models (``method="ML"``
         for maximum likelihood), Laplace ML for the other families; SEs from the observed
         information, Satterthwaite df for gaussian mixed models (lmerTest), residual df
         without random effects, z tests otherwise; logLik / AIC / BIC from the ML fit.

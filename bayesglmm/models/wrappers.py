@@ -58,7 +58,7 @@ def glmer(
     text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
     predictor (poisson, neg_binomial, ...).
 
-    Data options (features.md sections 6-7, applied in this order before the formula is matched):
+    Data options (applied in this order before the formula is matched):
     ``within={"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}`` for a wide outcome
     ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``; several within factors cross
     the columns, the last varying fastest; the stacked response is ``y``; with

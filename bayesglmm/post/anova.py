@@ -1,5 +1,5 @@
 """``anova(fit)``: Type III (or II) Wald tests per model term; ``anova(fit1, fit2, ...)``:
-likelihood-ratio table (features §9.3).
+likelihood-ratio table.
 
 Type III: the fixed effects are first re-expressed in sum-to-zero coding whatever contrasts
 the fit used. Both codings span the same column space, so on a full factorial grid of the

@@ -1,4 +1,4 @@
-"""Bayes factors from bridge sampling (features.md section 9.6).
+"""Bayes factors from bridge sampling.
 
 ``fit.bayes_factor(fixed={"b[talk]": 0})`` builds the restricted model -- the same model with
 the named parameters held at the given values *through data* (``spec.hold_coefficients``: the
@@ -26,7 +26,7 @@ _JEFFREYS = ((100.0, "Decisive"), (10.0, "Strong"), (3.0, "Substantial"), (1.0, 
 
 
 def jeffreys_label(bf: float) -> str:
-    """Evidence label of a Bayes factor BF12 on Jeffreys' scale (features §9.6)."""
+    """Evidence label of a Bayes factor BF12 on Jeffreys' scale."""
     if not np.isfinite(bf) and not np.isinf(bf):
         return "NA"
     if bf == 1:

@@ -1,4 +1,4 @@
-"""Conditional effects and simple effects (features §9.1, §9.2).
+"""Conditional effects and simple effects.
 
 ``conditional_effects(fit, "talk:perf")``: the predicted mean (response scale, random effects
 at 0) over the focal predictor, at the moderator's mean - SD, mean, mean + SD (or at each of its
@@ -25,7 +25,7 @@ from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
 
-STEP = 1e-4  # forward-difference step of simple slopes (features §9.2)
+STEP = 1e-4  # forward-difference step of simple slopes
 
 
 # --------------------------------------------------------------------------- the grid
@@ -72,7 +72,7 @@ def _typical(spec: Any) -> dict[str, Any]:
 
 
 def _moderator_values(spec: Any, m: str, sd_multiplier: float, sd_slice: bool | None):
-    """(values, description) of the moderator (features §9.1)."""
+    """(values, description) of the moderator."""
     levels = _levels(spec)
     if m in levels:
         return list(levels[m]), "levels"
@@ -171,7 +171,7 @@ class ConditionalEffects:
         return self.format()
 
     def _repr_png_(self) -> bytes:
-        """Notebooks show the plot (features §9.1: printing draws the plot)."""
+        """Notebooks show the plot (printing draws the plot)."""
         import io
 
         import matplotlib.pyplot as plt
@@ -257,7 +257,7 @@ def _method(coef: Coefficients) -> str:
 
 def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
                         sd_slice: bool | None = None, resolution: int = 100) -> ConditionalEffects:
-    """Predicted mean over the focal predictor of ``effect`` ("x" or "x:m"), features §9.1.
+    """Predicted mean over the focal predictor of ``effect`` ("x" or "x:m").
 
     Numeric focal: ``resolution`` points from its minimum to its maximum; categorical: each
     level. Moderator m: numeric with >= 6 distinct values (or ``sd_slice=True``): mean - k SD,
@@ -303,7 +303,7 @@ def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier
 
 def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
                    sd_slice: bool | None = None) -> SimpleEffects:
-    """Effect of the focal predictor at each moderator value, features §9.2.
+    """Effect of the focal predictor at each moderator value.
 
     Numeric focal: the slope of the predicted mean at x = mean(x) (forward difference, step
     1e-4, response scale; for an identity link b_x + b_x:m * m), term "Slope of <x>".
@@ -335,7 +335,7 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
             terms.append(f"Slope of {focal}")
             mcol.append(mv)
     est = _estimate(spec, coef, contrasts, prob)
-    if "df" in est:  # classic fits (features §9.2): df, t value, Pr
+    if "df" in est:  # classic fits: df, t value, Pr
         est["t value"] = est["estimate"] / est["se"]
         df = est["df"].to_numpy(dtype=float)
         est["Pr"] = np.where(np.isfinite(df), 2 * stats.t.sf(np.abs(est["t value"]), df),

@@ -1,5 +1,5 @@
 """``lsmeans(fit, specs, ...)``: estimated marginal means (least-squares means) and their
-contrasts, following emmeans (features §9.4).
+contrasts, following emmeans.
 
 Reference grid: every combination of the levels of the categorical predictors, numeric
 predictors at their means; a marginal mean is the equally weighted average of the grid
@@ -14,8 +14,8 @@ Degrees of freedom (the ``df`` column, t quantiles and t tests):
   :class:`~bayesglmm.inference.satterthwaite.Satterthwaite`): emmeans with
   ``lmer.df = "satterthwaite"`` (lmerTest). In balanced designs this equals emmeans' default
   Kenward-Roger df and the classical split-plot df (checked in tests/test_post.py). It is not
-  the rule of the reference implementation of features.md §9.4 (the smallest df among the
-  spec's coefficients), which gives e.g. the within-group df to a mean that also carries the
+  the rule "the smallest df among the
+  model's coefficients", which gives e.g. the within-group df to a mean that also carries the
   between-group variance;
 * gaussian fits without random effects: the residual df N - rank(X);
 * other families, MAP and sampled fits: infinite (z), as emmeans' asymptotic df for GLMMs

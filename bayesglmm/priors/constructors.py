@@ -101,7 +101,7 @@ def prior_normal(
     y_range: tuple[float, float] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Prior:
-    """Normal priors (features.md section 5).
+    """Normal priors.
 
     Intercept_c ~ Normal(0, mu_sd) (mu_sd falls back to Intercept_sd), b_j ~ Normal(0, b_sd),
     sigma ~ Exponential(sigma_rate), every random-effect SD ~ Exponential(tau_rate).
@@ -138,7 +138,7 @@ def prior_weak(
     lkj_eta: float | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Prior:
-    """Weakly-informative, y_range-scaled priors (features.md section 5).
+    """Weakly-informative, y_range-scaled priors.
 
     Continuous families (gaussian, lognormal, student_t) need ``y_range`` (here or on the wrapper;
     the wrapper's wins). Constants: see :func:`weak_constants`.
@@ -177,7 +177,7 @@ def prior_rhs(
     y_range: tuple[float, float] | None = None,
     **extras: float | None,
 ) -> Prior:
-    """Regularized horseshoe on the coefficients (Piironen & Vehtari 2017; features.md §5).
+    """Regularized horseshoe on the coefficients (Piironen & Vehtari 2017).
 
     b_j = z_j * lambda~_j * tau, lambda~_j = sqrt(c2 lambda_j^2 / (c2 + tau^2 lambda_j^2)),
     z_j ~ N(0, 1), lambda_j ~ half-Cauchy(0, 1), tau ~ half-Cauchy(0, tau0),
@@ -210,7 +210,7 @@ def prior_ssp(
     y_range: tuple[float, float] | None = None,
     **extras: float | None,
 ) -> Prior:
-    """Spike-and-slab on the coefficients (features.md §5): b_j = beta_raw_j * r_j * tau_j,
+    """Spike-and-slab on the coefficients: b_j = beta_raw_j * r_j * tau_j,
     beta_raw_j ~ Laplace(0, 0.5), r_j in (0.001, 0.999) with logit(r_j) ~ N(logit(ssp_ratio), 3),
     tau_j ~ Exponential(rate = sd(X_j) / (max_beta * base)). Same intercept/sigma/SD rule as
     prior_rhs; continuous families need ``y_range``. Stan form: non-centred (beta_raw, r, tau
@@ -225,7 +225,7 @@ def prior_ssp(
 
 
 def prior_jzs(r: float = 0.707) -> Prior:
-    """Jeffreys-Zellner-Siow prior (features.md §5; continuous families): coefficients jointly
+    """Jeffreys-Zellner-Siow prior (continuous families): coefficients jointly
     multivariate Cauchy(0, (r sigma)^2 (X_c'X_c / N)^-1), p(sigma) proportional to 1/sigma,
     intercept and random-effect SDs flat. In ``ttest()``: delta ~ Cauchy(0, r)."""
     rr = _check_positive("r", r)
@@ -250,7 +250,7 @@ def make_prior(prior: Any = None, y_range: Any = None) -> Prior:
 
     ``None`` -> flat; a :class:`Prior`; a name ('flat', 'normal', 'weak'); a dict with a 'name'
     key (constructor + arguments) or a dict of per-parameter overrides (on prior_normal()).
-    y_range rule (features.md section 1): a y_range given with the flat prior turns it into
+    y_range rule: a y_range given with the flat prior turns it into
     prior_weak(); the wrapper's y_range wins over the prior's.
     """
     if prior is None:

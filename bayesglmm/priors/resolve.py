@@ -83,7 +83,7 @@ def weak_constants(
     family: Family, y: np.ndarray | None, y_range: tuple[float, float] | None, sd_ratio: float,
     max_beta: float,
 ) -> dict[str, float]:
-    """Constants of prior_weak (features.md section 5): base, mid, alpha_sd."""
+    """Constants of prior_weak: base, mid, alpha_sd."""
     if family.weak_class == "continuous":
         if y_range is None:
             raise ValueError(
@@ -277,7 +277,7 @@ def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...]
                        y: np.ndarray, has_intercept: bool,
                        re_terms: tuple[tuple[str, tuple[str, ...], bool], ...]) -> ResolvedPrior:
     """prior_rhs / prior_ssp / prior_jzs: the coefficient prior of the table, plus (rhs, ssp) the
-    intercept / sigma / SD / extra priors only when their arguments are given (features §5)."""
+    intercept / sigma / SD / extra priors only when their arguments are given."""
     K = len(b_names)
     N = X.shape[0]
     name = prior.name

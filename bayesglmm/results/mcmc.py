@@ -75,7 +75,7 @@ class MCMCFit(Fit):
         return int(np.sum(d)) if d is not None else 0
 
     def draws_array(self, inc_random: bool = True) -> tuple[np.ndarray, list[str]]:
-        """Draws as an array [iteration, chain, variable] (features §11) and the variable names."""
+        """Draws as an array [iteration, chain, variable] and the variable names."""
         sel = self._select(None, inc_random)
         return np.transpose(self._draws[:, :, sel], (1, 0, 2)), [self._params[i].user for i in sel]
 
@@ -151,7 +151,7 @@ class MCMCFit(Fit):
     def random_effects(self, scale: str = "standardised") -> pd.DataFrame:
         """Random effects per grouping term, level and coefficient.
 
-        ``scale="standardised"`` (default): the standardised effects ``r_re`` (features §4);
+        ``scale="standardised"`` (default): the standardised effects ``r_re``;
         ``scale="natural"``: the effects on the linear-predictor scale, ``sd * r_re``.
         Columns: group, level, term, parameter, mean, sd, q2.5, q97.5.
         """
@@ -185,7 +185,7 @@ class MCMCFit(Fit):
     def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
                        tol: float = 1e-10, seed: int | None = None, verbose: bool = True,
                        split: str = "halves", shrink: bool = True):
-        """Log marginal likelihood by bridge sampling (features §9.5); see
+        """Log marginal likelihood by bridge sampling; see
         :func:`bayesglmm.post.bridge.bridge_sampler`. Every call is cached by its arguments."""
         from ..post.bridge import bridge_sampler
 

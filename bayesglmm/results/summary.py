@@ -23,7 +23,7 @@ MAP_COLUMNS = ("estimate", "se", "lower", "upper")
 
 
 def kde_mode(x: np.ndarray, n_grid: int = 512, cut: float = 3.0) -> float:
-    """Location of the maximum of a Gaussian kernel density estimate (features §8.2).
+    """Location of the maximum of a Gaussian kernel density estimate.
 
     Silverman's rule of thumb (R's ``bw.nrd0``) and a 512-point grid spanning
     ``[min - 3 bw, max + 3 bw]`` as R's ``density()``; the data are linearly binned on the grid
@@ -58,7 +58,7 @@ def kde_mode(x: np.ndarray, n_grid: int = 512, cut: float = 3.0) -> float:
 def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """Summary of draws ``arr`` with shape (chain, draw, variable), one row per name.
 
-    Columns as features §8.2, plus ``mcse_mean`` (Monte Carlo SE of the mean, arviz) kept
+    Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat, plus ``mcse_mean`` (Monte Carlo SE of the mean, arviz) kept
     as the last column for tests and diagnostics.
     """
     import xarray as xr

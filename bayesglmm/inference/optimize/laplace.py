@@ -17,7 +17,7 @@ __all__ = ['LaplaceObjective', 'fd_grad', 'fd_hess']
 
 class LaplaceObjective:
     """Negative log posterior of the outer parameters theta with the random-effect blocks z
-    integrated out by the Laplace approximation (features §8.1):
+    integrated out by the Laplace approximation:
 
         F(theta) = f(theta, z^) + 1/2 log det H_zz(theta, z^) - (q/2) log(2 pi),
 

@@ -33,7 +33,7 @@ def wald_table(
     (positions in ``param_constrain(include_tp=True, include_gq=True)``).
 
     SE: delta method, J cov J' with J from central differences of the constraining map.
-    Intervals (features §8.1): a quantity that is a function of one unconstrained coordinate
+    Intervals: a quantity that is a function of one unconstrained coordinate
     (sigma, sd, b, Intercept_c, ...) gets the back-transform of u_i ± z se(u_i), so scale
     parameters have log-symmetric intervals; correlations get Fisher-z intervals; other
     transformed quantities (e.g. Intercept) est ± z SE. Quantities that depend on a
@@ -131,7 +131,7 @@ def sampling_table(
     n_draws: int = 1000,
     degenerate: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``se_method="sampling"`` (features §8.1): ``n_draws`` multivariate normal draws of the
+    """``se_method="sampling"``: ``n_draws`` multivariate normal draws of the
     unconstrained estimates (mean u, covariance ``cov``), constrained; SE = SD of the draws,
     CI = their 2.5 % and 97.5 % quantiles. Estimates stay the mode."""
     constrain = constrain_fn(bs_model, seed)
