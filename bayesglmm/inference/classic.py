@@ -43,7 +43,7 @@ from .optimize import (
 )
 from .satterthwaite import Satterthwaite
 
-__all__ = ["ClassicEstimate", "fit_classic", "fixed_unc_index", "reml_mode"]
+__all__ = ["ClassicEstimate", "check_classic_args", "fit_classic", "fixed_unc_index", "reml_mode"]
 
 METHODS = ("REML", "ML")
 
@@ -100,6 +100,21 @@ def _conditional_cov(objective: Objective, integ: np.ndarray, u: np.ndarray, fpo
         e[k] = h
         dC[k] = (C(theta + e) - C(theta - e)) / (2 * h)
     return C0, dC, lap
+
+
+def check_classic_args(model: Any, method: Any) -> str | None:
+    """The estimation method of ``Model.classic()`` after checking that the model can be fitted
+    classically (a formula model with the flat prior): ``"REML"``, ``"ML"`` or None (the
+    family's default)."""
+    pname = getattr(getattr(model.spec, "prior", None), "name", None)
+    if model.spec is None or pname != "flat":
+        raise ValueError(
+            "classic() needs a model with the flat prior (prior=prior_flat(), the default); "
+            f"this model has prior {pname or 'unknown'!r}: use optimize() or sample()"
+        )
+    if method is not None and (not isinstance(method, str) or method.upper() not in METHODS):
+        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+    return None if method is None else method.upper()
 
 
 def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..codegen import generate
-from ..inference.classic import fit_classic
+from ..inference.classic import check_classic_args, fit_classic
 from ..inference.map import fit_map
 from ..inference.mcmc import fit_nuts
 from ..inference.variational import run_advi, run_pathfinder
@@ -222,15 +222,42 @@ class Model:
         verbose: bool = True,
         output_dir: str | os.PathLike | None = None,
     ) -> MCMCFit:
-        """Draw from the posterior with NUTS (Stan's adaptive HMC).
+        """Draw from the posterior with NUTS (Stan's adaptive Hamiltonian Monte Carlo).
 
-        ``chains`` run in parallel; ``warmup``/``sampling`` iterations per chain; ``thin``;
-        ``seed`` (None: a fresh one, stored on the fit); ``delta`` = target acceptance rate
-        (Stan's adapt_delta), None: the model's default :attr:`default_delta` (0.99 with the
-        horseshoe and spike-and-slab priors, whose posteriors need small steps, else Stan's
-        0.8); ``max_treedepth``; ``init``: None (Stan's uniform(-2, 2) on the unconstrained
-        scale), a radius, or a dict of initial values keyed by Stan names; ``output_dir``: the
-        directory of CmdStan's files (None: a new temporary directory).
+        Parameters
+        ----------
+        chains : int
+            Number of chains, run in parallel.
+        warmup, sampling : int
+            Warmup (adaptation) and sampling iterations per chain.
+        thin : int
+            Keep every ``thin``-th draw.
+        seed : int, optional
+            Random seed; None draws a fresh one (stored on the fit as ``fit.seed``).
+        delta : float, optional
+            Target acceptance rate (Stan's ``adapt_delta``), in (0, 1). None: the model's
+            :attr:`default_delta` (0.99 with the horseshoe and spike-and-slab priors, whose
+            posteriors need small steps, else Stan's 0.8).
+        max_treedepth : int
+            Maximum depth of the NUTS trajectory tree.
+        init : None, float or dict
+            None: Stan's uniform(-2, 2) on the unconstrained scale; a number: that radius
+            instead; a dict: initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
+        verbose : bool
+            Print compilation and sampling progress.
+        output_dir : path, optional
+            Directory for CmdStan's output files (None: a new temporary directory).
+
+        Returns
+        -------
+        MCMCFit
+            Draws under the users' names; one warning per sampling problem (divergences,
+            R-hat, ESS, ...).
+
+        Examples
+        --------
+        >>> fit = m.sample(chains=4, warmup=1000, sampling=1000, seed=1)  # doctest: +SKIP
+        >>> fit.summary()  # doctest: +SKIP
         """
         return fit_nuts(self, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
                         seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
@@ -246,27 +273,47 @@ class Model:
         se_method: str = "wald",
         marginal: str = "none",
     ) -> MAPFit:
-        """Posterior mode (MAP) in the natural (constrained) parameterisation, i.e. without
-        Jacobian terms, with delta-method SEs from the Hessian on Stan's
-        unconstrained scale and 95% Wald intervals (back-transformed u ± 1.96 se(u) for
-        parameters, so scale parameters get log-symmetric intervals; Fisher z for
-        correlations; est ± 1.96 SE for derived quantities such as ``Intercept``).
+        """Posterior mode (MAP) with standard errors and 95% Wald intervals.
 
-        ``laplace=True`` (default): the standardised random effects are integrated out by the
-        Laplace approximation and the remaining parameters maximised (what lme4 does for ML
-        with flat priors); the random effects are then reported at their conditional modes
-        (``fit.random_effects()``), and the printed log marginal likelihood is the Laplace
-        one. ``laplace=False``: the joint mode over all parameters, random effects included
-        (for models without random effects both are the same).
-        ``init``: None (unconstrained zeros), a radius r (uniform(-r, r), seeded by ``seed``),
-        or a dict of initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
-        ``num_estimate > 1``: multistart, the extra starts jittered by N(0, 0.5^2) on the
-        unconstrained scale (seeded by ``seed``); the best optimum is kept.
-        ``se_method``: "wald" (default, as above), "sampling" (1000 multivariate normal draws of
-        the unconstrained estimates: SD and 2.5/97.5 % quantiles) or "none".
-        ``marginal="auto"``: the fixed effects are integrated out too (REML-type; with flat
-        priors on a gaussian model this is exactly REML); ``"none"`` (default): they are
-        maximised.
+        The mode is found in the natural (constrained) parameterisation, i.e. without Jacobian
+        terms; SEs come from the Hessian on Stan's unconstrained scale by the delta method.
+        Intervals are back-transformed u +/- 1.96 se(u) for parameters (so scale parameters
+        get log-symmetric intervals, correlations Fisher-z intervals) and est +/- 1.96 SE for
+        derived quantities such as ``Intercept``.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seeds random starts (``init`` radius, ``num_estimate``) and ``se_method="sampling"``.
+        init : None, float or dict
+            None: unconstrained zeros; a radius r: uniform(-r, r); a dict of initial values
+            keyed by Stan names (e.g. ``{"sigma": 1.0}``).
+        verbose : bool
+            Print compilation progress.
+        laplace : bool
+            True (default): the standardised random effects are integrated out by the Laplace
+            approximation and the other parameters maximised (what lme4 does for ML with flat
+            priors); random effects are reported at their conditional modes and the log
+            marginal likelihood is the Laplace one. False: the joint mode over all parameters
+            (the same for models without random effects).
+        num_estimate : int
+            Number of starts; the extra ones are jittered by N(0, 0.5^2) on the unconstrained
+            scale and the best optimum is kept.
+        se_method : {"wald", "sampling", "none"}
+            "sampling": 1000 multivariate normal draws of the unconstrained estimates (SD and
+            2.5/97.5 % quantiles) instead of the delta method.
+        marginal : {"none", "auto"}
+            "auto": the fixed effects are integrated out too (REML-type; with flat priors on a
+            gaussian model this is exactly REML); "none": they are maximised.
+
+        Returns
+        -------
+        MAPFit
+
+        Examples
+        --------
+        >>> mode = m.optimize()  # doctest: +SKIP
+        >>> mode.summary()  # doctest: +SKIP
         """
         return fit_map(self, seed=seed, init=init, verbose=verbose, laplace=laplace,
                        num_estimate=num_estimate, se_method=se_method, marginal=marginal)
@@ -276,43 +323,93 @@ class Model:
                     verbose: bool = True):
         """Variational approximation of the posterior by Stan's ADVI.
 
-        ``method``: "meanfield" (independent normals on the unconstrained scale) or "fullrank"
-        (a multivariate normal); ``iter``: maximum optimisation iterations; ``draws``: draws
-        from the approximation; ``num_estimate``: independent runs, stored as chains. Returns
-        a :class:`~bayesglmm.inference.variational.VariationalFit` (the MCMC fit class); warns
-        that uncertainty may be underestimated and reports the PSIS Pareto k.
-        """
+        Parameters
+        ----------
+        method : {"meanfield", "fullrank"}
+            Independent normals, or one multivariate normal, on the unconstrained scale.
+        iter : int
+            Maximum optimisation iterations.
+        draws : int
+            Draws from the approximation.
+        seed : int, optional
+            Random seed (None: a fresh one).
+        tol_rel_obj : float
+            Convergence tolerance on the relative change of the objective.
+        num_estimate : int
+            Independent runs, stored as chains.
+        verbose : bool
+            Print progress.
 
+        Returns
+        -------
+        VariationalFit
+            The MCMC fit class (:class:`~bayesglmm.inference.variational.VariationalFit`);
+            warns that uncertainty may be underestimated and reports the PSIS Pareto k.
+
+        Examples
+        --------
+        >>> vb = m.variational(method="meanfield", seed=1)  # doctest: +SKIP
+        """
         return run_advi(self, method=method, iter=iter, draws=draws, seed=seed,
                         tol_rel_obj=tol_rel_obj, num_estimate=num_estimate, verbose=verbose)
 
     def pathfinder(self, draws: int = 1000, num_paths: int = 4, seed: int | None = None,
                    verbose: bool = True):
-        """Pathfinder variational approximation (Stan's multi-path Pathfinder, PSIS-resampled
-        to ``draws``). Returns a :class:`~bayesglmm.inference.variational.VariationalFit`."""
+        """Pathfinder variational approximation (Stan's multi-path Pathfinder).
 
+        Parameters
+        ----------
+        draws : int
+            Draws returned, PSIS-resampled from the paths.
+        num_paths : int
+            Number of single-path Pathfinder runs.
+        seed : int, optional
+            Random seed (None: a fresh one).
+        verbose : bool
+            Print progress.
+
+        Returns
+        -------
+        VariationalFit
+
+        Examples
+        --------
+        >>> pf = m.pathfinder(seed=1)  # doctest: +SKIP
+        """
         return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
 
     def classic(self, method: str | None = None, df_method: str = "auto",
                 verbose: bool = True):
-        """Classical (flat-prior) fit: REML for gaussian models (``method="ML"``
-        for maximum likelihood), Laplace ML for the other families; SEs from the observed
-        information, Satterthwaite df for gaussian mixed models (lmerTest), residual df
-        without random effects, z tests otherwise; logLik / AIC / BIC from the ML fit.
-        ``df_method``: "auto" (as described), "satterthwaite", "residual" or "none".
-        Returns a :class:`bayesglmm.results_classic.ClassicFit`.
-        """
+        """Classical (flat-prior) fit, as lme4/lmerTest or glm.
 
-        pname = getattr(getattr(self.spec, "prior", None), "name", None)
-        if self.spec is None or pname != "flat":
-            raise ValueError(
-                "classic() needs a model with the flat prior (prior=prior_flat(), the default); "
-                f"this model has prior {pname or 'unknown'!r}: use optimize() or sample()"
-            )
-        if method is not None and (not isinstance(method, str) or method.upper() not in ("REML", "ML")):
-            raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
-        return ClassicFit(self, fit_classic(self, None if method is None else method.upper(),
-                                            df_method, verbose))
+        REML for gaussian models, Laplace ML for the other families; SEs from the observed
+        information; Satterthwaite df for gaussian mixed models (lmerTest), residual df
+        without random effects, z tests otherwise; logLik / AIC / BIC from the ML fit.
+
+        Parameters
+        ----------
+        method : {"REML", "ML"}, optional
+            None: REML for gaussian models, ML otherwise.
+        df_method : {"auto", "satterthwaite", "residual", "none"}
+            Denominator degrees of freedom of the t tests ("auto" as described above).
+        verbose : bool
+            Print compilation progress.
+
+        Returns
+        -------
+        ClassicFit
+
+        Raises
+        ------
+        ValueError
+            If the model's prior is not the flat prior (use ``optimize()`` or ``sample()``).
+
+        Examples
+        --------
+        >>> fit = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", df).classic()  # doctest: +SKIP
+        """
+        return ClassicFit(self, fit_classic(self, check_classic_args(self, method), df_method,
+                                            verbose))
 
 
 EXPORT_README = """\
