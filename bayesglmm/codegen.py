@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,11 +42,16 @@ __all__ = ["ParamName", "StanProgram", "generate", "jinja_env", "param_names", "
 
 @dataclass(frozen=True, eq=False)
 class StanProgram:
-    code: str  # the Stan program (deterministic: same spec -> same bytes)
     data: dict[str, Any]  # Stan data (numpy arrays / ints / floats)
     params: tuple[ParamName, ...]  # user-facing quantities in display order (see docs/dev/core.md)
     re_blocks: tuple[str, ...]  # Stan names of the standardised random effects ('z_1', ...)
     spec: ModelSpec
+
+    @cached_property
+    def code(self) -> str:
+        """The Stan program (deterministic: same spec -> same bytes). Rendered on first use:
+        a model fitted by the generic program never needs it unless it is printed."""
+        return render_code(self.spec)
 
     def user_names(self) -> dict[str, str]:
         """Stan element name -> user name."""
@@ -246,7 +251,6 @@ def param_names(spec: ModelSpec) -> tuple[ParamName, ...]:
 def generate(spec: ModelSpec) -> StanProgram:
     """ModelSpec -> StanProgram."""
     return StanProgram(
-        code=render_code(spec),
         data=stan_data(spec),
         params=param_names(spec),
         re_blocks=tuple(f"z_{g.k}" for g in spec.groups),

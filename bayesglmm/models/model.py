@@ -16,6 +16,7 @@ from ..codegen import generate
 from ..inference.classic import check_classic_args, fit_classic
 from ..inference.map import fit_map
 from ..inference.mcmc import fit_nuts
+from ..inference.threads import one_blas_thread
 from ..inference.variational import run_advi, run_pathfinder
 from ..priors import default_adapt_delta
 from ..results import MAPFit, MCMCFit
@@ -263,6 +264,7 @@ class Model:
                         seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
                         verbose=verbose, output_dir=output_dir)
 
+    @one_blas_thread
     def optimize(
         self,
         seed: int | None = None,
@@ -378,6 +380,7 @@ class Model:
         """
         return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
 
+    @one_blas_thread
     def classic(self, method: str | None = None, df_method: str = "auto",
                 verbose: bool = True):
         """Classical (flat-prior) fit, as lme4/lmerTest or glm.

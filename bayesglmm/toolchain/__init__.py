@@ -9,7 +9,8 @@ Public API::
     status() -> dict;  format_status(status()) -> str
     clean_cache() -> dict
 
-CLI: ``python -m bayesglmm.toolchain install | status | env | clean [--all]``.
+CLI: ``python -m bayesglmm.toolchain install [--programs all|gaussian,...] | status | env |
+clean [--all]``.
 """
 
 from ._common import (

@@ -1,4 +1,4 @@
-"""``python -m bayesglmm.toolchain install | status | env | clean [--all]``."""
+"""``python -m bayesglmm.toolchain install [--programs all|gaussian,...] | status | env | clean [--all]``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,24 @@ from .cache import clean_cache
 def _cmd_install(args) -> int:
     from .install import install
 
+    progs, fams = {}, []
+    if args.programs is not None:  # check the selection before installing anything
+        from .programs import generic_programs, resolve_families
+
+        progs = generic_programs()
+        try:
+            fams = resolve_families(args.programs, progs)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     install(verbose=not args.quiet, force=args.force, jobs=args.jobs)
+    if fams:
+        from .programs import build_generic
+
+        for fam in fams:
+            build_generic(fam, progs[fam], verbose=not args.quiet)
+        if not args.quiet:
+            print(f"precompiled programs ready: {', '.join(fams)}")
     return 0
 
 
@@ -60,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="redo every step")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel make jobs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--programs", metavar="FAMILIES", default=None,
+                   help="also build the precompiled generic programs: 'all' or a "
+                   "comma-separated list of families, e.g. gaussian,poisson")
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser("status", help="show which toolchain is used, versions, cache size")
     p.add_argument("--json", action="store_true", help="machine-readable output")

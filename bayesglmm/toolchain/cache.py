@@ -70,6 +70,8 @@ class CompiledModel:
     name: str = "model"
     toolchain: Toolchain | None = field(default=None, repr=False, compare=False)
     manifest: dict = field(default_factory=dict, repr=False, compare=False)
+    # the Stan data a model runs this program with (set by Model.compile(); None here)
+    data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def directory(self) -> Path:
@@ -378,7 +380,9 @@ class ModelCache:
     def get_or_build(self, key: str, code: str, name: str, builder: Builder, *,
                      checker: Checker | None = None, toolchain: Toolchain | None = None,
                      toolchain_id: str = "", flags: Mapping | None = None,
-                     verbose: bool = True) -> CompiledModel:
+                     verbose: bool = True,
+                     message: str = "Compiling Stan program (new model structure)"
+                     ) -> CompiledModel:
         entry = self.entry(key)
         ok, _, m = validate_entry(entry, key)
         if ok:
@@ -408,7 +412,7 @@ class ModelCache:
                 stan_file = tmp / names["stan"]
                 stan_file.write_text(code)
                 t0 = time.monotonic()
-                with Ticker("Compiling Stan program (new model structure)", verbose):
+                with Ticker(message, verbose):
                     timings = dict(builder(tmp, stan_file, name) or {})
                 timings["total_seconds"] = round(time.monotonic() - t0, 3)
                 for leftover in (f"{name}.o", f"{name}.d", f"{name}.adh.o",
@@ -452,12 +456,14 @@ _memo_lock = threading.Lock()
 
 def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
                   opt_level: int | None = None,
-                  toolchain: Toolchain | None = None) -> CompiledModel:
+                  toolchain: Toolchain | None = None,
+                  message: str = "Compiling Stan program (new model structure)") -> CompiledModel:
     """Compile a Stan program (or reuse the cached build) and return its files.
 
     ``opt_level`` is the bundled toolchain's optimisation level of the model translation
-    unit (default ``$BAYESGLMM_OPT_LEVEL`` or 1).  Raises :class:`StanCompileError`
-    (a ValueError) on stanc errors and :class:`ModelBuildError` on C++/link errors.
+    unit (default ``$BAYESGLMM_OPT_LEVEL`` or 1); ``message`` is shown while it compiles.
+    Raises :class:`StanCompileError` (a ValueError) on stanc errors and
+    :class:`ModelBuildError` on C++/link errors.
     """
     if not isinstance(stan_code, str):
         raise TypeError("stan_code must be the Stan program text (str)")
@@ -501,7 +507,8 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
     try:
         cache.root.mkdir(parents=True, exist_ok=True)
         cm = cache.get_or_build(key, stan_code, name, builder, checker=checker, toolchain=tc,
-                                toolchain_id=tc.id, flags=flags, verbose=verbose)
+                                toolchain_id=tc.id, flags=flags, verbose=verbose,
+                                message=message)
     except ModelBuildError as e:
         full = re.search(r"(\S+?):? No space left on device", str(e))
         if full is None:

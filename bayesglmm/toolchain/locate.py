@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +45,16 @@ class Toolchain:
         return toolchain_root(self.home)
 
     def activate(self) -> None:
-        """Point cmdstanpy and bridgestan at this toolchain (sets CMDSTAN / BRIDGESTAN)."""
-        import bridgestan
-        import cmdstanpy
+        """Point cmdstanpy and bridgestan at this toolchain (sets CMDSTAN / BRIDGESTAN).
 
-        cmdstanpy.set_cmdstan_path(str(self.cmdstan_dir))
+        cmdstanpy is not imported for this (0.1 s): until it is, the CMDSTAN variable it reads
+        is set, so fits through BridgeStan alone never load it."""
+        import bridgestan
+
+        if "cmdstanpy" in sys.modules:
+            sys.modules["cmdstanpy"].set_cmdstan_path(str(self.cmdstan_dir))
+        else:
+            os.environ["CMDSTAN"] = str(self.cmdstan_dir)
         bridgestan.set_bridgestan_path(str(self.bridgestan_dir))
 
 

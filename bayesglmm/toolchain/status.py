@@ -9,6 +9,7 @@ from ._common import ToolchainError, home_dir, toolchain_root
 from .cache import cache_stats
 from .install import read_ready, ready_status, source_hash, stan_version
 from .locate import bridgestan_version_of, cmdstan_version_of, select
+from .programs import programs_status
 
 
 def _fmt_bytes(n: int) -> str:
@@ -54,6 +55,7 @@ def status(home: os.PathLike | str | None = None) -> dict:
             "bridgestan_version": None,
         },
         "cache": cache_stats(home),
+        "programs": programs_status(home),
     }
     cs, bs = sel["cmdstan"][0], sel["bridgestan"][0]
     if cs:
@@ -91,4 +93,17 @@ def format_status(st: dict) -> str:
     if b["installed_at"]:
         lines.append(f"  installed:      {b['installed_at']}")
     lines.append(f"Compiled-model cache: {c['path']}: {c['count']} model(s), {_fmt_bytes(c['bytes'])}")
+    lines.append("Precompiled generic programs: " + _fmt_programs(st.get("programs")))
     return "\n".join(lines)
+
+
+def _fmt_programs(progs) -> str:
+    if not isinstance(progs, dict):
+        return str(progs)
+    built = [f for f, ok in progs.items() if ok]
+    missing = [f for f, ok in progs.items() if not ok]
+    out = f"built: {', '.join(built) or 'none'}"
+    if missing:
+        out += f"; not built: {', '.join(missing)} (each builds on first use, or ahead with " \
+               "'python -m bayesglmm.toolchain install --programs all')"
+    return out

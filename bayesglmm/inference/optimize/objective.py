@@ -12,6 +12,8 @@ import numpy as np
 from scipy import linalg as sla
 from scipy import optimize as sopt
 
+from ..ffi import gradient_function
+
 __all__ = ['JointMode', 'Objective', 'find_joint_mode', 'hessian_inverse', 'initial_point']
 
 
@@ -21,11 +23,14 @@ class Objective:
 
     bs_model: Any
 
+    def __post_init__(self) -> None:
+        self._grad = gradient_function(self.bs_model)
+
     def value(self, u: np.ndarray) -> float:
         return -self.bs_model.log_density(u, propto=False, jacobian=False)
 
     def value_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
-        lp, g = self.bs_model.log_density_gradient(u, propto=False, jacobian=False)
+        lp, g = self._grad(u)
         return -lp, -np.asarray(g)
 
     def hessian(self, u: np.ndarray) -> np.ndarray:
