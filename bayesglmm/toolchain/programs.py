@@ -39,13 +39,13 @@ def build_generic(family: str, code: str, *, verbose: bool = True, toolchain=Non
 def generic_programs() -> dict[str, str]:
     """Family name -> generic Stan program, for every family of the family table that has
     one (in the table's order)."""
-    from bayesglmm import generic
     from bayesglmm.families import FAMILIES
+    from bayesglmm.generic import generic_code
 
     out = {}
     for fam in FAMILIES:
         try:
-            out[fam] = generic.generic_code(fam)
+            out[fam] = generic_code(fam)
         except (ValueError, KeyError, NotImplementedError):  # no generic program for it
             continue
     return out
