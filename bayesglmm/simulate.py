@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["SimulatedData", "required_parameters", "simulate"]
+__all__ = ["SimulatedData", "model_rows", "required_parameters", "simulate"]
 
 # kinds of reported quantities that define the data-generating process (the others are
 # derived: Intercept_c; or drawn per dataset: the group-level effects)
@@ -277,7 +277,7 @@ def _response_writer(model: Any):
                          "(within=): reshape the data to long format and fit the long model")
     spec = model.spec
     data: pd.DataFrame = args["data"]
-    rows = _model_rows(model, data)
+    rows = model_rows(model, data)
     from .formula import parse_formula
 
     parsed = parse_formula(args["formula"])
@@ -345,7 +345,7 @@ def _label_values(s: pd.Series, resp: Any, levels: Any) -> list[Any]:
     raise ValueError(f"simulate(): cannot write the text response '{s.name}' (give levels=)")
 
 
-def _model_rows(model: Any, data: pd.DataFrame) -> np.ndarray:
+def model_rows(model: Any, data: pd.DataFrame) -> np.ndarray:
     """Positions in the user's data of the rows the model uses (all, unless dropna=True)."""
     spec = model.spec
     if not spec.n_dropped:
