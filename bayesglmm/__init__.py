@@ -4,8 +4,8 @@ generated, readable Stan programs (NUTS, MAP with Laplace, variational, classica
 __version__ = "0.1.0"
 
 from .batch import BatchResult, fit_many
-from .kfold import KFoldResult, kfold
 from .datasets import load_debate, load_sleepstudy, load_training
+from .kfold import KFoldResult, kfold
 from .models import Model, from_stan, glm, glmer, lm, lmer
 from .plots import plot_acf, plot_dens, plot_forest, plot_pairs, plot_ppc, plot_trace
 from .post import (

@@ -92,6 +92,19 @@ def _map_eta(fit, spec_rows, X, group_labels, term_levels):
     return eta + r
 
 
+def _plugin_by_hand(model, data, kf, cols, X, groups, density):
+    """Pointwise plug-in densities redone fold by fold: the training mode, its linear
+    predictor on the held-out rows, then ``density(fit, eta, held-out mask)``."""
+    want = np.empty(len(data))
+    for k in range(1, kf.K + 1):
+        tr, te = kf.folds != k, kf.folds == k
+        m = model.update(data=data[tr].reset_index(drop=True))
+        fit = m.optimize(verbose=False)
+        eta = _map_eta(fit, cols, X[te], groups[te], m.spec.groups[0].levels)
+        want[te] = density(fit, eta, te)
+    return want
+
+
 @pytest.mark.slow
 def test_grouped_folds_gaussian_plugin(debate_model, debate_compiled, debate):
     """Leave-groups-out with optimize(): rows of held-out groups are scored at the population
@@ -101,14 +114,10 @@ def test_grouped_folds_gaussian_plugin(debate_model, debate_compiled, debate):
     for k in range(1, 5):
         assert len(set(debate.group[kf.folds == k]) & set(debate.group[kf.folds != k])) == 0
     X, y = _design(debate)
-    want = np.empty(len(y))
-    for k in range(1, 5):
-        tr, te = kf.folds != k, kf.folds == k
-        m = debate_model.update(data=debate[tr].reset_index(drop=True))
-        fit = m.optimize(verbose=False)
-        eta = _map_eta(fit, ["talk", "perf"], X[te], debate.group[te].astype(str),
-                       m.spec.groups[0].levels)
-        want[te] = stats.norm.logpdf(y[te], eta, fit.estimates["sigma"])
+    want = _plugin_by_hand(debate_model, debate, kf, ["talk", "perf"], X,
+                           debate.group.astype(str),
+                           lambda fit, eta, te: stats.norm.logpdf(y[te], eta,
+                                                                  fit.estimates["sigma"]))
     np.testing.assert_allclose(kf.pointwise, want, rtol=1e-6)
 
 
@@ -119,14 +128,10 @@ def test_binomial_plugin(cbpp_model, cbpp):
     kf = bayesglmm.kfold(cbpp_model, K=4, seed=3, method="optimize", progress=False)
     X = np.column_stack([np.ones(len(cbpp))] + [(cbpp.period == p).to_numpy(float)
                                                  for p in "234"])
-    want = np.empty(len(cbpp))
-    for k in range(1, 5):
-        tr, te = kf.folds != k, kf.folds == k
-        m = cbpp_model.update(data=cbpp[tr].reset_index(drop=True))
-        fit = m.optimize(verbose=False)
-        eta = _map_eta(fit, ["period2", "period3", "period4"], X[te], cbpp.herd[te],
-                       m.spec.groups[0].levels)
-        want[te] = stats.binom.logpmf(cbpp.incidence[te], cbpp["size"][te], expit(eta))
+    want = _plugin_by_hand(
+        cbpp_model, cbpp, kf, ["period2", "period3", "period4"], X, cbpp.herd,
+        lambda fit, eta, te: stats.binom.logpmf(cbpp.incidence[te], cbpp["size"][te],
+                                                expit(eta)))
     np.testing.assert_allclose(kf.pointwise, want, rtol=1e-6)
 
 
@@ -138,16 +143,14 @@ def test_ordinal_plugin(wine_flat_model):
     kf = bayesglmm.kfold(wine_flat_model, K=3, seed=4, method="optimize", progress=False)
     X = np.column_stack([np.zeros(len(wine)), (wine.temp == "warm").to_numpy(float),
                          (wine.contact == "yes").to_numpy(float)])
-    want = np.empty(len(wine))
     y = wine.rating.to_numpy()
-    for k in range(1, 4):
-        tr, te = kf.folds != k, kf.folds == k
-        m = wine_flat_model.update(data=wine[tr].reset_index(drop=True))
-        fit = m.optimize(verbose=False)
-        eta = _map_eta(fit, ["tempwarm", "contactyes"], X[te], wine.judge[te].astype(str),
-                       m.spec.groups[0].levels)
+
+    def density(fit, eta, te):
         c = np.r_[-np.inf, [fit.estimates[f"cutpoints[C{j}]"] for j in range(1, 5)], np.inf]
-        want[te] = np.log(expit(c[y[te]] - eta) - expit(c[y[te] - 1] - eta))
+        return np.log(expit(c[y[te]] - eta) - expit(c[y[te] - 1] - eta))
+
+    want = _plugin_by_hand(wine_flat_model, wine, kf, ["tempwarm", "contactyes"], X,
+                           wine.judge.astype(str), density)
     np.testing.assert_allclose(kf.pointwise, want, rtol=1e-6)
 
 
