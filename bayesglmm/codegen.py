@@ -33,10 +33,11 @@ import numpy as np
 from . import residcorr
 from ._paths import snippets_dir, templates_dir
 from .core.naming import ParamName, sd_name
+from .families import Family
 from .priors import prior_blocks
 from .spec import ModelSpec
 
-__all__ = ["ParamName", "StanProgram", "generate", "jinja_env", "param_names", "render_code",
+__all__ = ["ParamName", "StanProgram", "family_context", "generate", "jinja_env", "param_names", "render_code",
            "stan_data"]
 
 
@@ -88,6 +89,20 @@ def _snippet(name: str) -> str:
     return (snippets_dir() / name).read_text(encoding="utf-8").strip()
 
 
+def family_context(fam: Family) -> dict[str, Any]:
+    """The template context of a family (its snippet, link and parameters)."""
+    return {
+        "name": fam.name,
+        "snippet": fam.snippet,
+        "link": fam.link,
+        "ordinal": fam.ordinal,
+        "category_specific": fam.category_specific,
+        "extra": [
+            {"name": p.name, "lower_text": f"{p.lower:g}", "doc": p.doc} for p in fam.extra
+        ],
+    }
+
+
 def _context(spec: ModelSpec) -> dict[str, Any]:
     fam = spec.family
     intercept = spec.has_intercept
@@ -105,16 +120,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
     ]
     alpha_vector = bool(groups) or offset
     alpha = "eta" if alpha_vector else (icpt if intercept else "0")
-    family = {
-        "name": fam.name,
-        "snippet": fam.snippet,
-        "link": fam.link,
-        "ordinal": fam.ordinal,
-        "category_specific": fam.category_specific,
-        "extra": [
-            {"name": p.name, "lower_text": f"{p.lower:g}", "doc": p.doc} for p in fam.extra
-        ],
-    }
+    family = family_context(fam)
     blocks = prior_blocks(tuple(spec.prior.terms), len(spec.groups), fam.category_specific,
                           bool(spec.held))
     ctx = {

@@ -33,7 +33,7 @@ import pandas as pd
 
 from .families import FAMILIES, Family
 
-__all__ = ["RESID_KINDS", "ResidCorr", "build_resid", "check_resid_args"]
+__all__ = ["RESID_KINDS", "RESID_LOWER", "ResidCorr", "build_resid", "check_resid_args"]
 
 #: kind -> (Stan function of the pointwise conditional log densities, its file in
 #: stan_snippets/, description)
@@ -43,6 +43,10 @@ RESID_KINDS: dict[str, tuple[str, str, str]] = {
     "cs": ("cs_resid_pointwise", "resid_cs.stan",
            "compound symmetry: correlation rho between any two rows"),
 }
+
+#: kind -> lower bound of rho_resid (Stan expression; the upper bound is 1): the smallest
+#: correlation for which every block's correlation matrix is positive definite
+RESID_LOWER: dict[str, str] = {"ar1": "-1", "cs": "-1.0 / (resid_T - 1)"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,7 +178,7 @@ def stan_context(resid: ResidCorr | None) -> dict[str, Any] | None:
     """Template context: the kind and the Stan function."""
     if resid is None:
         return None
-    return {"kind": resid.kind, "function": resid.function}
+    return {"kind": resid.kind, "function": resid.function, "lower": RESID_LOWER[resid.kind]}
 
 
 def check_redundancy(resid: ResidCorr, intercept_factors: list[str]) -> str | None:
