@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .codegen import _snippet, _tidy, family_context, jinja_env, stan_data
+from .codegen import _snippet, family_context, jinja_env, stan_data, tidy_code
 from .families import Family, get_family
 from .modelspec import ModelSpec
 from .priors import PRIOR_TABLE, prior_blocks
@@ -155,7 +155,7 @@ def _context(family: Family) -> dict[str, Any]:
 
 @cache
 def _code(name: str) -> str:
-    return _tidy(jinja_env().get_template("generic.stan.j2").render(**_context(get_family(name))))
+    return tidy_code(jinja_env().get_template("generic.stan.j2").render(**_context(get_family(name))))
 
 
 def generic_code(family: Family | str) -> str:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 import bayesglmm  # noqa: E402
 from bayesglmm import generic  # noqa: E402
 from bayesglmm.toolchain import compile_model  # noqa: E402
+from bayesglmm.toolchain.programs import program_name  # noqa: E402
 
 
 def models() -> dict[str, bayesglmm.Model]:
@@ -63,7 +64,7 @@ def programs(m: bayesglmm.Model):
     spec = m.spec
     fam = spec.family.name
     spec_cm = compile_model(m.program.code, name="model", verbose=False)
-    gen_cm = compile_model(generic.generic_code(fam), name=f"generic_{fam}", verbose=False)
+    gen_cm = compile_model(generic.generic_code(fam), name=program_name(fam), verbose=False)
     return (spec_cm, m.program.data), (gen_cm, generic.generic_data(spec))
 
 

@@ -30,6 +30,7 @@ from bayesglmm.codegen import generate
 from bayesglmm.families import FAMILY_NAMES
 from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
 from bayesglmm.spec import build_spec, hold_coefficients
+from bayesglmm.toolchain.programs import program_name
 
 # ------------------------------------------------------------------------------- the cases
 
@@ -252,7 +253,7 @@ def test_generic_equals_specific(case, data, toolchain):
     program = generate(spec)
     bs = _compiled(program.code, CASES[case][-1]).bridgestan_model(program.data)
     fam = spec.family.name
-    bg = _compiled(generic.generic_code(fam), f"generic_{fam}").bridgestan_model(
+    bg = _compiled(generic.generic_code(fam), program_name(fam)).bridgestan_model(
         generic.generic_data(spec))
     assert generic.specific_names(spec, bg.param_unc_names(), unconstrained=True) == list(
         bs.param_unc_names())
