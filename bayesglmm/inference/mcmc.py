@@ -1,4 +1,5 @@
-"""NUTS fits for :meth:`bayesglmm.Model.sample`: checks the arguments, runs CmdStan's NUTS,
+"""NUTS fits for :meth:`bayesglmm.Model.sample`: checks the arguments, runs CmdStan's NUTS
+(or nutpie's, :mod:`bayesglmm.inference.nutpie`),
 collects the draws under the users' names into an :class:`~bayesglmm.results.MCMCFit` and warns
 once per sampling problem (divergences, R-hat, ESS, ...)."""
 
@@ -13,7 +14,22 @@ from ..results import MCMCFit
 from .diagnostics import check_sampling
 from .sampling import extract_draws, new_seed, run_nuts
 
-__all__ = ["fit_nuts"]
+__all__ = ["check_sampler", "fit_nuts"]
+
+
+def check_sampler(sampler: Any, init: Any, low_rank: Any) -> None:
+    """Check ``sampler`` ("stan" or "nutpie") and the options that only one of them has."""
+    if sampler not in ("stan", "nutpie"):
+        raise ValueError(f"sampler must be 'stan' or 'nutpie', got {sampler!r}")
+    if not isinstance(low_rank, bool):
+        raise ValueError(f"low_rank must be True or False, got {low_rank!r}")
+    if sampler == "stan" and low_rank:
+        raise ValueError("low_rank=True is an option of sampler='nutpie' (Stan's NUTS adapts a "
+                         "diagonal mass matrix here)")
+    if sampler == "nutpie" and init is not None:
+        raise ValueError("init= is not available with sampler='nutpie': nutpie draws its own "
+                         "initial values (standard normal on the unconstrained scale); use "
+                         "sampler='stan' to set them")
 
 
 def fit_nuts(
@@ -28,6 +44,8 @@ def fit_nuts(
     init: Any = None,
     verbose: bool = True,
     output_dir: Any = None,
+    sampler: str = "stan",
+    low_rank: bool = False,
 ) -> MCMCFit:
     """Draw from the posterior of ``model`` with NUTS.
 
@@ -39,6 +57,11 @@ def fit_nuts(
         As in :meth:`bayesglmm.Model.sample`; ``delta=None`` takes ``model.default_delta``.
     output_dir : str or path, optional
         The directory of CmdStan's output files (None: a new temporary directory).
+    sampler : {"stan", "nutpie"}
+        CmdStan's NUTS, or nutpie's on the program's BridgeStan library
+        (:mod:`bayesglmm.inference.nutpie`).
+    low_rank : bool
+        nutpie's low-rank modified mass matrix (nutpie only).
 
     Returns
     -------
@@ -58,19 +81,27 @@ def fit_nuts(
     if seed is None:
         seed = new_seed()
     init = check_init(init)
+    check_sampler(sampler, init, low_rank)
     t0 = time.perf_counter()
-    cm = model.compile(verbose).cmdstan_model()
-    stan_fit = run_nuts(
-        cm, model.program.data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
-        seed=seed, delta=delta, max_treedepth=max_treedepth, init=init, verbose=verbose,
-        output_dir=None if output_dir is None else str(output_dir),
-    )
-    params = resolve_params(model.program, stan_fit.column_names)
-    draws, stats, log_lik = extract_draws(stan_fit, params)
+    settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
+                    delta=delta, max_treedepth=max_treedepth)
+    unc = stan_fit = None
+    if sampler == "nutpie":
+        from .nutpie import import_nutpie, sample_nutpie
+
+        import_nutpie()  # before compiling: a missing nutpie fails at once
+        params, draws, stats, log_lik, unc = sample_nutpie(
+            model.compile(verbose), model.bridgestan_model(verbose), model.program,
+            low_rank=low_rank, verbose=verbose, **settings)
+    else:
+        cm = model.compile(verbose).cmdstan_model()
+        stan_fit = run_nuts(cm, model.program.data, init=init, verbose=verbose, **settings,
+                            output_dir=None if output_dir is None else str(output_dir))
+        params = resolve_params(model.program, stan_fit.column_names)
+        draws, stats, log_lik = extract_draws(stan_fit, params)
     fit = MCMCFit(
-        model, params, draws, stats, log_lik, chains=chains, warmup=warmup, sampling=sampling,
-        thin=thin, seed=seed, delta=delta, max_treedepth=max_treedepth,
-        elapsed=time.perf_counter() - t0, stan_fit=stan_fit,
+        model, params, draws, stats, log_lik, **settings, elapsed=time.perf_counter() - t0,
+        stan_fit=stan_fit, sampler=sampler, unconstrained=unc,
     )
     check_sampling(fit, stacklevel=4)  # one warning per problem, pointing at the user's call
     return fit

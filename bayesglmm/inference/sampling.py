@@ -15,7 +15,8 @@ import numpy as np
 from ..core.arviz_adapter import SAMPLER_STATS
 from ..core.naming import ParamName, log_lik_names
 
-__all__ = ["cmdstan_output_errors", "extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts"]
+__all__ = ["cmdstan_output_errors", "extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts",
+           "split_columns"]
 
 
 def new_seed() -> int:
@@ -128,8 +129,12 @@ def extract_draws(stan_fit: Any, params: Sequence[ParamName]):
     """(draws (chain, draw, P) in ``params`` order, sample stats {name: (chain, draw)},
     log_lik (chain, draw, N) or None) from a ``CmdStanMCMC``."""
     arr = np.asarray(stan_fit.draws(concat_chains=False))  # (draw, chain, column)
-    arr = np.transpose(arr, (1, 0, 2))
-    cols = list(stan_fit.column_names)
+    return split_columns(np.transpose(arr, (1, 0, 2)), list(stan_fit.column_names), params)
+
+
+def split_columns(arr: np.ndarray, cols: Sequence[str], params: Sequence[ParamName]):
+    """Split an array (chain, draw, column) with Stan output names ``cols`` into (draws in
+    ``params`` order, sampler stats under arviz's names, log_lik or None)."""
     pos = {c: i for i, c in enumerate(cols)}
     draws = arr[:, :, [pos[p.stan] for p in params]] if params else arr[:, :, :0]
     stats = {name: arr[:, :, pos[col]] for col, name in SAMPLER_STATS.items() if col in pos}

@@ -222,6 +222,8 @@ class Model:
         init: Any = None,
         verbose: bool = True,
         output_dir: str | os.PathLike | None = None,
+        sampler: str = "stan",
+        low_rank: bool = False,
     ) -> MCMCFit:
         """Draw from the posterior with NUTS (Stan's adaptive Hamiltonian Monte Carlo).
 
@@ -248,6 +250,14 @@ class Model:
             Print compilation and sampling progress.
         output_dir : path, optional
             Directory for CmdStan's output files (None: a new temporary directory).
+        sampler : {"stan", "nutpie"}
+            ``"stan"``: CmdStan's NUTS. ``"nutpie"``: nutpie's NUTS on the same compiled
+            program (no second compile), often about twice the effective draws per second;
+            needs ``pip install 'bayesglmm[nutpie]'``. nutpie draws its own initial values,
+            so ``init`` must be None with it.
+        low_rank : bool
+            nutpie only: adapt a low-rank modified mass matrix (for strongly correlated
+            posteriors).
 
         Returns
         -------
@@ -262,7 +272,8 @@ class Model:
         """
         return fit_nuts(self, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
                         seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
-                        verbose=verbose, output_dir=output_dir)
+                        verbose=verbose, output_dir=output_dir, sampler=sampler,
+                        low_rank=low_rank)
 
     @one_blas_thread
     def optimize(

@@ -146,7 +146,7 @@ def bayes_factor(
     fixed : dict, optional
         ``{"b[talk]": 0}``: Model 2 is Model 1 with these parameters held at the values (their
         own prior terms removed), sampled with fit1's settings (chains, warmup, sampling, thin,
-        seed, delta, max_treedepth), which ``sample_args`` may override.
+        seed, delta, max_treedepth, sampler), which ``sample_args`` may override.
     method, repetitions : see :func:`bayesglmm.post.bridge.bridge_sampler`.
     seed : int, optional
         Seed of the bridge-sampling proposal draws.
@@ -168,7 +168,8 @@ def bayes_factor(
         model2 = restricted_model(fit1.model, dict(fixed))
         settings = dict(chains=fit1.chains, warmup=fit1.warmup, sampling=fit1.sampling,
                         thin=fit1.thin, seed=fit1.seed, delta=fit1.delta,
-                        max_treedepth=fit1.max_treedepth, verbose=False)
+                        max_treedepth=fit1.max_treedepth, verbose=False,
+                        sampler=getattr(fit1, "sampler", "stan"))
         settings.update(sample_args)
         fit2 = model2.sample(**settings)
     elif sample_args:

@@ -133,6 +133,9 @@ def unconstrained_draws(fit: Any) -> tuple[np.ndarray, Any]:
     program (whose ``log_density`` is the bridge-sampling target).
     """
 
+    unc = getattr(fit, "unconstrained", None)
+    if unc is not None:  # nutpie returns its draws on the unconstrained scale
+        return np.asarray(unc, dtype=float), fit.model.bridgestan_model(verbose=False)
     stan_fit = getattr(fit, "stan_fit", None)
     if stan_fit is None:
         raise ValueError("bridge sampling needs the draws of sample(); this fit has none.")

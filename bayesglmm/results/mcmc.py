@@ -31,7 +31,8 @@ class MCMCFit(Fit):
     """Posterior draws from NUTS (``Model.sample()``).
 
     Attributes: ``chains``, ``warmup``, ``sampling``, ``thin``, ``seed``, ``elapsed`` (seconds),
-    ``stan_fit`` (the underlying ``cmdstanpy.CmdStanMCMC``).
+    ``sampler`` ("stan" or "nutpie"), ``stan_fit`` (the underlying ``cmdstanpy.CmdStanMCMC``;
+    None with nutpie), ``unconstrained`` (nutpie's draws on the unconstrained scale, else None).
     """
 
     method = "sample"
@@ -53,8 +54,12 @@ class MCMCFit(Fit):
         max_treedepth: int = 10,
         elapsed: float = math.nan,
         stan_fit: Any = None,
+        sampler: str = "stan",
+        unconstrained: np.ndarray | None = None,
     ):
         super().__init__(model, params)
+        self.sampler = sampler
+        self.unconstrained = unconstrained  # (chain, draw, D) when the sampler returned them
         self._draws = np.asarray(draws, dtype=float)  # (chain, draw, P)
         self._stats = {k: np.asarray(v) for k, v in sample_stats.items()}
         self._log_lik = log_lik
@@ -123,7 +128,7 @@ class MCMCFit(Fit):
     def _method_lines(self) -> list[str]:
         """The printed lines describing the method (subclasses for other algorithms)."""
         return [
-            "MCMC sampling via Stan (NUTS)",
+            "MCMC sampling via " + ("nutpie (NUTS)" if self.sampler == "nutpie" else "Stan (NUTS)"),
             f"Chains: {self.chains}, warmup: {self.warmup}, sampling: {self.sampling}, thin: {self.thin}",
             f"Divergent transitions: {self.num_divergent}",
         ]

@@ -1,0 +1,219 @@
+"""NUTS through nutpie on the BridgeStan library of the compiled program (``sampler="nutpie"``).
+
+nutpie (PyPI ``nutpie``, Rust) adapts its diagonal mass matrix from draws and gradients and
+ends warm-up sooner than Stan's sampler. It samples a Stan program through its BridgeStan
+shared library; every program here is already linked into one (``<name>_model.so`` in the
+compiled-model cache, built with threads on, as nutpie needs: it calls the library from one
+thread per chain), so nothing is compiled a second time.
+
+The reported quantities (parameters, transformed parameters, generated quantities such as
+``Intercept`` and ``log_lik``) of each draw are computed by BridgeStan's ``param_constrain``
+with transformed parameters and generated quantities included (the same ``write_array`` code
+that CmdStan runs after each draw), with a random-number generator per chain seeded from
+``seed``: nutpie does this as it samples; its arrays are flattened here to CmdStan's element
+names, so both samplers report the same quantities under the same names. nutpie also returns
+the draws on the unconstrained scale (kept for bridge sampling); :func:`constrain_draws`
+recomputes the quantities from them (used for programs whose outputs nutpie names in its own
+way, such as tuples).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..core.naming import bridgestan_names
+
+__all__ = ["NUTPIE_STATS", "SUPPORTED", "constrain_draws", "flat_posterior", "import_nutpie",
+           "run_nutpie", "sample_nutpie"]
+
+# nutpie versions whose loading path (nutpie._lib.StanLibrary + CompiledStanModel) is used here.
+SUPPORTED = ((0, 16), (0, 17))  # >= 0.16, < 0.17
+INSTALL_HINT = "pip install 'bayesglmm[nutpie]'  (or: pip install 'nutpie>=0.16,<0.17')"
+
+# nutpie sample_stats name -> the arviz name used by every MCMCFit
+NUTPIE_STATS = {
+    "logp": "lp",
+    "mean_tree_accept": "acceptance_rate",
+    "step_size": "step_size",
+    "depth": "tree_depth",
+    "n_steps": "n_steps",
+    "diverging": "diverging",
+    "energy": "energy",
+}
+
+_libraries: dict[str, Any] = {}  # .so path -> nutpie StanLibrary (loaded once per process)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits or 0))
+    return tuple(out)
+
+
+def import_nutpie():
+    """The ``nutpie`` module, or an ImportError that says how to install a supported version."""
+    try:
+        import nutpie
+    except ImportError as e:
+        raise ImportError(
+            f"sample(sampler='nutpie') needs the optional package nutpie: {INSTALL_HINT}"
+        ) from e
+    version = getattr(nutpie, "__version__", "0")
+    lo, hi = SUPPORTED
+    if not lo <= _version(version) < hi:
+        raise ImportError(
+            f"sample(sampler='nutpie') supports nutpie 0.16.x (it loads the compiled BridgeStan "
+            f"library through nutpie 0.16's interface); nutpie {version} is installed: "
+            f"{INSTALL_HINT}"
+        )
+    return nutpie
+
+
+def _library(so_file: str):
+    """nutpie's handle on a compiled BridgeStan library (one per path and process)."""
+    from nutpie import _lib
+
+    if so_file not in _libraries:
+        _libraries[so_file] = _lib.StanLibrary(so_file)
+    return _libraries[so_file]
+
+
+def nutpie_model(compiled: Any, data: Mapping[str, Any], seed: int):
+    """A nutpie ``CompiledStanModel`` with data on ``compiled``'s cached BridgeStan library."""
+    from nutpie.compile_stan import CompiledStanModel
+
+    library = _library(str(compiled.so_file))
+    model = CompiledStanModel(code=compiled.code, library=library, dims={}, _coords={},
+                              model_name=compiled.name, model=None, data=None)
+    return model.with_data(seed=seed, **{k: _plain(v) for k, v in data.items()})
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python numbers (stanio writes arrays and Python scalars)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython with a kernel attached)."""
+    ip = sys.modules.get("IPython")
+    if ip is None:
+        return False
+    try:
+        shell = ip.get_ipython()
+    except Exception:  # pragma: no cover - depends on the front end
+        return False
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def run_nutpie(
+    compiled: Any,
+    data: Mapping[str, Any],
+    *,
+    chains: int,
+    warmup: int,
+    sampling: int,
+    thin: int,
+    seed: int,
+    delta: float,
+    max_treedepth: int,
+    low_rank: bool = False,
+    verbose: bool = True,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run nutpie on ``compiled``'s BridgeStan library.
+
+    Returns ``(unc, stats, (values, names))``: the kept draws on the unconstrained scale,
+    shape (chain, draw, D), the sampler statistics under arviz's names
+    (:data:`NUTPIE_STATS`), each (chain, draw), and the reported quantities with their
+    CmdStan names (:func:`flat_posterior`). Every ``thin``-th of the ``sampling`` draws is
+    kept, as Stan does.
+    """
+    nutpie = import_nutpie()
+    model = nutpie_model(compiled, data, seed)
+    cores = max(1, min(chains, os.cpu_count() or 1))
+    idata = nutpie.sample(
+        model, draws=sampling, tune=warmup, chains=chains, cores=cores, seed=seed,
+        save_warmup=False, progress_bar=bool(verbose) and (sys.stderr.isatty() or in_notebook()),
+        low_rank_modified_mass_matrix=bool(low_rank), store_unconstrained=True,
+        target_accept=float(delta), maxdepth=int(max_treedepth),
+    )
+    ss = idata.sample_stats
+    unc = np.asarray(ss["unconstrained_draw"].values, dtype=float)[:, ::thin]
+    values, names = flat_posterior(idata.posterior, thin)
+    stats = {}
+    for src, name in NUTPIE_STATS.items():
+        if src in ss:
+            stats[name] = np.asarray(ss[src].values)[:, ::thin]
+    for k in ("tree_depth", "n_steps"):
+        if k in stats:
+            stats[k] = stats[k].astype(np.int64)
+    if "diverging" in stats:
+        stats["diverging"] = stats["diverging"].astype(float)
+    return unc, stats, (values, names)
+
+
+def flat_posterior(posterior: Any, thin: int = 1) -> tuple[np.ndarray, list[str]]:
+    """nutpie's posterior (one array per Stan variable, C order) as one array (chain, draw, K)
+    with cmdstanpy's element names (``b[1]``, ``L[1,2]``: 1-based indices)."""
+    cols, names = [], []
+    for var in posterior.data_vars:
+        x = np.asarray(posterior[var].values, dtype=float)[:, ::thin]
+        shape = x.shape[2:]
+        if not shape:
+            cols.append(x[:, :, None])
+            names.append(str(var))
+            continue
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        if flat.shape[2] == 0:
+            continue
+        cols.append(flat)
+        names.extend(f"{var}[{','.join(str(i + 1) for i in idx)}]" for idx in np.ndindex(shape))
+    if not cols:
+        return np.empty(0), []
+    return np.concatenate(cols, axis=2), names
+
+
+def constrain_draws(bs: Any, unc: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Parameters, transformed parameters and generated quantities of every draw.
+
+    ``bs`` is the program's ``bridgestan.StanModel``; ``unc`` (chain, draw, D) unconstrained
+    draws. Returns ``(values, names)``: values (chain, draw, K) and the K output names in
+    cmdstanpy's spelling (``b[1]``, ``L[1,2]``). Generated quantities that draw random numbers
+    use one generator seeded with ``seed``, advanced chain by chain.
+    """
+    names = bridgestan_names(bs)
+    C, S, _ = unc.shape
+    out = np.empty((C, S, len(names)))
+    rng = bs.new_rng(seed)
+    for c in range(C):
+        for s in range(S):
+            out[c, s] = bs.param_constrain(np.ascontiguousarray(unc[c, s]), include_tp=True,
+                                           include_gq=True, rng=rng)
+    return out, names
+
+
+def sample_nutpie(compiled: Any, bs: Any, program: Any, **settings: Any):
+    """Sample ``program`` (code generation's program or ``from_stan``'s) with nutpie.
+
+    ``compiled``: its CompiledModel; ``bs``: its BridgeStan model (with data); ``settings``:
+    the keyword arguments of :func:`run_nutpie`. Returns ``(params, draws, stats, log_lik,
+    unc)`` as the CmdStan path gives them (see
+    :func:`bayesglmm.inference.sampling.split_columns`) plus the unconstrained draws.
+    """
+    from ..core.naming import resolve_params
+    from .sampling import split_columns
+
+    unc, stats, (values, names) = run_nutpie(compiled, program.data, **settings)
+    if sorted(names) != sorted(bridgestan_names(bs)):  # e.g. tuples, which nutpie names its own way
+        values, names = constrain_draws(bs, unc, settings["seed"])
+    params = resolve_params(program, names)
+    draws, _, log_lik = split_columns(values, names, params)
+    return params, draws, stats, log_lik, unc

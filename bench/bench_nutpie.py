@@ -1,0 +1,190 @@
+"""nutpie against CmdStan's NUTS -> bench/results/nutpie.json.
+
+For each program, in one run, the two samplers of ``Model.sample(sampler=...)`` on the same
+compiled program (nutpie on its BridgeStan library, CmdStan on its executable), 4 chains x
+(1000 warmup + 1000 draws), delta 0.8, max_treedepth 10, for seeds 1-5; within each seed the
+order of the two samplers alternates (Stan first on odd seeds, nutpie first on even seeds) so
+that changes of the machine load hit both alike.
+
+Programs:
+
+* ``sleepstudy``: ``lmer(Reaction ~ Days + (Days | Subject))`` with the brms-like priors of
+  bench/bench_core.py (``our_model()``);
+* ``brms_sleepstudy``: brms's own program for the same model (bench/brms_sleepstudy.stan with
+  its data, through ``from_stan``), sampled with each sampler, for the ratio ours / brms;
+* ``cbpp``: ``glmer(cbind(incidence, failures) ~ period + (1 | herd), binomial)``, flat priors
+  (tests/reference/cbpp.csv);
+* ``debate``: ``lmer(sat ~ talk + perf + (1 | group), prior_normal())``.
+
+Per run: min ESS_bulk (arviz, rank-normalised) over the model's reported parameters (fixed
+effects, sigma, SDs, correlations; not lp or the standardised random effects) per second of
+wall time of the whole ``sample()`` call (it includes, for nutpie, computing the generated
+quantities of every draw through BridgeStan), and per 1000 leapfrog steps of the sampling
+phase (gradient evaluations: robust to the machine load). The machine load average is
+recorded before each run.
+
+Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results" / "nutpie.json"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import arviz as az
+import pandas as pd
+from bench_core import PARAMS, brms_data, our_model
+
+import bayesglmm
+
+SAMPLERS = ("stan", "nutpie")
+
+
+def models() -> dict[str, tuple[bayesglmm.Model, list[str] | None]]:
+    """{name: (model, Stan names of the compared parameters or None = every reported
+    non-random-effect parameter)}."""
+    sleep = our_model()
+    brms = bayesglmm.from_stan(HERE / "brms_sleepstudy.stan", brms_data(sleep))
+    cbpp = pd.read_csv(REPO / "tests" / "reference" / "cbpp.csv",
+                       dtype={"herd": str, "period": str})
+    cbpp["failures"] = cbpp["size"] - cbpp["incidence"]
+    return {
+        "sleepstudy": (sleep, list(PARAMS)),
+        "brms_sleepstudy": (brms, list(PARAMS.values())),
+        "cbpp": (bayesglmm.glmer("cbind(incidence, failures) ~ period + (1 | herd)", cbpp,
+                                 family="binomial"), None),
+        "debate": (bayesglmm.lmer("sat ~ talk + perf + (1 | group)", bayesglmm.load_debate(),
+                                  prior=bayesglmm.prior_normal()), None),
+    }
+
+
+def min_ess(fit, stan_names: list[str] | None) -> tuple[float, str]:
+    """(min ESS_bulk, its name) over ``stan_names`` or over every reported parameter that is
+    not a standardised random effect."""
+    idx = [i for i, p in enumerate(fit._params)
+           if (p.stan in stan_names if stan_names else not p.user.startswith("r_re"))]
+    ess = {fit._params[i].user: float(az.ess(fit._draws[:, :, i], method="bulk")) for i in idx}
+    worst = min(ess, key=ess.get)
+    return ess[worst], worst
+
+
+def run(model, names, sampler: str, seed: int, args) -> dict:
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.sample(chains=args.chains, warmup=args.warmup, sampling=args.sampling,
+                           seed=seed, delta=0.8, sampler=sampler, verbose=False)
+    wall = time.perf_counter() - t0
+    ess, worst = min_ess(fit, names)
+    steps = int(fit._stats["n_steps"].sum())
+    return {"seed": seed, "sampler": sampler, "min_ess_bulk": round(ess, 1),
+            "min_ess_variable": worst, "wall_s": round(wall, 3), "leapfrog_steps": steps,
+            "divergent": fit.num_divergent, "ess_per_s": round(ess / wall, 2),
+            "ess_per_1000_steps": round(1000 * ess / steps, 3), "loadavg_1min": round(load, 2)}
+
+
+def ratios(a: list[dict], b: list[dict]) -> dict:
+    """Per-seed and summary ratios a / b of ESS/s and ESS per leapfrog step."""
+    per_s = [x["ess_per_s"] / y["ess_per_s"] for x, y in zip(a, b)]
+    per_step = [x["ess_per_1000_steps"] / y["ess_per_1000_steps"] for x, y in zip(a, b)]
+    return {"ess_per_s": {"per_seed": [round(r, 3) for r in per_s],
+                          "median": round(statistics.median(per_s), 3)},
+            "ess_per_step": {"per_seed": [round(r, 3) for r in per_step],
+                             "median": round(statistics.median(per_step), 3)},
+            "wall_s_median": [round(statistics.median(x["wall_s"] for x in a), 3),
+                              round(statistics.median(y["wall_s"] for y in b), 3)]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--programs", nargs="+", default=None)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--sampling", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    import nutpie
+
+    progs = models()
+    if args.programs:
+        progs = {k: v for k, v in progs.items() if k in args.programs}
+    compile_s = {}
+    for key, (m, _) in progs.items():
+        t0 = time.perf_counter()
+        m.compile(verbose=False)
+        compile_s[key] = round(time.perf_counter() - t0, 2)
+    load_start = list(os.getloadavg())
+    runs: dict[str, dict[str, list[dict]]] = {k: {s: [] for s in SAMPLERS} for k in progs}
+    for seed in args.seeds:
+        order = SAMPLERS if seed % 2 else SAMPLERS[::-1]
+        for key, (m, names) in progs.items():
+            for sampler in order:
+                r = run(m, names, sampler, seed, args)
+                runs[key][sampler].append(r)
+                print(f"seed {seed} {key:16s} {sampler:6s} min ESS_bulk {r['min_ess_bulk']:7.1f} "
+                      f"({r['min_ess_variable']}) wall {r['wall_s']:6.2f} s -> "
+                      f"{r['ess_per_s']:7.1f} ESS/s, {r['ess_per_1000_steps']:6.2f} per 1000 "
+                      f"steps, load {r['loadavg_1min']}", flush=True)
+    nutpie_vs_stan = {k: ratios(v["nutpie"], v["stan"]) for k, v in runs.items()}
+    main_programs = [k for k in ("sleepstudy", "cbpp", "debate") if k in runs]
+    result = {
+        "benchmark": "nutpie vs CmdStan NUTS (sample(sampler=...)) on the same compiled programs",
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
+                    "python": sys.version.split()[0], "nutpie": nutpie.__version__,
+                    "loadavg_1_5_15_start": load_start,
+                    "loadavg_1_5_15_end": list(os.getloadavg()),
+                    "note": "2 cores shared with other agents' compiles and tests: wall-time "
+                            "ratios are noisy; ESS per leapfrog step is not affected by load"},
+        "settings": {"chains": args.chains, "warmup": args.warmup, "sampling": args.sampling,
+                     "seeds": args.seeds, "delta": 0.8, "max_treedepth": 10,
+                     "order": "per seed and program: stan then nutpie on odd seeds, nutpie "
+                              "then stan on even seeds"},
+        "compile_s": compile_s,
+        "metric": "min ESS_bulk (arviz) over the compared parameters per second of wall time of "
+                  "Model.sample() (ess_per_s), and per 1000 leapfrog steps of the sampling "
+                  "phase (ess_per_1000_steps; warm-up steps not counted)",
+        "compared_parameters": {
+            "sleepstudy": list(PARAMS), "brms_sleepstudy": list(PARAMS.values()),
+            "cbpp": "every reported parameter except r_re", "debate": "every reported "
+            "parameter except r_re"},
+        "runs": runs,
+        "ratio_nutpie_over_stan": nutpie_vs_stan,
+        "median_ratio_ess_per_s_over_programs": (
+            round(statistics.median(nutpie_vs_stan[k]["ess_per_s"]["median"]
+                                    for k in main_programs), 3) if main_programs else None),
+        "goal": "nutpie / stan ESS per second >= 1.8 (median over seeds) on sleepstudy, cbpp "
+                "and debate",
+    }
+    if "sleepstudy" in runs and "brms_sleepstudy" in runs:
+        ours, brms = runs["sleepstudy"], runs["brms_sleepstudy"]
+        result["ratio_ours_over_brms"] = {
+            "stan": ratios(ours["stan"], brms["stan"]),
+            "nutpie": ratios(ours["nutpie"], brms["nutpie"]),
+            "ours_nutpie_over_brms_stan": ratios(ours["nutpie"], brms["stan"]),
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k.startswith(("ratio", "median"))},
+                     indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
