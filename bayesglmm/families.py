@@ -66,7 +66,7 @@ built-in density).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -268,6 +268,15 @@ def _rng_ordered(eta, p, rng, trials=None):
     return 1 + np.sum(u > cdf, axis=-1)
 
 
+def _rng_sequential_common(eta, p, rng, trials=None):
+    # eta: (...) one predictor per observation; cutpoints (C-1,) or (S, C-1) against eta (S, n)
+    c = np.asarray(p["cutpoints"], dtype=float)
+    eta = np.asarray(eta, dtype=float)
+    c = c[..., None, :] if c.ndim > 1 else c
+    cont = rng.uniform(size=eta.shape + (c.shape[-1],)) < expit(eta[..., None] - c)
+    return 1 + np.cumprod(cont, axis=-1).sum(axis=-1)
+
+
 def _rng_sequential(eta, p, rng, trials=None):
     # eta: (..., C-1) transition-specific predictors; cutpoints (C-1,)
     c = np.asarray(p["cutpoints"], dtype=float)
@@ -310,6 +319,9 @@ class Family:
     # normal errors with the identity link: classic() offers REML, and t/F tests with
     # denominator degrees of freedom (Satterthwaite or residual)
     reml: bool = False
+    # the rng of the model with one coefficient per predictor common to all categories, for
+    # a category-specific family that offers it (glmer(..., category_specific=False))
+    rng_common: Callable[..., np.ndarray] | None = field(default=None, repr=False)
     # the extra parameter on the scale of the linear predictor: the Laplace optimiser starts the
     # group-level SDs at its value (lme4's start: relative covariance factor 1); None: SD 1
     re_scale: str | None = None
@@ -318,6 +330,41 @@ class Family:
     def extra_names(self) -> tuple[str, ...]:
         """Names of the extra parameters (``('sigma', 'nu')`` for student_t)."""
         return tuple(p.name for p in self.extra)
+
+    def with_category_specific(self, category_specific: bool | None) -> Family:
+        """This family with category-specific coefficients switched on or off.
+
+        Parameters
+        ----------
+        category_specific : bool or None
+            None keeps the family's default. False gives the sequential family one coefficient
+            per predictor, common to all transitions (brms' ``sratio``):
+            P(y > k | y >= k) = logistic(eta - c_k).
+
+        Returns
+        -------
+        Family
+            The same entry, or a variant of it with ``category_specific=False``.
+        """
+        if category_specific is None:
+            return self
+        if not isinstance(category_specific, bool):
+            raise TypeError(f"category_specific must be True, False or None, "
+                            f"got {category_specific!r}.")
+        if category_specific == self.category_specific:
+            return self
+        if self.rng_common is None:
+            raise ValueError(f"category_specific={category_specific} is not available for "
+                             f"family '{self.name}'; only the sequential family has "
+                             "category-specific coefficients (category_specific=False turns "
+                             "them into one coefficient per predictor).")
+        return replace(self, category_specific=False, rng=self.rng_common)
+
+    @property
+    def common_variant(self) -> bool:
+        """True for the variant of a category-specific family made by
+        ``with_category_specific(False)``."""
+        return self.rng_common is not None and not self.category_specific
 
     @property
     def snippet(self) -> str:
@@ -390,7 +437,7 @@ FAMILIES: dict[str, Family] = {
             "sequential", "cont_ratio_logit", _logit, expit, (), "int",
             _check_categories, "logit", _rng_sequential,
             has_intercept=False, ordinal=True, category_specific=True,
-            snippets=("sequential.stan",),
+            snippets=("sequential.stan",), rng_common=_rng_sequential_common,
             doc="continuation ratio: P(y > k | y >= k) = logistic(eta_k - c_k)",
         ),
         Family(

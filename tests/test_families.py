@@ -248,6 +248,8 @@ LOGP_CASES = {
     "neg_binomial": ("talk ~ perf + (1 | group)", {"prior_kw": {"phi_rate": 0.3}}),
     "ordered": ("sat ~ talk + perf + (1 | group)", {"prior_kw": {"cutpoint_sd": 5}}),
     "sequential": ("sat ~ talk + (1 | group)", {"prior_kw": {"cutpoint_sd": 5}}),
+    "sequential_common": ("sat ~ talk + perf + (1 | group)",
+                          {"prior_kw": {"cutpoint_sd": 5}, "category_specific": False}),
     "beta": ("prop ~ talk + perf + (1 | group)", {"prior_kw": {"phi_rate": 0.3}}),
 }
 
@@ -334,6 +336,13 @@ def _reference_logp(program, v) -> float:
         elif f == "beta":
             m, phi = expit(mu), v["phi"]
             lp += stats.beta.logpdf(y, m * phi, (1 - m) * phi).sum()
+        elif f == "sequential":  # one predictor, common to all transitions
+            c = v["cutpoints"]
+            for n in range(d["N"]):
+                j = y[n]
+                lp += log_expit(mu[n] - c[: j - 1]).sum()
+                if j <= d["C"] - 1:
+                    lp += log_expit(-(mu[n] - c[j - 1]))
         elif f == "ordered":
             c = np.concatenate([[-np.inf], v["cutpoints"], [np.inf]])
             p = expit(c[y] - mu) - expit(c[y - 1] - mu)
@@ -381,11 +390,12 @@ def test_log_density_matches_scipy(case, debate, toolchain):
     from bayesglmm.toolchain import compile_model
 
     formula, opts = LOGP_CASES[case]
-    fam = case.split("_corr")[0].split("_lkj")[0].split("_k0")[0]
+    fam = case.split("_corr")[0].split("_lkj")[0].split("_k0")[0].split("_common")[0]
     prior = prior_flat() if opts.get("prior") == "flat" else prior_normal(**opts.get("prior_kw", {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        spec = build_spec(formula, debate, family=fam, prior=prior)
+        family = get_family(fam).with_category_specific(opts.get("category_specific"))
+        spec = build_spec(formula, debate, family=family, prior=prior)
     program = generate(spec)
     cm = compile_model(program.code, name=f"fam_{case}", verbose=False)
     bs = cm.bridgestan_model(program.data)

@@ -118,6 +118,8 @@ class Model:
         parts = [self.formula or ""]
         if self.wrapper in ("glmer", "glm"):
             parts.append(f"family = {self.family}")
+            if getattr(getattr(self.spec, "family", None), "common_variant", False):
+                parts.append("category_specific = FALSE")
         prior = getattr(self.spec, "prior", None)
         pname = getattr(prior, "name", None)
         if pname is None and self.prior is not None:

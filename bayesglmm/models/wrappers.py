@@ -42,11 +42,12 @@ def glmer(
     resid_time: str | None = None,
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
+    category_specific: bool | None = None,
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
     ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
-    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential;
+    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential, beta;
     ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
     dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
     flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
@@ -71,8 +72,12 @@ def glmer(
     integer values); parameter ``rho_resid``.
     ``fixed={"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
     are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
+    ``category_specific=False`` (family="sequential"): one coefficient per predictor, common to
+    all transitions (brms' ``sratio``), named ``b[x]``; the default gives each transition its
+    own coefficient, ``b[x,1->2]``, ``b[x,2->3]``, ...
     Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
     """
+    family = get_family(family).with_category_specific(category_specific)
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
                   levels=levels, **_options(locals()))
