@@ -104,7 +104,8 @@ def plot_acf(fit: Any, pars: str | None = None, max_lag: int = 40):
 def plot_forest(fit: Any, pars: Sequence[str] | str | None = None, prob: float = 0.95):
     """Point estimate and ``prob`` interval per variable (one panel). Draw-based fits: arviz's
     forest plot (median and ``prob`` HDI of the pooled chains); MAP and other estimate-based
-    fits: estimate with the fit's 95% interval. Returns the Figure."""
+    fits: estimate with its ``prob`` Wald interval (:func:`wald_interval`). Returns the
+    Figure."""
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
     names = select_names(fit, pars)
@@ -117,13 +118,52 @@ def plot_forest(fit: Any, pars: Sequence[str] | str | None = None, prob: float =
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(tab) + 1.2))
     y = np.arange(len(tab))[::-1]
     est = tab.iloc[:, 0].to_numpy()
-    lo, hi = tab["lower"].to_numpy(), tab["upper"].to_numpy()
+    lo, hi = wald_interval(tab, prob)
     ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", capsize=3)
     ax.set_yticks(y, list(tab.index))
-    ax.set_xlabel("Estimate with 95% interval")
+    ax.set_xlabel(f"Estimate with {100 * prob:g}% interval")
     ax.axvline(0, color="0.7", lw=0.8)
     fig.tight_layout()
     return fig
+
+
+def wald_interval(tab: Any, prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``prob`` intervals of an estimate table with 95% limits (columns estimate, lower,
+    upper; ``df`` for t intervals): each 95% interval is symmetric around the estimate on the
+    identity, log (scale parameters) or Fisher-z (correlations) scale; on that scale its
+    half-width is rescaled by the ratio of the normal (or t(df)) quantiles."""
+    from scipy import stats
+
+    est = tab.iloc[:, 0].to_numpy(dtype=float)
+    lo, hi = tab["lower"].to_numpy(dtype=float), tab["upper"].to_numpy(dtype=float)
+    if abs(prob - 0.95) < 1e-12:
+        return lo, hi
+    df = tab["df"].to_numpy(dtype=float) if "df" in tab.columns else np.full(est.size, np.inf)
+    df = np.where(np.isfinite(df) & (df > 0), df, np.inf)
+    ratio = stats.t.ppf((1 + prob) / 2, df) / stats.t.ppf(0.975, df)
+    scales = [(lambda x: x, lambda x: x, lambda a, b, c: True),
+              (np.log, np.exp, lambda a, b, c: a > 0),
+              (np.arctanh, np.tanh, lambda a, b, c: -1 < a and c < 1)]
+    new_lo, new_hi = lo.copy(), hi.copy()
+    for r in range(est.size):
+        e, a, b = est[r], lo[r], hi[r]
+        if not (np.isfinite(e) and np.isfinite(a) and np.isfinite(b)):
+            continue
+        best = None
+        for g, ginv, ok in scales:
+            if not ok(a, e, b):
+                continue
+            with np.errstate(all="ignore"):
+                ga, ge, gb = g(a), g(e), g(b)
+            if not np.all(np.isfinite([ga, ge, gb])):
+                continue
+            asym = abs((gb - ge) - (ge - ga)) / max(gb - ga, 1e-300)
+            if best is None or asym < best[0] - 1e-9:
+                best = (asym, ge, (gb - ga) / 2, ginv)
+        if best is not None:
+            _, ge, half, ginv = best
+            new_lo[r], new_hi[r] = ginv(ge - ratio[r] * half), ginv(ge + ratio[r] * half)
+    return new_lo, new_hi
 
 
 def plot_pairs(fit: Any, pars: Sequence[str] | str | None = None):

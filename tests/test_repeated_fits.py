@@ -146,8 +146,44 @@ def test_ar1_reml_matches_direct_mvn(sim, ar1_model):
     _check(s["estimate"].to_dict(), ref, ["Intercept", "b[x]", "sigma", "rho_resid"])
 
 
-def test_ar1_posterior_recovers_rho(ar1_model):
-    fit = ar1_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+@pytest.fixture(scope="module")
+def ar1_fit(ar1_model):
+    return ar1_model.sample(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False)
+
+
+def _pair_corr(e: np.ndarray, df: pd.DataFrame, same) -> float:
+    """Correlation over draws and row pairs (i, j) of one id with ``same(ti, tj)`` of the
+    residual draws ``e`` (draws, rows)."""
+    i, j = [], []
+    for _, b in df.groupby("id"):
+        idx, t = b.index.to_numpy(), b["time"].to_numpy()
+        for a in range(len(idx)):
+            for c in range(len(idx)):
+                if a != c and same(t[a], t[c]):
+                    i.append(idx[a])
+                    j.append(idx[c])
+    return float(np.corrcoef(e[:, i].ravel(), e[:, j].ravel())[0, 1])
+
+
+def test_ar1_posterior_predict_draws_correlated_residuals(ar1_fit, sim):
+    """posterior_predict draws the residuals of an ar1 model jointly: the lag-1 (and lag-2)
+    autocorrelation of the predictive residuals y_rep - E[y | draw] pooled over draws is the
+    posterior mean of rho (rho^2). MC error of the pooled correlation: 4000 draws x ~150
+    pairs, SD < 0.005; the spread of rho over draws (SD ~0.05) moves the pooled value by
+    about var(rho)/2 ~ 0.002."""
+    yrep = ar1_fit.posterior_predict(seed=3)
+    mu = ar1_fit.predict(summary=False)
+    e = yrep - mu
+    rho = ar1_fit.draws("rho_resid")["rho_resid"].to_numpy()
+    assert _pair_corr(e, sim, lambda a, b: b - a == 1) == pytest.approx(rho.mean(), abs=0.02)
+    assert _pair_corr(e, sim, lambda a, b: b - a == 2) == pytest.approx(np.mean(rho**2),
+                                                                        abs=0.02)
+    sig = ar1_fit.draws("sigma")["sigma"].to_numpy()
+    assert e.std() == pytest.approx(np.sqrt(np.mean(sig**2)), rel=0.02)
+
+
+def test_ar1_posterior_recovers_rho(ar1_fit):
+    fit = ar1_fit
     rho = fit.draws("rho_resid")["rho_resid"].to_numpy()
     # the true value within 3 posterior SDs (the posterior SD, ~0.05, dominates MC error ~0.002)
     assert abs(rho.mean() - RHO) < 3 * rho.std()
@@ -167,6 +203,11 @@ def test_ar1_with_random_intercept_laplace_ml(sim_ri, toolchain):
 
 def test_cs_matches_direct_mvn_and_random_intercept(sim_ri, toolchain):
     m = bg.lm("y ~ x", sim_ri, resid_corr="cs", resid_group="id")
+    post = m.sample(seed=SEED, verbose=False)
+    # posterior_predict: every pair of rows of one id has residual correlation rho
+    e = post.posterior_predict(seed=4) - post.predict(summary=False)
+    rho = post.draws("rho_resid")["rho_resid"].to_numpy()
+    assert _pair_corr(e, sim_ri, lambda a, b: True) == pytest.approx(rho.mean(), abs=0.02)
     fit = m.optimize(verbose=False)
     ref = _direct_fit(sim_ri, "cs")
     _check(fit.estimates, ref, ["Intercept", "b[x]", "sigma", "rho_resid"])

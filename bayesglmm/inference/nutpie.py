@@ -20,12 +20,12 @@ way, such as tuples).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ..core.display import show_progress
 from ..core.naming import bridgestan_names
 
 __all__ = ["NUTPIE_STATS", "SUPPORTED", "constrain_draws", "flat_posterior", "import_nutpie",
@@ -102,18 +102,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (IPython with a kernel attached)."""
-    ip = sys.modules.get("IPython")
-    if ip is None:
-        return False
-    try:
-        shell = ip.get_ipython()
-    except Exception:  # pragma: no cover - depends on the front end
-        return False
-    return shell is not None and hasattr(shell, "kernel")
-
-
 def run_nutpie(
     compiled: Any,
     data: Mapping[str, Any],
@@ -141,7 +129,7 @@ def run_nutpie(
     cores = max(1, min(chains, os.cpu_count() or 1))
     idata = nutpie.sample(
         model, draws=sampling, tune=warmup, chains=chains, cores=cores, seed=seed,
-        save_warmup=False, progress_bar=bool(verbose) and (sys.stderr.isatty() or in_notebook()),
+        save_warmup=False, progress_bar=show_progress(verbose),
         low_rank_modified_mass_matrix=bool(low_rank), store_unconstrained=True,
         target_accept=float(delta), maxdepth=int(max_treedepth),
     )

@@ -6,13 +6,13 @@ import contextlib
 import logging
 import re
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..core.arviz_adapter import SAMPLER_STATS
+from ..core.display import show_progress
 from ..core.naming import ParamName, log_lik_names
 
 __all__ = ["cmdstan_output_errors", "extract_draws", "new_seed", "quiet_cmdstanpy", "run_nuts",
@@ -119,7 +119,7 @@ def run_nuts(
             thin=thin,
             adapt_delta=delta if warmup > 0 else None,
             max_treedepth=max_treedepth,
-            show_progress=bool(verbose) and sys.stderr.isatty(),
+            show_progress=show_progress(verbose),
             show_console=False,
             output_dir=output_dir,
         )

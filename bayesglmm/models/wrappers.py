@@ -101,10 +101,11 @@ def lmer(
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
 ) -> Model:
-    """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts for factors
-    (always; the ``contrasts`` argument is accepted for symmetry and ignored)."""
+    """Linear mixed model: ``glmer(family="gaussian")``, with sum-to-zero contrasts for factors
+    by default (``contrasts="sum"``, as lmerTest users set them for type III tests);
+    ``contrasts="treatment"`` gives R's default dummy coding."""
     return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
-                  contrasts="sum", dropna=dropna, factors=factors, **_options(locals()))
+                  contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
 
 
 def glm(

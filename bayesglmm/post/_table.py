@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.display import html_repr, note_table
 from ..results_classic import format_p
 
 __all__ = ["PrintedTable", "format_table"]
@@ -33,7 +34,8 @@ def format_table(df: pd.DataFrame, formats: dict[str, str], default: str = "{:.5
     for r in range(len(df)):
         lines.append(" ".join(body[i][r].ljust(widths[i]) if i == 0 else body[i][r].rjust(widths[i])
                               for i in range(len(cols))))
-    return "\n".join(lines)
+    return note_table("\n".join(lines), cols,
+                      [[body[i][r] for i in range(len(cols))] for r in range(len(df))])
 
 
 class PrintedTable(pd.DataFrame):
@@ -65,3 +67,11 @@ class PrintedTable(pd.DataFrame):
 
     def __str__(self) -> str:
         return self.format()
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the printed heading, table and notes, the table as HTML."""
+        return html_repr(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a plain DataFrame."""
+        return pd.DataFrame(self).copy()

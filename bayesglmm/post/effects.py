@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.display import html_repr, note_table
 from ..design import fixed_design, predictor_names
 from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
@@ -170,6 +171,14 @@ class ConditionalEffects:
     def __repr__(self) -> str:
         return self.format()
 
+    def _repr_html_(self) -> str:
+        """Notebooks: the printed form, the table as HTML (the plot is ``_repr_png_``)."""
+        return html_repr(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table (``data``) as a DataFrame."""
+        return self.data.copy()
+
     def _repr_png_(self) -> bytes:
         """Notebooks show the plot (printing draws the plot)."""
         import io
@@ -241,11 +250,21 @@ class SimpleEffects:
     def __repr__(self) -> str:
         return self.format()
 
+    def _repr_html_(self) -> str:
+        """Notebooks: the printed form, the table as HTML."""
+        return html_repr(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table (``data``) as a DataFrame."""
+        return self.data.copy()
+
 
 def _table(df: pd.DataFrame, digits: int) -> str:
     fmt = {c: (lambda v, d=digits: "NA" if not np.isfinite(v) else f"{v:.{d}f}")
            for c in df.columns if pd.api.types.is_float_dtype(df[c])}
-    return df.to_string(index=False, formatters=fmt)
+    rows = [[fmt[c](v) if c in fmt else str(v) for c, v in zip(df.columns, r)]
+            for r in df.itertuples(index=False)]
+    return note_table(df.to_string(index=False, formatters=fmt), [str(c) for c in df.columns], rows)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -300,5 +300,27 @@ def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "
                          "number of trials per row, which new data cannot give yet")
     rng = np.random.default_rng(seed)
     eta, _ = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
+    if getattr(spec, "resid", None) is not None:
+        return eta + correlated_residuals(fit, spec, newdata, rng)
     params = _family_params(fit, pooled_draws(fit), spec)
     return spec.family.rng(eta, params, rng, trials=spec.response.trials)
+
+
+def correlated_residuals(fit: Any, spec: Any, newdata: pd.DataFrame | None,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Residuals (draws, rows) of a model with ``resid_corr`` ("ar1" or "cs"), drawn jointly
+    within each block from the posterior draws of ``sigma`` and ``rho_resid``."""
+    from ..residcorr import build_resid
+    from ..simulate import RESIDUAL_DRAWS
+
+    resid = spec.resid
+    if newdata is not None:
+        missing = [c for c in (resid.group, resid.time) if c and c not in newdata.columns]
+        if missing:
+            raise ValueError(f"posterior_predict(newdata=...) of a resid_corr={resid.kind!r} "
+                             f"model needs the column(s) {missing} to correlate the residuals")
+        resid = build_resid(resid.kind, newdata, group=resid.group, time=resid.time)
+    draws = pooled_draws(fit)
+    pos = {p.user: i for i, p in enumerate(fit._params)}
+    return RESIDUAL_DRAWS[resid.kind](resid, draws[:, pos["rho_resid"]], draws[:, pos["sigma"]],
+                                      rng)

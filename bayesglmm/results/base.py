@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+import pandas as pd
+
 from ..core.naming import ParamName
 from .layout import ReTerm, re_index, re_layout
 
@@ -77,6 +79,16 @@ class Fit:
 
     def __repr__(self) -> str:
         return self.format()
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the printed form, its tables as HTML tables."""
+        from ..core.display import html_repr
+
+        return html_repr(self)
+
+    def to_frame(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """The fit's main table as a DataFrame: the same as :meth:`summary` (same arguments)."""
+        return self.summary(*args, **kwargs)
 
     def show(self, **kwargs) -> None:
         """Print the fit (keyword arguments as :meth:`format`)."""

@@ -20,8 +20,9 @@ __all__ = ["MAPFit"]
 class MAPFit(Fit):
     """Joint posterior mode (``Model.optimize()``): estimates, delta-method SEs, Wald CIs.
 
-    Attributes: ``objective`` (negative log posterior at the mode, all constants kept, no
-    Jacobian; with ``laplace=True`` the Laplace-integrated one), ``log_ml`` (Laplace
+    Attributes: ``neg_log_posterior`` (negative log posterior at the mode, all constants kept,
+    no Jacobian; with ``laplace=True`` the Laplace-integrated one; ``objective`` is the same
+    number under its former name), ``log_ml`` (Laplace
     approximation of the log marginal likelihood, NaN if the Hessian is not positive definite),
     ``converged``, ``theta_unc`` (unconstrained mode; random effects at their conditional
     modes), ``cov_unc`` (covariance on the unconstrained scale used for the delta method; with
@@ -66,6 +67,12 @@ class MAPFit(Fit):
         self.elapsed = elapsed
 
     @property
+    def neg_log_posterior(self) -> float:
+        """Negative log posterior density at the mode (what is printed as
+        "Negative Log-Posterior")."""
+        return self.objective
+
+    @property
     def estimates(self) -> dict[str, float]:
         """{user name: estimate} for every reported quantity (random effects included)."""
         return self._table["estimate"].to_dict()
@@ -88,7 +95,7 @@ class MAPFit(Fit):
             call_line(self.model),
             "",
             "MAP Estimation via Stan" + (" (joint mode)" if has_re and not self.laplace else ""),
-            f"Negative Log-Posterior: {self.objective:.2f}",
+            f"Negative Log-Posterior: {self.neg_log_posterior:.2f}",
             "Approx. Log Marginal Likelihood (Laplace): "
             + (f"{self.log_ml:.2f}" if np.isfinite(self.log_ml) else "NA"),
         ]

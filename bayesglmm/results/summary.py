@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.arviz_adapter import load_arviz
+from ..core.display import note_table
 
 __all__ = ["MAP_COLUMNS", "SUMMARY_COLUMNS", "IntFmt", "call_line", "check_scale", "ess_fmt", "fmt_table", "kde_mode", "mcmc_summary_table", "observed_response"]
 
@@ -114,7 +115,8 @@ def fmt_table(df: pd.DataFrame, fmts: dict[str, Any], headers: dict[str, str] | 
     lines = [" ".join(just(c, h, w) for c, (h, w) in enumerate(zip(heads, widths)))]
     for r in range(len(df)):
         lines.append(" ".join(just(c, rows[c][r], widths[c]) for c in range(len(cols))))
-    return "\n".join(lines)
+    return note_table("\n".join(lines), heads,
+                      [[rows[c][r] for c in range(len(cols))] for r in range(len(df))])
 
 
 def ess_fmt(v: float) -> str:

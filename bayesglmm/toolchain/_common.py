@@ -160,6 +160,10 @@ class Ticker:
             self.tty = self.stream.isatty()
         except (AttributeError, ValueError, OSError):
             self.tty = False
+        if not self.tty and self.stream is sys.stderr:
+            from ..core.display import in_notebook
+
+            self.tty = in_notebook()  # Jupyter renders the carriage returns: a live line
 
     def _run(self) -> None:
         period = 1.0 if self.tty else self.interval
