@@ -36,6 +36,7 @@ from .core.naming import ParamName, sd_name
 from .families import Family
 from .priors import prior_blocks
 from .spec import ModelSpec
+from .zero_inflation import zi_design, zi_names
 
 __all__ = ["ParamName", "StanProgram", "family_context", "generate", "jinja_env", "param_names", "render_code",
            "stan_data"]
@@ -184,6 +185,10 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
         d["trials"] = np.asarray(r.trials, dtype=np.int64)
     d["K"] = int(spec.fixed.K)
     d["X"] = np.ascontiguousarray(spec.fixed.X, dtype=float).reshape(spec.n_obs, spec.fixed.K)
+    if spec.zi is not None:  # zero-inflated families: logit P(structural zero) = X_zi * beta_zi
+        X_zi = zi_design(spec)
+        d["K_zi"] = int(X_zi.shape[1])
+        d["X_zi"] = np.ascontiguousarray(X_zi)
     if spec.fixed.offset is not None:
         d["offsets"] = np.asarray(spec.fixed.offset, dtype=float)
     for g in spec.groups:
@@ -228,6 +233,9 @@ def param_names(spec: ModelSpec) -> tuple[ParamName, ...]:
     if fam.ordinal:
         for c in range(1, int(spec.response.n_categories)):
             out.append(ParamName(f"cutpoints[{c}]", f"cutpoints[C{c}]", "cutpoints"))
+    if spec.zi is not None:  # zero-inflation coefficients (logit scale)
+        for j, n in enumerate(zi_names(spec), start=1):
+            out.append(ParamName(f"beta_zi[{j}]", f"b_zi[{n}]", "family"))
     for p in fam.extra:
         out.append(ParamName(p.name, p.name, "family"))
     several = len(spec.groups) > 1

@@ -59,6 +59,10 @@ All names of Stan data and parameters follow :mod:`bayesglmm.codegen`: ``y``, ``
 ...). Functions that Stan lacks live in plain ``stan_snippets/*.stan`` files named by
 :attr:`Family.snippets` and go into the program's ``functions`` block.
 
+Zero-inflated families (``zero_inflated``) have a second linear predictor, the logit of the
+probability of a structural zero: their snippets declare the data ``K_zi`` and ``X_zi`` and the
+parameter ``beta_zi``, whose design :mod:`bayesglmm.zero_inflation` builds from ``zi=``.
+
 Adding a family means one entry here plus its snippet (and a Stan function file if Stan has no
 built-in density).
 """
@@ -254,6 +258,17 @@ def _rng_neg_binomial(eta, p, rng, trials=None):
     return rng.poisson(rng.gamma(phi, mu / phi))
 
 
+def _rng_zero_inflated_poisson(eta, p, rng, trials=None):
+    # p["zi"]: probability of a structural zero, broadcastable against eta
+    count = rng.poisson(np.exp(eta))
+    return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
+
+
+def _rng_zero_inflated_neg_binomial(eta, p, rng, trials=None):
+    count = _rng_neg_binomial(eta, p, rng)
+    return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
+
+
 def _rng_beta(eta, p, rng, trials=None):
     mu = expit(eta)
     phi = p["phi"]
@@ -319,6 +334,8 @@ class Family:
     # normal errors with the identity link: classic() offers REML, and t/F tests with
     # denominator degrees of freedom (Satterthwaite or residual)
     reml: bool = False
+    # a second linear predictor, logit P(structural zero) = X_zi * beta_zi, from the zi= formula
+    zero_inflated: bool = False
     # the rng of the model with one coefficient per predictor common to all categories, for
     # a category-specific family that offers it (glmer(..., category_specific=False))
     rng_common: Callable[..., np.ndarray] | None = field(default=None, repr=False)
@@ -445,6 +462,18 @@ FAMILIES: dict[str, Family] = {
             _check_unit_interval, "logit", _rng_beta,
             doc="y ~ Beta(mu phi, (1 - mu) phi), mu = logistic(eta); proportions in (0, 1)",
         ),
+        Family(
+            "zero_inflated_poisson", "log", _log, _exp, (), "int",
+            _check_counts, "log", _rng_zero_inflated_poisson,
+            snippets=("zero_inflated.stan",), zero_inflated=True,
+            doc="zero with probability zi = logistic(X_zi b_zi), else Poisson(exp(eta))",
+        ),
+        Family(
+            "zero_inflated_neg_binomial", "log", _log, _exp, (_PHI,), "int",
+            _check_counts, "log", _rng_zero_inflated_neg_binomial,
+            snippets=("zero_inflated.stan",), zero_inflated=True,
+            doc="zero with probability zi = logistic(X_zi b_zi), else NB2(exp(eta), phi)",
+        ),
     )
 }
 
@@ -475,7 +504,8 @@ def get_family(family: str | Family) -> Family:
         )
     key = family.strip().lower()
     aliases = {"normal": "gaussian", "negbinomial": "neg_binomial", "neg_binomial_2": "neg_binomial",
-               "student": "student_t", "ordinal": "ordered", "cumulative": "ordered"}
+               "student": "student_t", "ordinal": "ordered", "cumulative": "ordered",
+               "zero_inflated_negbinomial": "zero_inflated_neg_binomial"}
     key = aliases.get(key, key)
     if key not in FAMILIES:
         raise ValueError(

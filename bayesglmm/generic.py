@@ -212,7 +212,8 @@ def generic_data(spec: ModelSpec) -> dict[str, Any]:
         raise ValueError(f"The generic {fam} program cannot fit this model: {reason}.")
     fam = spec.family
     base = stan_data(spec)
-    d: dict[str, Any] = {k: base[k] for k in ("N", "C", "y", "trials", "K", "X") if k in base}
+    d: dict[str, Any] = {k: base[k] for k in ("N", "C", "y", "trials", "K", "X", "K_zi", "X_zi")
+                         if k in base}
     K = d["K"]
     if fam.has_intercept:
         d["centre"] = int(spec.centred)

@@ -107,6 +107,8 @@ class ModelSpec:
     # samples only the other coefficients and takes these values as data (see hold_coefficients)
     held: tuple[tuple[int, float], ...] = ()
     parsed: ParsedFormula | None = field(default=None, repr=False)  # the formula, parsed once
+    # zero-inflated families: the design of logit P(structural zero) (the zi= formula)
+    zi: FixedEffects | None = None
 
     @property
     def has_intercept(self) -> bool:
@@ -137,6 +139,10 @@ class ModelSpec:
                 f"(size {sizes.min()}-{sizes.max()}), coefficients {', '.join(g.coefs)}"
                 + ("" if g.correlated or g.q == 1 else " (uncorrelated)")
             )
+        if self.zi is not None:
+            lines.append("  zero inflation (logit): "
+                         + ", ".join(f"b_zi[{n}]" for n in
+                                     (("Intercept",) if self.zi.intercept else ()) + self.zi.names))
         if self.resid is not None:
             lines.append(f"  {self.resid.describe()}")
         for j, v in self.held:

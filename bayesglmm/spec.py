@@ -32,6 +32,7 @@ from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
 from .prepare import prepare_data
 from .priors import Prior, make_prior, resolve_prior
 from .residcorr import build_resid, check_redundancy, check_resid_args, default_group
+from .zero_inflation import zi_columns, zi_effects, zi_rhs
 
 __all__ = [
     "Bar",
@@ -65,6 +66,7 @@ def build_spec(
     resid_time: str | None = None,
     resid_group: str | None = None,
     hold: dict[str, float] | None = None,
+    zi: str | None = None,
 ) -> ModelSpec:
     """Formula + data -> ModelSpec.
 
@@ -78,9 +80,14 @@ def build_spec(
     factor response, second = 1);
     resid_corr, resid_time, resid_group: residual correlation (bayesglmm/residcorr.py);
     hold: coefficients held at given values (the wrappers' ``fixed=``), e.g. ``{"b[talk]": 0}``
-    (see :func:`hold_coefficients`).
+    (see :func:`hold_coefficients`);
+    zi: the zero-inflation formula of the zero-inflated families (default ``"~ 1"``; see
+    :mod:`bayesglmm.zero_inflation`).
     """
     fam = get_family(family)
+    if zi is not None and not fam.zero_inflated:
+        raise ValueError(f"zi= is only used by the zero-inflated families, not '{fam.name}'.")
+    zi_part = zi_rhs(zi) if fam.zero_inflated else None
     if contrasts not in ("treatment", "sum"):
         raise ValueError(f"contrasts must be 'treatment' or 'sum', got {contrasts!r}.")
     the_prior = make_prior(prior, y_range)
@@ -90,6 +97,7 @@ def build_spec(
     if resid_corr is not None:
         resid_group, resid_note = default_group(resid_group, list(parsed.grouping_columns))
     extra = tuple(c for c in (resid_time, resid_group) if c is not None)
+    extra += zi_columns(zi_part) if zi_part is not None else ()
     prep = prepare_data(parsed, data, family=fam, dropna=dropna, factors=factors, trials=trials,
                         levels=levels, extra_columns=extra)
     df = prep.data
@@ -106,6 +114,8 @@ def build_spec(
         how = ("sum-to-zero contrasts (columns 1..L-1, last level = minus their sum)"
                if contrasts == "sum" else "treatment contrasts (reference = first level)")
         notes.append(f"factors {', '.join(coded)}: {how}.")
+    if zi_part is not None and the_prior.name != "flat":
+        notes.append("the zero-inflation coefficients b_zi have flat priors.")
     if not fam.has_intercept and fixed.intercept:
         notes.append(f"family '{fam.name}' has no intercept: it is absorbed by the cutpoints.")
     groups = tuple(
@@ -142,6 +152,7 @@ def build_spec(
         data=df,
         resid=resid,
         parsed=parsed,
+        zi=zi_effects(zi_part, df, lev_str, wrap) if zi_part is not None else None,
     )
     return hold_coefficients(spec, hold) if hold else spec
 

@@ -33,13 +33,14 @@ def debate(debate_plus: pd.DataFrame) -> pd.DataFrame:
 def test_family_table():
     assert FAMILY_NAMES == ("gaussian", "lognormal", "student_t", "gamma", "bernoulli",
                             "binomial", "poisson", "neg_binomial", "ordered", "sequential",
-                            "beta")
+                            "beta", "zero_inflated_poisson", "zero_inflated_neg_binomial")
     links = {n: f.link for n, f in FAMILIES.items()}
     assert links["gaussian"] == "identity" and links["poisson"] == "log"
     assert links["bernoulli"] == "logit" and links["gamma"] == "log"
     assert {n: f.extra_names for n, f in FAMILIES.items() if f.extra_names} == {
         "gaussian": ("sigma",), "lognormal": ("sigma",), "student_t": ("sigma", "nu"),
         "gamma": ("shape",), "neg_binomial": ("phi",), "beta": ("phi",),
+        "zero_inflated_neg_binomial": ("phi",),
     }
     assert FAMILIES["student_t"].extra[1].lower == 2.0
     assert not FAMILIES["ordered"].has_intercept and not FAMILIES["sequential"].has_intercept
@@ -251,6 +252,9 @@ LOGP_CASES = {
     "sequential_common": ("sat ~ talk + perf + (1 | group)",
                           {"prior_kw": {"cutpoint_sd": 5}, "category_specific": False}),
     "beta": ("prop ~ talk + perf + (1 | group)", {"prior_kw": {"phi_rate": 0.3}}),
+    "zero_inflated_poisson": ("talk ~ perf + (1 | group)", {"zi": "~ sat"}),
+    "zero_inflated_neg_binomial": ("talk ~ perf + (1 | group)",
+                                   {"prior_kw": {"phi_rate": 0.3}, "zi": "~ 1"}),
 }
 
 
@@ -271,6 +275,8 @@ def _values(program, rng) -> dict[str, np.ndarray]:
         v["cutpoints"] = c
     for p in spec.family.extra:
         v[p.name] = np.array(p.lower + rng.uniform(0.5, 3.0))
+    if spec.zi is not None:
+        v["beta_zi"] = rng.normal(0, 0.5, size=d["K_zi"])
     for g in spec.groups:
         v[f"sd_{g.k}"] = rng.uniform(0.2, 1.0, size=g.q)
         if g.has_corr:
@@ -333,6 +339,15 @@ def _reference_logp(program, v) -> float:
         elif f == "neg_binomial":
             phi = v["phi"]
             lp += stats.nbinom.logpmf(y, phi, phi / (phi + np.exp(mu))).sum()
+        elif spec.family.zero_inflated:  # P(0) = zi + (1 - zi) P_count(0)
+            zi = expit(d["X_zi"] @ v["beta_zi"])
+            if "phi" in v:
+                phi = v["phi"]
+                count = stats.nbinom.logpmf(y, phi, phi / (phi + np.exp(mu)))
+            else:
+                count = stats.poisson.logpmf(y, np.exp(mu))
+            lp += np.where(y == 0, np.log(zi + (1 - zi) * np.exp(count)),
+                           np.log1p(-zi) + count).sum()
         elif f == "beta":
             m, phi = expit(mu), v["phi"]
             lp += stats.beta.logpdf(y, m * phi, (1 - m) * phi).sum()
@@ -395,7 +410,7 @@ def test_log_density_matches_scipy(case, debate, toolchain):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         family = get_family(fam).with_category_specific(opts.get("category_specific"))
-        spec = build_spec(formula, debate, family=family, prior=prior)
+        spec = build_spec(formula, debate, family=family, prior=prior, zi=opts.get("zi"))
     program = generate(spec)
     cm = compile_model(program.code, name=f"fam_{case}", verbose=False)
     bs = cm.bridgestan_model(program.data)

@@ -120,6 +120,8 @@ class Model:
             parts.append(f"family = {self.family}")
             if getattr(getattr(self.spec, "family", None), "common_variant", False):
                 parts.append("category_specific = FALSE")
+            if getattr(self.spec, "zi", None) is not None:
+                parts.append(f"zi = ~{self.spec.zi.rhs}")
         prior = getattr(self.spec, "prior", None)
         pname = getattr(prior, "name", None)
         if pname is None and self.prior is not None:

@@ -43,11 +43,13 @@ def glmer(
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
     category_specific: bool | None = None,
+    zi: str | None = None,
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
     ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
-    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential, beta;
+    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential, beta,
+    zero_inflated_poisson, zero_inflated_neg_binomial;
     ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
     dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
     flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
@@ -75,12 +77,15 @@ def glmer(
     ``category_specific=False`` (family="sequential"): one coefficient per predictor, common to
     all transitions (brms' ``sratio``), named ``b[x]``; the default gives each transition its
     own coefficient, ``b[x,1->2]``, ``b[x,2->3]``, ...
+    ``zi="~ x"`` (zero_inflated_poisson, zero_inflated_neg_binomial): the formula of the
+    zero-inflation probability, logit P(structural zero) = X_zi b_zi (default ``"~ 1"``);
+    its coefficients are ``b_zi[Intercept]``, ``b_zi[x]``, ...
     Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
     """
     family = get_family(family).with_category_specific(category_specific)
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels, **_options(locals()))
+                  levels=levels, zi=zi, **_options(locals()))
 
 
 def lmer(
@@ -185,7 +190,7 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
            contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
            levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
            centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
-           resid_group: Any = None, fixed: Any = None) -> Model:
+           resid_group: Any = None, fixed: Any = None, zi: Any = None) -> Model:
 
     if not isinstance(formula, str) or not formula.strip():
         raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
@@ -202,7 +207,7 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
                       y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
                       factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
-                      resid_time=resid_time, resid_group=resid_group, hold=fixed)
+                      resid_time=resid_time, resid_group=resid_group, hold=fixed, zi=zi)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)

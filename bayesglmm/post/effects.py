@@ -36,6 +36,10 @@ def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
     if spec.family.ordinal:
         raise ValueError(f"{fn} predicts the mean response, which family '{spec.family.name}' "
                          "(ordinal categories) does not have; use predict() for the latent scale")
+    if spec.family.zero_inflated:
+        raise ValueError(f"{fn} is not available yet for family '{spec.family.name}' (its mean "
+                         "includes the zero-inflation part); use predict(newdata=...), whose "
+                         "draws give the mean (1 - zi) * exp(eta)")
     if not isinstance(effect, str) or not effect.strip():
         raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
     names = [v.strip() for v in effect.split(":")]

@@ -195,7 +195,7 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
         raise ValueError(f"adjust must be one of {', '.join(ADJUST)}, not {adjust!r}")
     info = fixed_info(fit)
     spec = fit.spec
-    if spec.family.ordinal:
+    if spec.family.ordinal or spec.family.zero_inflated:
         raise ValueError(f"lsmeans() is not available for the {spec.family.name} family")
     factors, numeric = predictors(spec)
     specs_l = _as_list(specs, "specs", factors)

@@ -23,6 +23,7 @@ from scipy import stats
 from ..core.naming import bracket_name
 from ..design import check_newdata, fixed_design
 from ..inference.optimize import constrain_fn, constrained_jacobian
+from ..zero_inflation import zi_design, zi_names, zi_probability
 
 __all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
 
@@ -237,9 +238,19 @@ def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.r
     return eta, A
 
 
-def _family_params(fit: Any, draws: np.ndarray, spec: Any) -> dict[str, np.ndarray]:
+def _zi_probability(fit: Any, spec: Any, newdata: Any, draws: np.ndarray) -> np.ndarray:
+    """P(structural zero) per draw and row (zero-inflated families), from the b_zi draws."""
+    pos = {p.user: i for i, p in enumerate(fit._params)}
+    cols = [pos[f"b_zi[{n}]"] for n in zi_names(spec)]
+    return zi_probability(draws[:, cols], zi_design(spec, newdata))
+
+
+def _family_params(fit: Any, draws: np.ndarray, spec: Any,
+                   newdata: Any = None) -> dict[str, np.ndarray]:
     pos = {p.user: i for i, p in enumerate(fit._params)}
     out = {name: draws[:, pos[name]][:, None] for name in spec.family.extra_names}
+    if spec.zi is not None:
+        out["zi"] = _zi_probability(fit, spec, newdata, draws)
     if spec.family.ordinal:
         cols = [i for i, p in enumerate(fit._params) if p.kind == "cutpoints"]
         out["cutpoints"] = draws[:, cols]  # (S, C-1): the rng broadcasts over rows
@@ -255,13 +266,26 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     lower, upper (central ``prob`` interval) per row; ``summary=False`` the draws, an array
     (draws, rows). MAP and classic fits: the estimate (random effects at their conditional
     modes, new levels at 0) with a delta-method SE and normal interval that cover the
-    fixed-effect uncertainty only. Ordinal families: the linear predictor (latent scale)."""
+    fixed-effect uncertainty only. Ordinal families: the linear predictor (latent scale).
+    Zero-inflated families: the mean (1 - zi) * exp(eta) including the zero part (MAP and
+    classic fits: the estimate only; se, lower and upper are NaN)."""
     spec = model_spec(fit, "predict()")
     eta, A = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()",
                               point_ok=True)
     link = (lambda x: np.asarray(x, dtype=float)) if spec.family.ordinal else spec.family.linkinv
     mu = link(eta)
-    if pooled_draws(fit) is not None:
+    draws = pooled_draws(fit)
+    if spec.zi is not None:
+        point = draws is None
+        if point:
+            est = fit.summary()["estimate"]
+            draws = np.array([[est.get(p.user, np.nan) for p in fit._params]])
+        mu = mu * (1 - _zi_probability(fit, spec, newdata, draws))
+        if point:
+            nan = np.full(mu.shape[1], np.nan)
+            out = pd.DataFrame({"estimate": mu[0], "se": nan, "lower": nan, "upper": nan})
+            return out if summary else mu
+    if draws is not None:
         return summarise_draws(mu, prob) if summary else mu
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
@@ -302,7 +326,7 @@ def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "
     eta, _ = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
     if getattr(spec, "resid", None) is not None:
         return eta + correlated_residuals(fit, spec, newdata, rng)
-    params = _family_params(fit, pooled_draws(fit), spec)
+    params = _family_params(fit, pooled_draws(fit), spec, newdata)
     return spec.family.rng(eta, params, rng, trials=spec.response.trials)
 
 
