@@ -86,7 +86,8 @@ def jinja_env():
     )
 
 
-def _snippet(name: str) -> str:
+def read_snippet(name: str) -> str:
+    """The text of a Stan snippet file of stan_snippets/ (e.g. "families/gaussian.stan.j2")."""
     return (snippets_dir() / name).read_text(encoding="utf-8").strip()
 
 
@@ -138,8 +139,8 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "prior_blocks": blocks,
         "held": bool(spec.held),
         "beta_derived": any(b["tparams"] for b in blocks),
-        "snippets": [_snippet(s) for s in fam.snippets]
-        + ([_snippet(spec.resid.snippet)] if spec.resid is not None else []),
+        "snippets": [read_snippet(s) for s in fam.snippets]
+        + ([read_snippet(spec.resid.snippet)] if spec.resid is not None else []),
         "resid": residcorr.stan_context(spec.resid),
     }
     parts = (["intercept"] if intercept else []) + (["offset"] if offset else []) + (

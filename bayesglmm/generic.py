@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .codegen import _snippet, family_context, jinja_env, stan_data, tidy_code
+from .codegen import family_context, jinja_env, read_snippet, stan_data, tidy_code
 from .families import Family, get_family
 from .modelspec import ModelSpec
 from .priors import PRIOR_TABLE, prior_blocks
@@ -146,8 +146,8 @@ def _context(family: Family) -> dict[str, Any]:
                                + [f"re_kind_{k} > 0" for k in _SLOTS]),
         "resid_kinds": resid_kinds,
         "prior_rows": _prior_rows(family),
-        "snippets": [_snippet(s) for s in family.snippets]
-        + [_snippet(r["snippet"]) for r in resid_kinds],
+        "snippets": [read_snippet(s) for s in family.snippets]
+        + [read_snippet(r["snippet"]) for r in resid_kinds],
         "cases": cases,
         "eta_ctx": {**vec, "eta_ready": False},
     }

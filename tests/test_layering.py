@@ -116,3 +116,22 @@ def test_bottom_layer_imports_nothing_of_the_package():
     offenders = [f"{a} imports {b}" for a, deps in g.items() if a.startswith(BOTTOM)
                  for b in deps if not b.startswith(BOTTOM)]
     assert offenders == []
+
+
+def test_no_module_imports_private_names_of_another():
+    mods = _modules()
+    offenders = []
+    for name, (path, package) in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod == PKG or mod.startswith(PKG + "."):
+                offenders += [f"{name} imports {mod}.{a.name} (line {node.lineno})"
+                              for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []

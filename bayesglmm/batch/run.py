@@ -12,8 +12,8 @@ import pandas as pd
 from .dask_exec import run_on_dask
 from .result import BatchResult
 from .tasks import (
-    _MODELS,
     METHODS,
+    MODEL_CACHE,
     TaskResult,
     kill_cmdstan_children,
     make_recipe,
@@ -104,7 +104,7 @@ def execute(model: Any, data: Sequence[Any], method: str, fit_args: dict[str, An
             extract_args: Callable[[int], tuple] | None = None) -> tuple[list[TaskResult], int]:
     """Run the fits (in-process or on Dask); results in dataset order, and the worker count."""
     recipe = make_recipe(model)
-    _MODELS[recipe.key] = model  # this process fits with the model itself
+    MODEL_CACHE[recipe.key] = model  # this process fits with the model itself
     xargs = extract_args or (lambda i: ())
     try:
         if workers is None and client is None:
@@ -113,7 +113,7 @@ def execute(model: Any, data: Sequence[Any], method: str, fit_args: dict[str, An
         return run_on_dask(recipe, data, method, fit_args, seeds, keep_fits, progress, extract,
                            xargs, workers=workers, client=client)
     finally:
-        _MODELS.pop(recipe.key, None)
+        MODEL_CACHE.pop(recipe.key, None)
 
 
 def _sequential(recipe, data, method, fit_args, seeds, keep_fits, progress, extract, xargs):

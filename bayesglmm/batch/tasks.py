@@ -60,12 +60,12 @@ def make_recipe(model: Any) -> ModelRecipe:
                        model.name, model.stan_code, compiled)
 
 
-_MODELS: dict[str, Any] = {}  # recipe key -> Model, per process (workers keep theirs)
+MODEL_CACHE: dict[str, Any] = {}  # recipe key -> Model, per process (workers keep theirs)
 
 
 def recipe_model(recipe: ModelRecipe) -> Any:
     """The model of ``recipe`` in this process (built once per process)."""
-    m = _MODELS.get(recipe.key)
+    m = MODEL_CACHE.get(recipe.key)
     if m is not None:
         return m
     if recipe.builder is None:
@@ -79,9 +79,9 @@ def recipe_model(recipe: ModelRecipe) -> Any:
         m._compiled = c  # same host (or a shared file system): the cached files
     else:
         m.compile(verbose=False)  # another host: its cache, built once per host under the lock
-    if len(_MODELS) > 8:  # models of earlier batches
-        _MODELS.pop(next(iter(_MODELS)))
-    _MODELS[recipe.key] = m
+    if len(MODEL_CACHE) > 8:  # models of earlier batches
+        MODEL_CACHE.pop(next(iter(MODEL_CACHE)))
+    MODEL_CACHE[recipe.key] = m
     return m
 
 
