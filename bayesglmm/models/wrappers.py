@@ -47,40 +47,73 @@ def glmer(
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
-    ``formula``: e.g. ``"sat ~ talk + perf + (1 | group)"``; ``family``: gaussian, lognormal,
-    student_t, gamma, bernoulli, binomial, poisson, neg_binomial, ordered, sequential, beta,
-    zero_inflated_poisson, zero_inflated_neg_binomial;
-    ``prior``: ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, a name or a
-    dict of per-parameter overrides; ``y_range=(lo, hi)``: plausible response range (turns the
-    flat default into the weakly-informative prior); ``contrasts``: "treatment" or "sum";
-    ``dropna=True``: drop rows with missing values in the used columns (default: error);
-    ``factors=[...]``: numeric columns to treat as categorical predictors;
-    ``trials="n"``: binomial trials column (instead of ``cbind(successes, failures)``, whose
-    entries may be expressions such as ``size - incidence``); ``levels=[...]``: the order of the
-    categories of an ordinal response (or ``[level for 0, level for 1]`` of a bernoulli/binomial
-    text response). ``offset(log(exposure))`` in the formula adds a known term to the linear
-    predictor (poisson, neg_binomial, ...).
+    Parameters
+    ----------
+    formula : str
+        E.g. ``"sat ~ talk + perf + (1 | group)"``. ``offset(log(exposure))`` adds a known term
+        to the linear predictor (poisson, neg_binomial, ...); ``cbind(successes, failures)``
+        is a binomial response (entries may be expressions such as ``size - incidence``).
+    data : pandas.DataFrame
+        The data; not modified.
+    family : str
+        gaussian, lognormal, student_t, gamma, bernoulli, binomial, poisson, neg_binomial,
+        ordered, sequential, beta, zero_inflated_poisson, zero_inflated_neg_binomial.
+    prior : Prior, str or dict, optional
+        ``prior_flat()`` (default), ``prior_normal()``, ``prior_weak()``, ... , a name, or a
+        dict of per-parameter overrides.
+    y_range : (float, float), optional
+        Plausible response range; turns the flat default into the weakly informative prior.
+    contrasts : {"treatment", "sum"}
+        Coding of categorical predictors.
+    dropna : bool
+        Drop rows with missing values in the used columns (default: an error names them).
+    factors : list of str, optional
+        Numeric columns to treat as categorical predictors.
+    trials : str, optional
+        Binomial trials column (instead of ``cbind(successes, failures)``).
+    levels : list, optional
+        Order of the categories of an ordinal response, or ``[level for 0, level for 1]`` of
+        a bernoulli/binomial text response.
+    within : dict, optional
+        Wide outcome ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``):
+        ``{"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}``; several within factors cross the
+        columns, the last varying fastest; the stacked response is ``y``. With
+        ``family="binomial"``, ``cbind(successes, failures)`` keeps its binomial meaning.
+    gmc, centering : str or list of str, optional
+        Grand-mean centring (aliases): a column, a list or ``"all"``.
+    cwc : dict, optional
+        ``{"cluster": g, "pars": [...]}``: centring within cluster (adds ``x_cwc`` and
+        ``x_cm``; x itself becomes x_cwc when the formula uses neither). The data options are
+        applied in the order within, gmc, cwc, before the formula is matched to the data.
+    resid_corr : {"ar1", "cs"}, optional
+        Gaussian: correlated residuals within the blocks of ``resid_group`` (default: the
+        grouping factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags =
+        differences of its integer values); parameter ``rho_resid``.
+    resid_time, resid_group : str, optional
+        Columns for ``resid_corr``.
+    fixed : dict, optional
+        ``{"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
+        are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
+    category_specific : bool, optional
+        ``family="sequential"``: False gives one coefficient per predictor common to all
+        transitions (brms's ``sratio``), named ``b[x]``; the default gives each transition its
+        own coefficient, ``b[x,1->2]``, ``b[x,2->3]``, ...
+    zi : str, optional
+        Zero-inflated families: the formula of the zero-inflation probability,
+        logit P(structural zero) = X_zi b_zi (default ``"~ 1"``); its coefficients are
+        ``b_zi[Intercept]``, ``b_zi[x]``, ...
 
-    Data options (applied in this order before the formula is matched):
-    ``within={"time": 3}`` or ``{"time": ["t1", "t2", "t3"]}`` for a wide outcome
-    ``cbind(y_t1, y_t2, y_t3)`` (or a column range ``cbind(y1:y3)``; several within factors cross
-    the columns, the last varying fastest; the stacked response is ``y``; with
-    family="binomial", cbind(successes, failures) keeps its binomial meaning);
-    ``gmc=``/``centering=`` grand-mean centring (a column, a list or "all");
-    ``cwc={"cluster": g, "pars": [...]}`` centring within cluster (adds ``x_cwc`` and ``x_cm``;
-    x itself becomes x_cwc when the formula uses neither). ``resid_corr="ar1"`` or ``"cs"``
-    (gaussian): correlated residuals within the blocks of ``resid_group`` (default: the grouping
-    factor of the random-effect term), ordered by ``resid_time`` (AR(1) lags = differences of its
-    integer values); parameter ``rho_resid``.
-    ``fixed={"b[talk]": 0}``: hold coefficients at values (through data; their own prior terms
-    are dropped), as ``fit.bayes_factor(fixed=...)`` does for the restricted model.
-    ``category_specific=False`` (family="sequential"): one coefficient per predictor, common to
-    all transitions (brms' ``sratio``), named ``b[x]``; the default gives each transition its
-    own coefficient, ``b[x,1->2]``, ``b[x,2->3]``, ...
-    ``zi="~ x"`` (zero_inflated_poisson, zero_inflated_neg_binomial): the formula of the
-    zero-inflation probability, logit P(structural zero) = X_zi b_zi (default ``"~ 1"``);
-    its coefficients are ``b_zi[Intercept]``, ``b_zi[x]``, ...
-    Returns an unfitted :class:`Model`; fit it with ``sample()`` or ``optimize()``.
+    Returns
+    -------
+    Model
+        Unfitted; fit it with ``sample()``, ``optimize()`` or ``classic()``.
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> m = bayesglmm.glmer("Reaction ~ Days + (Days | Subject)", bayesglmm.load_sleepstudy())
+    >>> m.parameter_names[:3]
+    ['Intercept', 'b[Days]', 'sigma']
     """
     family = get_family(family).with_category_specific(category_specific)
     return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
