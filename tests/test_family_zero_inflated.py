@@ -152,9 +152,20 @@ def test_optimize_recovers_truth_and_predicts(model, data):
     c, d = s.loc["b_zi[Intercept]", "estimate"], s.loc["b_zi[w]", "estimate"]
     want = (1 - expit(c + d * new["w"])) * np.exp(a + b * new["x"])
     np.testing.assert_allclose(pred["estimate"].to_numpy(), want.to_numpy(), rtol=1e-10)
-    assert pred["se"].isna().all()
+    # delta-method SE over (b, b_zi)
+    assert np.all(np.isfinite(pred["se"]) & (pred["se"] > 0))
+    assert np.all((pred["lower"] < pred["estimate"]) & (pred["estimate"] < pred["upper"]))
+    # conditional effects on the response scale: the same mean, w at its mean, delta-method SE
+    ce = bayesglmm.conditional_effects(fit, "x", resolution=3).data
+    want = (1 - expit(c + d * data["w"].mean())) * np.exp(a + b * ce["x"])
+    np.testing.assert_allclose(ce["estimate"].to_numpy(), want.to_numpy(), rtol=1e-10)
+    assert np.all(ce["se"] > 0) and np.all(ce["lower"] < ce["estimate"])
+    # predict() on the same rows (random effects excluded) gives the same mean and SE
+    same = fit.predict(pd.DataFrame({"x": ce["x"], "w": data["w"].mean(), "g": 1}), re="exclude")
+    np.testing.assert_allclose(same[["estimate", "se"]].to_numpy(),
+                               ce[["estimate", "se"]].to_numpy(), rtol=1e-8)
     with pytest.raises(ValueError, match="not available yet for family 'zero_inflated_poisson'"):
-        bayesglmm.conditional_effects(fit, "x")
+        bayesglmm.simple_effects(fit, "x:w")
 
 
 @pytest.mark.slow
@@ -170,5 +181,12 @@ def test_sample_posterior_predict_and_loo(model, data):
     assert abs(np.mean(yrep == 0) - np.mean(data["y"] == 0)) < 0.05
     mu = fit.predict(summary=False)
     assert abs(yrep.mean() - mu.mean()) < 0.05 * mu.mean()
+    ce = bayesglmm.conditional_effects(fit, "x", resolution=3).data
+    draws = fit.draws(["Intercept", "b[x]", "b_zi[Intercept]", "b_zi[w]"], inc_random=False)
+    m = ((1 - expit(draws["b_zi[Intercept]"].to_numpy()[:, None]
+                    + draws["b_zi[w]"].to_numpy()[:, None] * data["w"].mean()))
+         * np.exp(draws["Intercept"].to_numpy()[:, None]
+                  + np.outer(draws["b[x]"].to_numpy(), ce["x"].to_numpy())))
+    np.testing.assert_allclose(ce["estimate"].to_numpy(), m.mean(axis=0), rtol=1e-10)
     res = fit.loo()
     assert np.isfinite(res.elpd_loo) and res.loo_i.shape == (len(data),)

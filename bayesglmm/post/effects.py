@@ -22,6 +22,7 @@ from scipy import stats
 
 from ..core.display import html_repr, note_table
 from ..design import fixed_design, predictor_names
+from ._zi import zi_mean_estimates
 from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
@@ -36,10 +37,9 @@ def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
     if spec.family.ordinal:
         raise ValueError(f"{fn} predicts the mean response, which family '{spec.family.name}' "
                          "(ordinal categories) does not have; use predict() for the latent scale")
-    if spec.family.zero_inflated:
-        raise ValueError(f"{fn} is not available yet for family '{spec.family.name}' (its mean "
-                         "includes the zero-inflation part); use predict(newdata=...), whose "
-                         "draws give the mean (1 - zi) * exp(eta)")
+    if spec.family.zero_inflated and fn != "conditional_effects()":
+        raise ValueError(f"{fn} is not available yet for family '{spec.family.name}'; "
+                         "conditional_effects() gives its mean (1 - zi) * exp(eta)")
     if not isinstance(effect, str) or not effect.strip():
         raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
     names = [v.strip() for v in effect.split(":")]
@@ -310,8 +310,11 @@ def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier
     settings[focal] = fvals
     grid = _grid(spec, settings)
     A, o = _rows(spec, coef, grid)
-    est = _estimate(spec, coef, [(A[i:i + 1], o[i:i + 1], np.ones(1)) for i in range(len(grid))],
-                    prob)
+    if spec.zi is not None:  # the mean includes the zero part
+        est = zi_mean_estimates(fit, spec, grid, A, o, prob)
+    else:
+        est = _estimate(spec, coef, [(A[i:i + 1], o[i:i + 1], np.ones(1))
+                                     for i in range(len(grid))], prob)
     cols = [focal] + ([moderator] if moderator else [])
     data = pd.concat([grid[cols].reset_index(drop=True),
                       est[["estimate", "se", "lower", "upper"]]], axis=1)

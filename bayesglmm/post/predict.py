@@ -268,7 +268,7 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     modes, new levels at 0) with a delta-method SE and normal interval that cover the
     fixed-effect uncertainty only. Ordinal families: the linear predictor (latent scale).
     Zero-inflated families: the mean (1 - zi) * exp(eta) including the zero part (MAP and
-    classic fits: the estimate only; se, lower and upper are NaN)."""
+    classic fits: delta-method SE over the coefficients of both parts)."""
     spec = model_spec(fit, "predict()")
     eta, A = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()",
                               point_ok=True)
@@ -280,11 +280,10 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
         if point:
             est = fit.summary()["estimate"]
             draws = np.array([[est.get(p.user, np.nan) for p in fit._params]])
-        mu = mu * (1 - _zi_probability(fit, spec, newdata, draws))
         if point:
-            nan = np.full(mu.shape[1], np.nan)
-            out = pd.DataFrame({"estimate": mu[0], "se": nan, "lower": nan, "upper": nan})
-            return out if summary else mu
+            out = zi_point_mean(fit, spec, A, zi_design(spec, newdata), prob, eta=eta[0])
+            return out if summary else out["estimate"].to_numpy()[None, :]
+        mu = mu * (1 - _zi_probability(fit, spec, newdata, draws))
     if draws is not None:
         return summarise_draws(mu, prob) if summary else mu
     if not 0 < prob < 1:
@@ -295,6 +294,26 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     out = pd.DataFrame({"estimate": mu[0], "se": se, "lower": mu[0] - z * se,
                         "upper": mu[0] + z * se})
     return out if summary else mu
+
+
+def zi_point_mean(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray, prob: float,
+                  eta: np.ndarray | None = None, offset: np.ndarray | None = None
+                  ) -> pd.DataFrame:
+    """Zero-inflated mean (1 - zi) exp(eta) of a MAP or classic fit with a delta-method SE over
+    the joint covariance of the coefficients b (rows ``A``) and b_zi (rows ``Z``); ``eta``
+    defaults to A b + ``offset`` (random effects at 0)."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    names = _coef_names(spec) + [f"b_zi[{n}]" for n in zi_names(spec)]
+    coef = _map_coefficients(fit, names, {p.user: i for i, p in enumerate(fit._params)})
+    if eta is None:
+        eta = A @ coef.estimate[:A.shape[1]] + offset
+    mu, p = np.exp(eta), zi_probability(coef.estimate[A.shape[1]:], Z)
+    est = (1 - p) * mu
+    grad = np.hstack([est[:, None] * A, (-mu * p * (1 - p))[:, None] * Z])
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, coef.cov, grad), 0.0))
+    z = stats.norm.ppf(0.5 + prob / 2)
+    return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se})
 
 
 def dlinkinv(link: Any, eta: np.ndarray) -> np.ndarray:
