@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .formula import parse_formula, used_columns
+
 __all__ = ["SimulatedData", "model_rows", "required_parameters", "simulate"]
 
 # kinds of reported quantities that define the data-generating process (the others are
@@ -278,8 +280,6 @@ def _response_writer(model: Any):
     spec = model.spec
     data: pd.DataFrame = args["data"]
     rows = model_rows(model, data)
-    from .formula import parse_formula
-
     parsed = parse_formula(args["formula"])
     resp = spec.response
     if parsed.cbind is not None:
@@ -350,8 +350,6 @@ def model_rows(model: Any, data: pd.DataFrame) -> np.ndarray:
     spec = model.spec
     if not spec.n_dropped:
         return np.arange(len(data))
-    from .formula import parse_formula, used_columns
-
     args = model._build_args
     cols = used_columns(parse_formula(args["formula"]), args.get("trials"))
     used = list(dict.fromkeys(c for v in cols.values() for c in v))
