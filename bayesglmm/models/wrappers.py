@@ -139,9 +139,26 @@ def lmer(
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
 ) -> Model:
-    """Linear mixed model: ``glmer(family="gaussian")``, with sum-to-zero contrasts for factors
-    by default (``contrasts="sum"``, as lmerTest users set them for type III tests);
-    ``contrasts="treatment"`` gives R's default dummy coding."""
+    """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts by default.
+
+    Parameters
+    ----------
+    formula, data, prior, y_range, dropna, factors, within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
+        As for :func:`glmer`.
+    contrasts : {"sum", "treatment"}
+        "sum" (default): sum-to-zero coding of factors, as lmerTest users set it for type III
+        tests; "treatment": R's default dummy coding.
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> m = bayesglmm.lmer("Reaction ~ Days + (1 | Subject)", bayesglmm.load_sleepstudy())
+    >>> m.classic().summary()  # doctest: +SKIP
+    """
     return _build("lmer", formula, data, family="gaussian", prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
 
@@ -168,7 +185,25 @@ def glm(
     fixed: dict[str, float] | None = None,
 ) -> Model:
     """Generalized linear model (no random-effect terms), treatment contrasts by default.
-    Arguments as for :func:`glmer`."""
+
+    Parameters
+    ----------
+    formula, data, family, prior, y_range, contrasts, dropna, factors, trials, levels
+        As for :func:`glmer`; the formula may not contain random-effect terms ``( | )``.
+    within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
+        As for :func:`glmer`.
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> import pandas as pd, bayesglmm
+    >>> df = pd.DataFrame({"y": [0, 1, 1, 0, 1, 1], "x": [0.1, 0.5, 0.9, 0.2, 0.7, 0.8]})
+    >>> bayesglmm.glm("y ~ x", df, family="bernoulli").parameter_names
+    ['Intercept', 'b[x]']
+    """
     _no_bars(formula, "glm")
     return _build("glm", formula, data, family=family, prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
@@ -193,7 +228,24 @@ def lm(
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
 ) -> Model:
-    """Linear model (gaussian, no random-effect terms), treatment contrasts by default."""
+    """Linear model (gaussian, no random-effect terms), treatment contrasts by default.
+
+    Parameters
+    ----------
+    formula, data, prior, y_range, contrasts, dropna, factors, within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
+        As for :func:`glmer`; the formula may not contain random-effect terms ``( | )``.
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> import pandas as pd, bayesglmm
+    >>> df = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2], "x": [1, 2, 3, 4]})
+    >>> bayesglmm.lm("y ~ x", df).parameter_names
+    ['Intercept', 'b[x]', 'sigma']
+    """
     _no_bars(formula, "lm")
     return _build("lm", formula, data, family="gaussian", prior=prior, y_range=y_range,
                   contrasts=contrasts, dropna=dropna, factors=factors, **_options(locals()))
