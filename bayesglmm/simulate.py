@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .formula import parse_formula, used_columns
+from .zero_inflation import zi_columns, zi_design, zi_names, zi_probability
 
 __all__ = ["SimulatedData", "model_rows", "required_parameters", "simulate"]
 
@@ -164,7 +165,7 @@ def _check_values(model: Any, values: pd.DataFrame) -> None:
         if p.kind in ("corr", "aux") and np.any(np.abs(v) >= 1):
             raise ValueError(f"simulate(): {p.user} is a correlation and must be in (-1, 1)")
     cuts = [p.user for p in model.program.params if p.kind == "cutpoints"]
-    if cuts and not spec.family.category_specific:
+    if cuts and spec.family.link == "cumulative_logit":  # ordered cutpoints
         c = values[cuts].to_numpy()
         if np.any(np.diff(c, axis=1) <= 0):
             raise ValueError(f"simulate(): the cutpoints {', '.join(cuts)} must be increasing")
@@ -260,6 +261,9 @@ def draw_response(model: Any, values: pd.DataFrame, rng: np.random.Generator) ->
         e = RESIDUAL_DRAWS[spec.resid.kind](spec.resid, values["rho_resid"].to_numpy(), sigma, rng)
         return eta + e
     p = {name: values[name].to_numpy()[:, None] for name in fam.extra_names}
+    if spec.zi is not None:  # zero-inflated families: P(structural zero) per draw and row
+        b_zi = values[[f"b_zi[{n}]" for n in zi_names(spec)]].to_numpy()
+        p["zi"] = zi_probability(b_zi, zi_design(spec))
     if fam.ordinal:
         cuts = values[[q.user for q in model.program.params if q.kind == "cutpoints"]].to_numpy()
         p["cutpoints"] = cuts[:, None, :] if fam.category_specific else cuts
@@ -354,6 +358,7 @@ def model_rows(model: Any, data: pd.DataFrame) -> np.ndarray:
     cols = used_columns(parse_formula(args["formula"]), args.get("trials"))
     used = list(dict.fromkeys(c for v in cols.values() for c in v))
     used += [c for c in (args.get("resid_time"), args.get("resid_group")) if c]
+    used += list(zi_columns(spec.zi.rhs)) if spec.zi is not None else []
     keep = ~data[[c for c in used if c in data.columns]].isna().any(axis=1).to_numpy()
     return np.flatnonzero(keep)
 

@@ -63,6 +63,18 @@ def test_rng_common():
     assert y2.shape == (4, 7) and set(np.unique(y2)) <= {1, 2, 3, 4}
 
 
+def test_simulate_common_accepts_unordered_cutpoints(debate):
+    """Sequential cutpoints need not increase (they are a plain vector, unlike ordered)."""
+    from bayesglmm.simulate import simulate
+
+    m = bayesglmm.glmer("sat ~ talk + (1 | group)", debate, family="sequential",
+                        category_specific=False)
+    truth = {"b[talk]": 0.5, "cutpoints[C1]": 0.5, "cutpoints[C2]": -0.5,
+             "cutpoints[C3]": 1.0, "cutpoints[C4]": 2.0, "sd[group:Int]": 0.5}
+    y = np.asarray(simulate(m, 2, params=truth, seed=1).y)
+    assert y.shape[-1] == len(debate) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
+
+
 def expand(df: pd.DataFrame, C: int) -> pd.DataFrame:
     """One row per transition at risk: cont = 1 if y > k (the continuation-ratio expansion)."""
     rows = []

@@ -303,5 +303,5 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
                              y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
                              trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
                              centering=centering, resid_corr=resid_corr, resid_time=resid_time,
-                             resid_group=resid_group, fixed=fixed)
+                             resid_group=resid_group, fixed=fixed, zi=zi)
     return model
