@@ -101,6 +101,11 @@ def covers(spec: ModelSpec | None) -> str | None:
     if not isinstance(spec, ModelSpec):
         return "a user-supplied Stan program (from_stan) has no generic counterpart"
     fam = spec.family
+    if fam.common_variant:
+        return (f"category_specific=False (the generic {fam.name} program has category-specific "
+                "coefficients)")
+    if fam.zero_inflated:
+        return "a zero-inflation formula (not part of the generic programs yet)"
     if len(spec.groups) > GENERIC_SLOTS:
         return (f"{len(spec.groups)} grouping terms (the generic program has {GENERIC_SLOTS} "
                 "slots)")

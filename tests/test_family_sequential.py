@@ -47,6 +47,16 @@ def test_common_names_and_code(debate):
     assert "category_specific" not in default.call()
 
 
+def test_generic_program_does_not_claim_the_common_variant(debate):
+    from bayesglmm import generic
+
+    m = bayesglmm.glmer("sat ~ talk + (1 | group)", debate, family="sequential",
+                        category_specific=False)
+    assert "category_specific=False" in generic.covers(m.spec)
+    default = bayesglmm.glmer("sat ~ talk + (1 | group)", debate, family="sequential")
+    assert generic.covers(default.spec) is None
+
+
 def test_rng_common():
     """Transition probabilities of the simulated categories: P(y > k | y >= k) =
     logistic(eta - c_k) (200,000 draws: SE below 0.0015 per transition)."""

@@ -82,6 +82,13 @@ def test_simulate_and_update_keep_the_zero_part(data):
     assert "zi = ~w" in m.update(data=data.iloc[:200]).call()
 
 
+def test_generic_program_does_not_claim_zero_inflation(data):
+    from bayesglmm import generic
+
+    m = bayesglmm.glmer("y ~ x + (1 | g)", data, family="zero_inflated_poisson")
+    assert "zero-inflation" in generic.covers(m.spec)
+
+
 def test_rng_zero_share():
     rng = np.random.default_rng(2)
     y = FAMILIES["zero_inflated_poisson"].rng(np.full(100_000, 0.5), {"zi": 0.3}, rng)
