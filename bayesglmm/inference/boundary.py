@@ -14,7 +14,7 @@ examined, so regular fits cost nothing extra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,8 @@ __all__ = ["boundary_sds", "boundary_message", "degenerate_with_boundary"]
 
 
 def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program: Any = None,
-                 *, shift: float = 10.0, rtol: float = 1e-10) -> tuple[np.ndarray, list[str]]:
+                 *, shift: float = 10.0, rtol: float = 1e-10,
+                 value: Callable[[np.ndarray], float] | None = None) -> tuple[np.ndarray, list[str]]:
     """Random-effect SDs at their lower bound 0.
 
     Parameters
@@ -41,6 +42,9 @@ def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program:
         The StanProgram, for the sparsity of the random-effect Hessian (None: probed).
     shift
         How far (on the log-SD scale) the SD is moved towards 0.
+    value
+        The objective of the mode as a function of the full unconstrained vector, when it is
+        not the program's (Laplace) log density (the exact linear mixed model path).
     rtol
         Relative rounding level of the objective: no increase above ``rtol * max(1, |F|)``
         counts as no increase.
@@ -67,7 +71,9 @@ def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program:
         return mask, []
     objective = Objective(bs_model)
     z_idx = mode.extra.get("z_index")
-    if z_idx is not None and np.size(z_idx):
+    if value is not None:
+        F = value
+    elif z_idx is not None and np.size(z_idx):
         pattern = None if program is None else re_pattern(program, bs_model, z_idx)
         lap = LaplaceObjective(objective, z_idx, u.size, u, pattern)
         lap.zhat = u[lap.z].copy()
@@ -92,11 +98,13 @@ def boundary_sds(bs_model: Any, mode: JointMode, params: Sequence[Any], program:
 
 
 def degenerate_with_boundary(bs_model: Any, mode: JointMode, params: Sequence[Any],
-                             program: Any = None) -> tuple[np.ndarray | None, list[str]]:
+                             program: Any = None, value: Callable[[np.ndarray], float] | None = None
+                             ) -> tuple[np.ndarray | None, list[str]]:
     """The mode's degenerate coordinates (``mode.extra["degenerate"]``, no standard errors)
-    together with the SDs at the boundary (:func:`boundary_sds`), and the names of the latter."""
+    together with the SDs at the boundary (:func:`boundary_sds`; ``value``: its objective), and
+    the names of the latter."""
     degenerate = mode.extra.get("degenerate")
-    at_bound, names = boundary_sds(bs_model, mode, params, program)
+    at_bound, names = boundary_sds(bs_model, mode, params, program, value=value)
     if names:
         degenerate = at_bound if degenerate is None else (degenerate | at_bound)
     return degenerate, names

@@ -118,8 +118,11 @@ def check_classic_args(model: Any, method: Any) -> str | None:
 
 
 def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
-                verbose: bool = False) -> ClassicEstimate:
-    """Fit ``model`` (flat prior) by REML (gaussian, default) or ML (see module docstring)."""
+                verbose: bool = False, exact: bool = True) -> ClassicEstimate:
+    """Fit ``model`` (flat prior) by REML (gaussian, default) or ML (see module docstring).
+    ``exact``: normal-errors mixed models use the closed-form (RE)ML of
+    :mod:`bayesglmm.inference.lmm` (False: the generic Laplace path, the same numbers)."""
+    from .lmm import exact_lmm
 
     spec = model.spec
     t0 = time.perf_counter()
@@ -138,7 +141,8 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
         raise ValueError(
             f"df_method must be 'auto', 'satterthwaite', 'residual' or 'none', not {df_method!r}"
         )
-    bs = model.bridgestan_model(verbose)
+    lmm = exact_lmm(model, verbose) if exact else None
+    bs = lmm.bs if lmm is not None else model.bridgestan_model(verbose)
     obj = Objective(bs)
     u0 = initial_point(bs, None)
     z_idx = block_indices(bs, getattr(model.program, "re_blocks", ()) or ())
@@ -148,10 +152,14 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     fixed, f_idx = fixed_unc_index(bs, params)
 
     # ML fit (always: logLik / AIC / BIC)
-    ml = (find_laplace_mode(obj, z_idx, u0, program=model.program, warm_start=True) if has_re
-          else find_joint_mode(obj, u0))
+    if lmm is not None:
+        ml = lmm.fit(reml=False)
+    else:
+        ml = (find_laplace_mode(obj, z_idx, u0, program=model.program, warm_start=True)
+              if has_re else find_joint_mode(obj, u0))
     if method == "REML":
-        mode = reml_mode(obj, z_idx, f_idx, ml.theta_unc, model.program)
+        mode = (lmm.fit(reml=True, u_start=ml.theta_unc) if lmm is not None
+                else reml_mode(obj, z_idx, f_idx, ml.theta_unc, model.program))
         reml_loglik = -mode.objective
     else:
         mode = ml
@@ -163,7 +171,8 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
 
     pos = {n: i for i, n in enumerate(names)}
     index = [pos[p.stan] for p in params]
-    degenerate, bound_names = degenerate_with_boundary(bs, mode, params, model.program)
+    degenerate, bound_names = degenerate_with_boundary(
+        bs, mode, params, model.program, None if lmm is None else lmm.boundary_value(mode))
     est, se, lo, hi = wald_table(bs, u, mode.cov_unc, index, [p.kind for p in params],
                                  degenerate=degenerate)
     lost = [p.user for p, v in zip(params, se) if p.kind != "re" and not np.isfinite(v)]
@@ -179,7 +188,11 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     # fixed effects: value (unconstrained = constrained), covariance
     beta = u[f_idx].copy()
     sat = None
-    if gaussian:
+    if gaussian and lmm is not None:
+        C, dC = lmm.conditional_cov(u)
+        A = hessian_inverse(mode.hessian if method == "REML" else lmm.ml_profile_hessian(u))[0]
+        sat = Satterthwaite(C, dC, A)
+    elif gaussian:
         integ = np.union1d(z_idx, f_idx)
         fpos = np.searchsorted(integ, f_idx)
         C, dC, lap = _conditional_cov(obj, integ, u, fpos, quadratic=spec.family.quadratic)
@@ -221,7 +234,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
 
 
 def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
-                index: list[int]) -> dict[str, float]:
+                index: list[int], lmm: Any = None) -> dict[str, float]:
     """Satterthwaite df of the fixed effects after ``optimize(marginal="auto")``:
     C(theta) = fixed-effect block of the inverse Hessian over the integrated coordinates,
     A = inverse Hessian of the Laplace objective in the outer parameters. Returns
@@ -229,8 +242,11 @@ def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
     fixed, f_idx = fixed_unc_index(bs_model, params)
     if f_idx.size == 0 or mode.hessian.size == 0:
         return {}
-    fpos = np.searchsorted(integ, f_idx)
-    C, dC, _ = _conditional_cov(Objective(bs_model), integ, mode.theta_unc, fpos)
+    if lmm is not None:  # the exact path (bayesglmm.inference.lmm)
+        C, dC = lmm.conditional_cov(mode.theta_unc)
+    else:
+        fpos = np.searchsorted(integ, f_idx)
+        C, dC, _ = _conditional_cov(Objective(bs_model), integ, mode.theta_unc, fpos)
     sat = Satterthwaite(C, dC, hessian_inverse(mode.hessian)[0])
     constrain = constrain_fn(bs_model, 1)
     u = mode.theta_unc
@@ -248,12 +264,12 @@ def marginal_df(bs_model: Any, mode: JointMode, integ: np.ndarray, params: list,
 
 
 def add_marginal_df(fit: Any, bs_model: Any, mode: JointMode, integ: np.ndarray,
-                    index: list[int]) -> None:
+                    index: list[int], lmm: Any = None) -> None:
     """Add the ``df`` column (Satterthwaite, fixed effects; NaN elsewhere) to a MAPFit from
     ``optimize(marginal="auto")`` and turn the fixed effects' Wald intervals into t intervals."""
     from scipy import stats
 
-    dfs = marginal_df(bs_model, mode, integ, fit._params, index)
+    dfs = marginal_df(bs_model, mode, integ, fit._params, index, lmm)
     tab = fit._table
     tab["df"] = np.nan
     for name, df in dfs.items():

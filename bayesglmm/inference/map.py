@@ -38,6 +38,7 @@ def fit_map(
     num_estimate: int = 1,
     se_method: str = "wald",
     marginal: str = "none",
+    exact: bool = True,
 ) -> MAPFit:
     """The posterior mode of ``model`` with its standard errors and intervals.
 
@@ -45,7 +46,7 @@ def fit_map(
     ----------
     model : Model
         The model to fit (compiled, or fetched from the cache, after the arguments are checked).
-    seed, init, verbose, laplace, num_estimate, se_method, marginal
+    seed, init, verbose, laplace, num_estimate, se_method, marginal, exact
         As in :meth:`bayesglmm.Model.optimize`.
 
     Returns
@@ -67,7 +68,13 @@ def fit_map(
         raise ValueError(f"marginal must be 'none' or 'auto', not {marginal!r}")
     t0 = time.perf_counter()
     program = model.program
-    bs = model.bridgestan_model(verbose)  # compiles (or loads from the cache) after the checks
+    lmm = None
+    if exact and laplace and init is None:
+        from .lmm import exact_lmm
+
+        lmm = exact_lmm(model, verbose)
+    # compiles (or loads from the cache) after the checks
+    bs = lmm.bs if lmm is not None else model.bridgestan_model(verbose)
     names = bridgestan_names(bs)
     params = resolve_params(program, names)
     u0 = initial_point(bs, init, seed)
@@ -75,11 +82,15 @@ def fit_map(
     if marginal == "auto":
         z_idx = np.union1d(z_idx, fixed_unc_index(bs, params)[1])
     laplace = laplace and z_idx.size > 0
-    mode = _best_mode(bs, program, u0, z_idx, laplace, num_estimate,
-                      warm_start=init is None, seed=seed)
+    if lmm is not None and laplace:  # the (RE)ML optimum, in closed form
+        mode = lmm.fit(reml=marginal == "auto")
+    else:
+        mode = _best_mode(bs, program, u0, z_idx, laplace, num_estimate,
+                          warm_start=init is None, seed=seed)
     pos = {n: i for i, n in enumerate(names)}
     index = [pos[p.stan] for p in params]
-    degenerate, bound_names = degenerate_with_boundary(bs, mode, params, program)
+    degenerate, bound_names = degenerate_with_boundary(
+        bs, mode, params, program, None if lmm is None else lmm.boundary_value(mode))
     # an SD at 0: no SE, and the Laplace log ML is not defined
     log_ml = math.nan if bound_names else mode.log_ml
     s_seed = 1 if seed is None else seed
@@ -110,7 +121,7 @@ def fit_map(
         cov_unc=mode.cov_unc, laplace=laplace, elapsed=time.perf_counter() - t0,
     )
     if marginal == "auto" and se_method == "wald":
-        add_marginal_df(fit, bs, mode, z_idx, index)
+        add_marginal_df(fit, bs, mode, z_idx, index, lmm)
     return fit
 
 

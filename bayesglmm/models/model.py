@@ -51,6 +51,7 @@ class Model:
         # the BridgeStan model is an open library handle: rebuilt on demand after unpickling
         state = dict(self.__dict__)
         state["_bs_model"] = None
+        state.pop("_bs_exact_check", None)  # the exact LMM path's small instance (inference/lmm)
         return state
 
     # ---- the program -------------------------------------------------------------
@@ -290,6 +291,7 @@ class Model:
         num_estimate: int = 1,
         se_method: str = "wald",
         marginal: str = "none",
+        exact: bool = True,
     ) -> MAPFit:
         """Posterior mode (MAP) with standard errors and 95% Wald intervals.
 
@@ -323,6 +325,11 @@ class Model:
         marginal : {"none", "auto"}
             "auto": the fixed effects are integrated out too (REML-type; with flat priors on a
             gaussian model this is exactly REML); "none": they are maximised.
+        exact : bool
+            With normal errors, the flat prior and no ``init``, the Laplace step is exact and
+            computed in closed form (:mod:`bayesglmm.inference.lmm`; the cost of an evaluation
+            does not depend on the number of rows). False: the generic Laplace path (the same
+            estimates).
 
         Returns
         -------
@@ -334,7 +341,8 @@ class Model:
         >>> mode.summary()  # doctest: +SKIP
         """
         return fit_map(self, seed=seed, init=init, verbose=verbose, laplace=laplace,
-                       num_estimate=num_estimate, se_method=se_method, marginal=marginal)
+                       num_estimate=num_estimate, se_method=se_method, marginal=marginal,
+                       exact=exact)
 
     def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,
                     seed: int | None = None, tol_rel_obj: float = 0.005, num_estimate: int = 1,

@@ -129,7 +129,9 @@ class LaplaceCov:
         _Jt, Jz, B = self._split(J)
         out = np.einsum("ij,jk,ik->i", B, self.cov_t, B)
         hinv = self._h_inverse()
-        if sparse.issparse(Jz):
+        if hasattr(hinv, "quad_diag"):  # structured (e.g. lmm.SparseLowRank)
+            out += hinv.quad_diag(Jz)
+        elif sparse.issparse(Jz):
             if Jz.nnz:
                 prod = Jz @ hinv
                 prod = (prod.multiply(Jz) if sparse.issparse(prod)

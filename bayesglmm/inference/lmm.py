@@ -1,0 +1,648 @@
+"""Exact maximum likelihood and REML for linear mixed models with normal errors.
+
+For a family whose log-likelihood is quadratic in the linear predictor (``Family.quadratic``:
+normal errors on the link scale) the Laplace approximation over the random effects (and, for
+REML, the fixed effects) is exact, and the integral has a closed form: the penalised
+least-squares (PLS) problem of lme4 (Bates, Maechler, Bolker and Walker 2015, *Fitting linear
+mixed-effects models using lme4*, J. Stat. Softw. 67(1), sections 3-4). With the relative
+covariance factor T (block diagonal; per grouping term and group diag(sd / sigma) L),
+
+    A = T' Z'Z T + I,    S = X'X - X'Z T A^-1 T' Z'X,
+
+and everything the fit needs comes from the cross-products Z'Z, Z'X, X'X, Z'y, X'y and y'y,
+formed in one pass over the data: the cost of an evaluation depends on the number of random
+effects, not on the number of rows. A is factorised per group in closed form (a batch of small
+dense Cholesky factors) for a single grouping term, densely for a few random effects, and with
+a sparse LU with a symmetric fill-reducing ordering and no pivoting (a Cholesky factor) for
+crossed or nested terms.
+
+:class:`ExactLMM` works on the same unconstrained (Stan) coordinates as the generic Laplace
+optimiser of :mod:`bayesglmm.inference.optimize`, and returns the same :class:`JointMode`
+(estimates, Hessian of the objective by the same finite differences, factored covariance), so
+that every table built from it is unchanged. It is only used when it reproduces the program's
+log density: at construction it is compared with BridgeStan at two random points (priors,
+residual correlation, held coefficients or a template the reconstruction does not know make the
+comparison fail, and the caller keeps the generic path).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import linalg as sla
+from scipy import optimize as sopt
+from scipy import sparse
+
+from .optimize import JointMode, LaplaceCov, fd_grad, fd_hess, hessian_inverse
+
+__all__ = ["ExactLMM", "NotExact", "exact_lmm"]
+
+LOG2PI = math.log(2 * math.pi)
+
+
+class NotExact(Exception):
+    """The model is outside what the exact path reproduces (the reason is the message)."""
+
+
+def cholesky_corr(y: np.ndarray, M: int) -> np.ndarray:
+    """Stan's ``cholesky_factor_corr`` constraining transform: canonical partial correlations
+    tanh(y), filled row by row below the diagonal."""
+    z = np.tanh(np.asarray(y, dtype=float))
+    L = np.zeros((M, M))
+    L[0, 0] = 1.0
+    k = 0
+    for i in range(1, M):
+        ss = 0.0
+        for j in range(i):
+            L[i, j] = z[k] * math.sqrt(max(1.0 - ss, 0.0))
+            ss += L[i, j] ** 2
+            k += 1
+        L[i, i] = math.sqrt(max(1.0 - ss, 0.0))
+    return L
+
+
+class _Term:
+    """One grouping term: M coefficients, G groups, unconstrained positions of sd, L, z."""
+
+    def __init__(self, M: int, G: int, sd: np.ndarray, L: np.ndarray, z: np.ndarray, off: int):
+        self.M, self.G, self.sd, self.L, self.z, self.off = M, G, sd, L, z, off
+
+    def factor(self, u_sd: np.ndarray, u_L: np.ndarray, scale: float) -> np.ndarray:
+        """diag(exp(u_sd) / scale) L (M x M)."""
+        Lc = cholesky_corr(u_L, self.M) if self.L.size else np.eye(self.M)
+        return (np.exp(u_sd) / scale)[:, None] * Lc
+
+
+class _AFactor:
+    """A = T' Z'Z T + I factorised: per-group Cholesky factors (``blocks``: one grouping term),
+    dense (q <= DENSE_MAX) or a sparse LU with symmetric ordering (= Cholesky)."""
+
+    DENSE_MAX = 1000
+
+    def __init__(self, lmm: ExactLMM, Ts: list[np.ndarray]):
+        self.q = lmm.q
+        if lmm.block is not None:
+            self.mode = "blocks"
+            T = Ts[0]
+            G = lmm.block
+            self.B = T.T @ G @ T + np.eye(T.shape[0])  # (G, M, M): one block per group
+            L = np.linalg.cholesky(self.B)  # LinAlgError if not positive definite
+            self.logdet = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
+            self.Binv = np.linalg.inv(self.B)  # small blocks, eigenvalues >= 1: well conditioned
+            return
+        Tfull = sparse.block_diag([sparse.kron(sparse.identity(t.G), sparse.csr_matrix(T))
+                                   for t, T in zip(lmm.terms, Ts)], format="csr")
+        A = (Tfull.T @ lmm.ZtZ @ Tfull + sparse.identity(self.q)).tocsc()
+        if self.q <= self.DENSE_MAX:
+            self.mode = "dense"
+            self.L = np.linalg.cholesky(A.toarray())
+            self.logdet = 2.0 * float(np.sum(np.log(np.diag(self.L))))
+        else:
+            from scipy.sparse.linalg import splu
+
+            self.mode = "sparse"
+            self.lu = splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                           options={"SymmetricMode": True})
+            d = self.lu.U.diagonal()
+            if not np.all(d > 0):
+                raise np.linalg.LinAlgError("not positive definite")
+            self.logdet = float(np.sum(np.log(d)))
+        self.Tfull = Tfull
+
+    def solve(self, R: np.ndarray) -> np.ndarray:
+        """A^-1 R for R of shape (q,) or (q, m)."""
+        R = np.asarray(R, dtype=float)
+        if self.mode == "blocks":
+            G, M = self.B.shape[0], self.B.shape[1]
+            return (self.Binv @ R.reshape(G, M, -1)).reshape(R.shape)
+        if self.mode == "dense":
+            return sla.cho_solve((self.L, True), R, check_finite=False)
+        return self.lu.solve(R) if R.ndim == 1 or R.shape[1] else np.zeros_like(R)
+
+    def inverse(self) -> Any:
+        """A^-1: sparse block diagonal (blocks) or dense."""
+        if self.mode == "blocks":
+            Binv = self.Binv
+            G, M = Binv.shape[0], Binv.shape[1]
+            base = (np.arange(G) * M)[:, None, None]
+            rows = np.broadcast_to(base + np.arange(M)[None, :, None], Binv.shape)
+            cols = np.broadcast_to(base + np.arange(M)[None, None, :], Binv.shape)
+            return sparse.csr_matrix((Binv.ravel(), (rows.ravel(), cols.ravel())),
+                                     shape=(self.q, self.q))
+        return self.solve(np.eye(self.q))
+
+
+class WFactor:
+    """The Hessian H over the integrated coordinates, ordered (fixed effects, random effects):
+    [[X'X / s^2, C' / s], [C / s, A]] with C = T' Z'X (the fixed-effect part absent for ML),
+    with the interface of the generic Laplace factor (``q``, ``mode``, ``solve``,
+    ``solve_many``, ``half_logdet``, ``inverse``, ``inverse_sparse``)."""
+
+    def __init__(self, af: _AFactor, B: np.ndarray | None, D: np.ndarray | None):
+        self.af, self.B, self.D = af, B, D
+        self.p = 0 if B is None else B.shape[1]
+        self.q = af.q + self.p
+        # "blocks": H^-1 is (block diagonal) + (rank p), see inverse_sparse
+        self.mode = "blocks" if af.mode == "blocks" else "dense"
+        if self.p:
+            self.AiB = af.solve(B)
+            S = D - B.T @ self.AiB
+            self.Sc = np.linalg.cholesky(0.5 * (S + S.T))
+
+    def half_logdet(self) -> float:
+        out = 0.5 * self.af.logdet
+        if self.p:
+            out += float(np.sum(np.log(np.diag(self.Sc))))
+        return out
+
+    def solve_many(self, G: np.ndarray) -> np.ndarray:
+        G = np.asarray(G, dtype=float)
+        one = G.ndim == 1
+        G = G[:, None] if one else G
+        if not self.p:
+            out = self.af.solve(G)
+        else:
+            gb, gz = G[:self.p], G[self.p:]
+            Aig = self.af.solve(gz)
+            xb = sla.cho_solve((self.Sc, True), gb - self.B.T @ Aig, check_finite=False)
+            out = np.vstack([xb, Aig - self.AiB @ xb])
+        return out[:, 0] if one else out
+
+    solve = solve_many
+
+    def fixed_inverse(self) -> np.ndarray:
+        """The fixed-effect block of H^-1 (the inverse Schur complement)."""
+        return sla.cho_solve((self.Sc, True), np.eye(self.p), check_finite=False)
+
+    def inverse(self) -> np.ndarray:
+        Ai = self.af.inverse()
+        Ai = Ai.toarray() if sparse.issparse(Ai) else Ai
+        if not self.p:
+            return Ai
+        Si = self.fixed_inverse()
+        out = np.empty((self.q, self.q))
+        p = self.p
+        out[:p, :p] = Si
+        out[p:, :p] = -self.AiB @ Si
+        out[:p, p:] = out[p:, :p].T
+        out[p:, p:] = Ai + self.AiB @ Si @ self.AiB.T
+        return out
+
+    def inverse_sparse(self) -> Any:
+        """H^-1 without dense q x q storage: A^-1 (sparse) when nothing else is integrated,
+        else a :class:`SparseLowRank`."""
+        Ai = self.af.inverse()
+        if not self.p:
+            return Ai
+        P = sparse.block_diag([sparse.csr_matrix((self.p, self.p)), Ai], format="csr")
+        V = np.vstack([np.eye(self.p), -self.AiB])
+        return SparseLowRank(P, V, self.fixed_inverse())
+
+
+class SparseLowRank:
+    """The symmetric matrix P + V W V' (P sparse, V tall and thin), with what the factored
+    covariance needs: ``diagonal``, ``toarray``, ``quad_diag`` and ``J @ self``."""
+
+    def __init__(self, P: Any, V: np.ndarray, W: np.ndarray):
+        self.P, self.V, self.W = P, V, W
+        self.shape = P.shape
+
+    def diagonal(self) -> np.ndarray:
+        return self.P.diagonal() + np.einsum("ij,jk,ik->i", self.V, self.W, self.V)
+
+    def toarray(self) -> np.ndarray:
+        return self.P.toarray() + self.V @ self.W @ self.V.T
+
+    def quad_diag(self, J: Any) -> np.ndarray:
+        """diag(J self J') for a sparse or dense J."""
+        JV = np.asarray(J @ self.V)
+        JP = J @ self.P
+        first = (JP.multiply(J) if sparse.issparse(JP) else np.multiply(JP, J)).sum(axis=1)
+        return np.asarray(first).ravel() + np.einsum("ij,jk,ik->i", JV, self.W, JV)
+
+    def __rmatmul__(self, J: Any) -> np.ndarray:
+        JP = J @ self.P
+        JP = JP.toarray() if sparse.issparse(JP) else np.asarray(JP)
+        return JP + np.asarray(J @ self.V) @ self.W @ self.V.T
+
+
+class ExactLMM:
+    """Closed-form (RE)ML for a normal-errors mixed model on the program's unconstrained
+    coordinates (see the module docstring). Raises :class:`NotExact` when the program's log
+    density is not reproduced."""
+
+    def __init__(self, bs_model: Any, program: Any, data: Any = None, validate: bool = True):
+        spec = program.spec
+        fam = spec.family
+        _check_applies(program)
+        self.bs = bs_model
+        data = program.data if data is None else data
+        names = list(bs_model.param_unc_names())
+        self.n = len(names)
+        heads = np.array([nm.split(".")[0] for nm in names])
+        icpt = "Intercept_c" if spec.centred else "Intercept"
+        pos = lambda h: np.flatnonzero(heads == h)  # noqa: E731
+        self.fixed = np.concatenate([pos(icpt), pos("beta")]).astype(int)
+        self.sigma = pos(fam.re_scale)
+        if self.sigma.size != 1:
+            raise NotExact("no scale parameter")
+        N = int(data["N"])
+        X = np.asarray(data["X"], dtype=float).reshape(N, -1)
+        if spec.centred:
+            X = X - X.mean(axis=0)
+        cols = ([np.ones((N, 1))] if pos(icpt).size else []) + ([X] if pos("beta").size else [])
+        X1 = np.hstack(cols) if cols else np.zeros((N, 0))
+        if X1.shape[1] != self.fixed.size:
+            raise NotExact("fixed-effect layout")
+        y = np.asarray(data["y"], dtype=float)
+        if "offsets" in data:
+            y = y - np.asarray(data["offsets"], dtype=float)
+        self.terms: list[_Term] = []
+        zblocks, off = [], 0
+        for g in spec.groups:
+            M, G = int(data[f"M_{g.k}"]), int(data[f"N_{g.k}"])
+            zpos = pos(f"z_{g.k}")
+            # Stan's matrix[M, G] z: column-major, so z_k[m, j] is at (j - 1) M + m - 1
+            if [names[i] for i in zpos] != [f"z_{g.k}.{m}.{j}" for j in range(1, G + 1)
+                                             for m in range(1, M + 1)]:
+                raise NotExact(f"layout of z_{g.k}")
+            t = _Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off)
+            if t.sd.size != M or t.L.size not in (0, M * (M - 1) // 2):
+                raise NotExact(f"layout of term {g.k}")
+            J = np.asarray(data[f"J_{g.k}"], dtype=np.int64) - 1
+            Zk = (np.ones((N, 1)) if f"Z_{g.k}" not in data
+                  else np.asarray(data[f"Z_{g.k}"], dtype=float).reshape(N, M))
+            rows = np.repeat(np.arange(N), M)
+            colz = (J[:, None] * M + np.arange(M)[None, :]).ravel()
+            zblocks.append(sparse.csr_matrix((Zk.ravel(), (rows, colz)), shape=(N, M * G)))
+            self.terms.append(t)
+            off += M * G
+        self.q = off
+        Z = sparse.hstack(zblocks, format="csc")  # columns: term, group, coefficient
+        # one pass over the rows: the cross-products
+        self.N, self.p = N, X1.shape[1]
+        self.ZtZ = (Z.T @ Z).tocsr()
+        self.ZtX = np.asarray(Z.T @ X1).reshape(off, self.p)
+        self.XtX = X1.T @ X1
+        self.Zty = np.asarray(Z.T @ y).ravel()
+        self.Xty = X1.T @ y
+        self.yty = float(y @ y)
+        self.zpos = np.concatenate([t.z for t in self.terms])
+        other = np.setdiff1d(np.arange(self.n), np.concatenate(
+            [self.fixed, self.sigma, self.zpos] + [np.concatenate([t.sd, t.L]) for t in self.terms]))
+        if other.size:
+            raise NotExact("parameters the exact path does not know")
+        if self.fixed.size and (np.any(np.diff(self.fixed) <= 0) or self.fixed.max() > self.zpos.min()):
+            raise NotExact("order of the fixed effects")  # WFactor orders (fixed, random)
+        if np.any(np.diff(self.zpos) <= 0):
+            raise NotExact("order of the random effects")
+        self.block = None
+        if len(self.terms) == 1:
+            t = self.terms[0]
+            B = self.ZtZ.tocoo()
+            if np.any(B.row // t.M != B.col // t.M):
+                raise NotExact("Z'Z is not block diagonal")
+            blk = np.zeros((t.G, t.M, t.M))
+            blk[B.row // t.M, B.row % t.M, B.col % t.M] = B.data
+            self.block = blk
+        self.const = 0.0
+        if validate:
+            self._validate()
+
+    # ------------------------------------------------------------------ the joint density
+    def _Ts(self, u: np.ndarray, scale: float) -> list[np.ndarray]:
+        return [t.factor(u[t.sd], u[t.L], scale) for t in self.terms]
+
+    def joint(self, u: np.ndarray) -> float:
+        """-log p(y, u) without Jacobian (what BridgeStan's ``log_density`` gives, negated)."""
+        sigma = math.exp(u[self.sigma[0]])
+        b = np.empty(self.q)
+        for t, T in zip(self.terms, self._Ts(u, 1.0)):
+            zk = u[t.z].reshape(t.G, t.M)
+            b[t.off:t.off + t.M * t.G] = (zk @ T.T).ravel()
+        beta = u[self.fixed]
+        rss = (self.yty - 2 * (beta @ self.Xty + b @ self.Zty) + b @ (self.ZtZ @ b)
+               + 2 * b @ (self.ZtX @ beta) + beta @ self.XtX @ beta)
+        zz = float(u[self.zpos] @ u[self.zpos])
+        return (self.N * math.log(sigma) + 0.5 * (self.N + self.q) * LOG2PI
+                + 0.5 * rss / sigma ** 2 + 0.5 * zz + self.const)
+
+    def _validate(self) -> None:
+        """The reconstruction must give the program's log density at two random points."""
+        rng = np.random.default_rng(20261205)
+        diffs = []
+        for _ in range(2):
+            u = rng.uniform(-0.8, 0.8, size=self.n)
+            try:
+                ref = -self.bs.log_density(u, propto=False, jacobian=False)
+            except RuntimeError as e:
+                raise NotExact(f"log density: {e}") from None
+            diffs.append((ref - self.joint(u), abs(ref)))
+        for d, scale in diffs:
+            if not abs(d) <= 1e-9 * max(1.0, scale):
+                raise NotExact("the reconstructed log density differs from the program's")
+
+    # ------------------------------------------------------------------ PLS
+    def _pls(self, Ts: list[np.ndarray], beta: np.ndarray | None):
+        """Penalised least squares at the relative factors ``Ts``: (A factor, penalised RSS,
+        u^ (spherical effects times sigma), beta^, S or None). ``beta`` None: beta profiled."""
+        af = _AFactor(self, Ts)
+        if self.block is not None:
+            T = Ts[0]
+            t = self.terms[0]
+            c = (self.Zty.reshape(t.G, t.M) @ T).ravel()
+            C = (T.T @ self.ZtX.reshape(t.G, t.M, self.p)).reshape(self.q, self.p)
+        else:
+            c = af.Tfull.T @ self.Zty
+            C = np.asarray(af.Tfull.T @ self.ZtX)
+        if beta is None:
+            AiC = af.solve(C)
+            Aic = af.solve(c)
+            S = self.XtX - C.T @ AiC
+            r = self.Xty - C.T @ Aic
+            beta = np.linalg.solve(S, r) if self.p else np.zeros(0)
+            pwrss = self.yty - c @ Aic - r @ beta
+            uhat = Aic - AiC @ beta
+            return af, pwrss, uhat, beta, S, C
+        cb = c - C @ beta
+        Aicb = af.solve(cb)
+        rr = self.yty - 2 * beta @ self.Xty + beta @ self.XtX @ beta
+        return af, rr - cb @ Aicb, Aicb, beta, None, C
+
+    def profiled(self, phi: np.ndarray, reml: bool) -> float:
+        """lme4's profiled deviance / 2 at the relative-factor coordinates ``phi`` (per term:
+        log(sd / sigma), then the unconstrained correlation factor)."""
+        Ts, k = [], 0
+        for t in self.terms:
+            a, b = phi[k:k + t.M], phi[k + t.M:k + t.M + t.L.size]
+            k += t.M + t.L.size
+            Lc = cholesky_corr(b, t.M) if t.L.size else np.eye(t.M)
+            Ts.append(np.exp(a)[:, None] * Lc)
+        try:
+            af, pwrss, _u, _b, S, _C = self._pls(Ts, None)
+        except np.linalg.LinAlgError:
+            return np.inf
+        n = self.N - (self.p if reml else 0)
+        if not pwrss > 0:
+            return np.inf
+        dev = af.logdet + n * (1 + math.log(2 * math.pi * pwrss / n))
+        if reml and self.p:
+            sign, ld = np.linalg.slogdet(S)
+            if sign <= 0:
+                return np.inf
+            dev += ld
+        return 0.5 * dev
+
+    # ------------------------------------------------------------------ Stan coordinates
+    def outer_index(self, reml: bool) -> np.ndarray:
+        """The outer (not integrated) coordinates: scale, SDs, correlation factors (and the
+        fixed effects for ML)."""
+        out = [self.sigma] + [np.concatenate([t.sd, t.L]) for t in self.terms]
+        if not reml:
+            out.append(self.fixed)
+        return np.sort(np.concatenate(out)).astype(int)
+
+    def integrated_index(self, reml: bool) -> np.ndarray:
+        return np.sort(np.concatenate([self.zpos] + ([self.fixed] if reml else []))).astype(int)
+
+    def inner(self, u: np.ndarray, reml: bool):
+        """(w^ on the integrated coordinates, f at the mode, :class:`WFactor`) at the outer
+        coordinates of ``u``, as the generic ``LaplaceObjective.inner``."""
+        sigma = math.exp(u[self.sigma[0]])
+        Ts = self._Ts(u, sigma)
+        af, prss, uhat, beta, _S, C = self._pls(Ts, None if reml else u[self.fixed])
+        # prss = |y - X beta - Z T u|^2 + |u|^2 contains the penalty |z|^2 (z = u / sigma)
+        f = (self.N * math.log(sigma) + 0.5 * (self.N + self.q) * LOG2PI
+             + 0.5 * prss / sigma ** 2 + self.const)
+        w = np.empty(self.n)
+        w[self.zpos] = uhat / sigma
+        if reml:
+            w[self.fixed] = beta
+            fac = WFactor(af, C / sigma, self.XtX / sigma ** 2)
+        else:
+            fac = WFactor(af, None, None)
+        integ = self.integrated_index(reml)
+        return w[integ], f, fac
+
+    def value(self, u: np.ndarray, reml: bool) -> float:
+        """The Laplace (here exact) objective F at the outer coordinates of ``u``."""
+        try:
+            _w, f, fac = self.inner(u, reml)
+        except np.linalg.LinAlgError:
+            return np.inf
+        return f + fac.half_logdet() - 0.5 * fac.q * LOG2PI
+
+    # ------------------------------------------------------------------ the fit
+    def fit(self, reml: bool, u_start: np.ndarray | None = None, gtol: float = 1e-8) -> JointMode:
+        """The (RE)ML mode: the profiled deviance over the relative factors, then Newton
+        polishing of F in the Stan coordinates, as the generic optimiser ends."""
+        t_idx = self.outer_index(reml)
+        phi0 = []
+        for t in self.terms:
+            if u_start is not None:
+                phi0.append(u_start[t.sd] - u_start[self.sigma[0]])
+                phi0.append(u_start[t.L])
+            else:
+                phi0.append(np.zeros(t.M))
+                phi0.append(np.zeros(t.L.size))
+        phi = np.concatenate(phi0)
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+            f = self.profiled(x, reml)
+            if not np.isfinite(f):
+                return np.inf, np.zeros(x.size)
+            return f, fd_grad(lambda v: self.profiled(v, reml), x, 1e-6)
+
+        # BFGS: few parameters, and its per-iteration overhead is small (L-BFGS-B's is not)
+        with np.errstate(all="ignore"):
+            res = sopt.minimize(fg, phi, jac=True, method="BFGS",
+                                options={"maxiter": 1000, "gtol": 1e-7})
+        phi = res.x
+        iters = int(res.nit)
+        u = self.from_profiled(phi, reml)
+        theta = u[t_idx]
+        F = self._objective_at(u, t_idx, reml)
+        Fv = F(theta)
+        g = fd_grad(F, theta)
+        for it in range(20):
+            if np.max(np.abs(g)) < gtol and it >= 2:  # F is exact: two Newton steps at least
+                break
+            Ht = fd_hess(F, theta)
+            try:
+                np.linalg.cholesky(Ht)
+                step = np.linalg.solve(Ht, g)
+            except np.linalg.LinAlgError:
+                break
+            if float(g @ step) < 100 * np.finfo(float).eps * max(1.0, abs(Fv)):
+                break
+            s = 1.0
+            while s > 1e-6:
+                F_new = F(theta - s * step)
+                if np.isfinite(F_new) and F_new <= Fv + 1e-12 * abs(Fv):
+                    break
+                s *= 0.5
+            else:
+                break
+            theta, Fv = theta - s * step, F_new
+            g = fd_grad(F, theta)
+            iters += 1
+        return self._mode(u, t_idx, theta, reml, iters, g, str(res.message))
+
+    def from_profiled(self, phi: np.ndarray, reml: bool) -> np.ndarray:
+        """The full unconstrained vector at the relative factors ``phi`` with sigma (and
+        beta) at their profiled values."""
+        Ts, k = [], 0
+        for t in self.terms:
+            a, b = phi[k:k + t.M], phi[k + t.M:k + t.M + t.L.size]
+            k += t.M + t.L.size
+            Ts.append(np.exp(a)[:, None] * (cholesky_corr(b, t.M) if t.L.size else np.eye(t.M)))
+        af, pwrss, _u, beta, _S, _C = self._pls(Ts, None)
+        sigma = math.sqrt(pwrss / (self.N - (self.p if reml else 0)))
+        u = np.zeros(self.n)
+        u[self.sigma[0]] = math.log(sigma)
+        u[self.fixed] = beta
+        k = 0
+        for t in self.terms:
+            u[t.sd] = phi[k:k + t.M] + math.log(sigma)
+            u[t.L] = phi[k + t.M:k + t.M + t.L.size]
+            k += t.M + t.L.size
+        return u
+
+    def _objective_at(self, u: np.ndarray, t_idx: np.ndarray, reml: bool) -> Any:
+        """F as a function of the outer coordinates ``t_idx`` (the rest of ``u`` fixed)."""
+        base = u.copy()
+
+        def F(th: np.ndarray) -> float:
+            v = base.copy()
+            v[t_idx] = th
+            return self.value(v, reml)
+
+        return F
+
+    def _mode(self, u: np.ndarray, t_idx: np.ndarray, theta: np.ndarray, reml: bool,
+              iters: int, g: np.ndarray, message: str) -> JointMode:
+        u = u.copy()
+        u[t_idx] = theta
+        F = self._objective_at(u, t_idx, reml)
+        Fv = F(theta)
+        Ht = fd_hess(F, theta)
+        Ht = 0.5 * (Ht + Ht.T)
+        integ = self.integrated_index(reml)
+        w, _f, fac = self.inner(u, reml)
+        u[integ] = w
+        # dw^/dtheta by central differences of the closed-form solution (the generic path:
+        # -H_ww^-1 H_wtheta from gradient differences; the same derivative)
+        Aw = np.empty((integ.size, t_idx.size))
+        for k, i in enumerate(t_idx):
+            h = 1e-5 * max(1.0, abs(u[i]))
+            up, dn = u.copy(), u.copy()
+            up[i] += h
+            dn[i] -= h
+            Aw[:, k] = (self.inner(up, reml)[0] - self.inner(dn, reml)[0]) / (2 * h)
+        logjac = float(self.bs.log_density(u, propto=False, jacobian=True)
+                       - self.bs.log_density(u, propto=False, jacobian=False))
+        cov_t, logdet_t, bad_t = hessian_inverse(Ht)
+        log_ml = math.nan
+        if logdet_t is not None:
+            log_ml = -Fv + logjac + 0.5 * t_idx.size * LOG2PI + 0.5 * logdet_t
+        cov = LaplaceCov(self.n, t_idx, integ, cov_t, Aw, fac)
+        bad = np.zeros(self.n, dtype=bool)
+        bad[t_idx[bad_t]] = True
+        gnorm = float(np.max(np.abs(g))) if g.size else 0.0
+        converged = bool(np.isfinite(Fv) and gnorm < 1e-3)
+        msg = "" if converged else f"gradient norm {gnorm:.2g} after {iters} iterations; {message}"
+        return JointMode(u, float(Fv), converged, msg, iters, Ht, cov, logjac, float(log_ml),
+                         gnorm, extra={"theta_index": t_idx, "z_index": integ, "degenerate": bad,
+                                       "exact": True})
+
+    # ------------------------------------------------------------------ classic() helpers
+    def conditional_cov(self, u: np.ndarray, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+        """C(theta) = the fixed-effect block of H_ww^-1 (fixed and random effects integrated)
+        at ``u`` and its central differences (step ``h``) in the variance coordinates."""
+        t_idx = self.outer_index(True)
+
+        def C(th: np.ndarray) -> np.ndarray:
+            v = u.copy()
+            v[t_idx] = th
+            return self.inner(v, True)[2].fixed_inverse()
+
+        theta = u[t_idx]
+        C0 = C(theta)
+        dC = np.empty((theta.size, self.p, self.p))
+        for k in range(theta.size):
+            e = np.zeros(theta.size)
+            e[k] = h
+            dC[k] = (C(theta + e) - C(theta - e)) / (2 * h)
+        return C0, dC
+
+    def ml_profile_hessian(self, u: np.ndarray) -> np.ndarray:
+        """Hessian in the variance coordinates of the ML objective with the fixed effects
+        profiled out (lmerTest's A for ML fits)."""
+        t_idx = self.outer_index(True)
+
+        def prof(th: np.ndarray) -> float:
+            v = u.copy()
+            v[t_idx] = th
+            _w, f, fac = self.inner(v, True)
+            return f + 0.5 * fac.af.logdet
+
+        return fd_hess(prof, u[t_idx])
+
+
+    def boundary_value(self, mode: JointMode) -> Any:
+        """The objective of ``mode`` as a function of the full unconstrained vector (for
+        :func:`bayesglmm.inference.boundary.boundary_sds`)."""
+        reml = bool(np.intersect1d(mode.extra["z_index"], self.fixed).size)
+        return lambda v: self.value(v, reml)
+
+
+def _check_applies(program: Any) -> None:
+    spec = getattr(program, "spec", None)
+    fam = getattr(spec, "family", None)
+    if spec is None or not getattr(fam, "quadratic", False):
+        raise NotExact("the family is not normal on the link scale")
+    if spec.resid is not None or spec.held or fam.category_specific or not spec.groups:
+        raise NotExact("residual correlation, held coefficients or no grouping term")
+    if tuple(fam.extra_names) != (fam.re_scale,):
+        raise NotExact("the family has parameters other than its scale")
+
+
+CHECK_ROWS = 64  # rows of the small program instance the reconstruction is checked on
+
+
+def _row_subset(program: Any, n: int) -> dict:
+    """The program's data restricted to its first ``n`` rows (the groups, the design columns
+    and every other dimension unchanged) and without the pointwise log-likelihood."""
+    data = dict(program.data)
+    keys = ["y", "X", "offsets"] + [f"{h}_{g.k}" for g in program.spec.groups for h in "JZ"]
+    for k in keys:
+        if k in data:
+            data[k] = np.asarray(data[k])[:n]
+    data["N"] = min(n, int(program.data["N"]))
+    data["compute_log_lik"] = 0
+    return data
+
+
+def exact_lmm(model: Any, verbose: bool = False) -> ExactLMM | None:
+    """An :class:`ExactLMM` for ``model`` (a :class:`bayesglmm.models.Model`), or None when
+    the exact path does not apply (see the module docstring).
+
+    The reconstruction is checked against a BridgeStan instance of the program on the first
+    :data:`CHECK_ROWS` rows (the log density of those rows, at two random points), which also
+    serves the parameter names and transforms: the full data are never loaded into Stan (a
+    fixed cost of ~15 us per row). A centred design (intercept at the predictor means) needs
+    the full instance for its generated intercept."""
+    program = model.program
+    try:
+        _check_applies(program)
+        small = getattr(model, "_bs_exact_check", None)
+        if small is None:
+            small = model.compile(verbose).bridgestan_model(_row_subset(program, CHECK_ROWS))
+            model._bs_exact_check = small
+        ExactLMM(small, program, _row_subset(program, CHECK_ROWS))
+        bs = model.bridgestan_model(verbose) if program.spec.centred else small
+        return ExactLMM(bs, program, validate=False)
+    except NotExact:
+        return None
