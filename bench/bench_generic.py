@@ -93,7 +93,8 @@ def nuts(cm, data, seed: int) -> dict:
                                     iter_sampling=1000, show_progress=False, show_console=False)
     wall = time.perf_counter() - t0
     s = fit.summary()
-    ess = s["ESS_bulk"].drop(labels=[n for n in s.index if n == "lp__"]).dropna()
+    col = "ESS_bulk" if "ESS_bulk" in s.columns else "N_Eff"  # CmdStan 2.35's stansummary
+    ess = s[col].drop(labels=[n for n in s.index if n == "lp__"]).dropna()
     steps = int(fit.method_variables()["n_leapfrog__"].sum())
     return {"wall_s": wall, "leapfrog": steps, "min_ess_bulk": float(ess.min()),
             "min_ess_bulk_per_s": float(ess.min() / wall), "lp_mean": float(s.loc["lp__", "Mean"])}
