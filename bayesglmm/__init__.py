@@ -3,10 +3,12 @@ generated, readable Stan programs (NUTS, MAP with Laplace, variational, classica
 
 __version__ = "0.1.0"
 
+from . import persist_fits  # noqa: F401  (registers how fits are saved)
 from .batch import BatchResult, fit_many
 from .datasets import load_debate, load_sleepstudy, load_training
 from .kfold import KFoldResult, kfold
 from .models import Model, from_stan, glm, glmer, lm, lmer
+from .persist import FitFileError, load
 from .plots import plot_acf, plot_dens, plot_forest, plot_pairs, plot_ppc, plot_trace
 from .post import (
     anova,
@@ -30,6 +32,7 @@ __all__ = [
     "kfold",
     "lsmeans",
     "ClassicFit",
+    "FitFileError",
     "MAPFit",
     "MCMCFit",
     "Model",
@@ -43,6 +46,7 @@ __all__ = [
     "glmer",
     "lm",
     "lmer",
+    "load",
     "load_debate",
     "load_sleepstudy",
     "load_training",

@@ -24,6 +24,7 @@ from scipy import integrate, stats
 from .codegen import jinja_env, tidy_code
 from .core.naming import ParamName
 from .models import Model
+from .persist import Archive, decode, encode, register_fit, register_model, save_fit
 from .priors import Prior, make_prior
 
 __all__ = ["TTestClassic", "TTestModel", "jzs_bf10", "ttest"]
@@ -281,6 +282,10 @@ class TTestClassic:
     n_par: int
     n_obs: int
 
+    def save(self, path: Any) -> Any:
+        """Save the test to one file; load it with :func:`bayesglmm.load`."""
+        return save_fit(self, path)
+
     @property
     def t(self) -> float:
         return float(self.table.loc["diff", "t value"])
@@ -416,3 +421,35 @@ def jzs_bf10(t: float, n1: int, n2: int | None = None, r: float = 0.707) -> floa
 
     val, _ = integrate.quad(integrand, -30, 30, limit=200, epsabs=0, epsrel=1e-10)
     return float(val)
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def _save_classic(res: TTestClassic, ar: Archive) -> dict[str, Any]:
+    return {"table": encode(res.table, ar, "fit.table"), "kind": res.kind,
+            "loglik": encode(res.loglik, ar, "fit.loglik"), "n_par": res.n_par,
+            "n_obs": res.n_obs}
+
+
+def _load_classic(model: Any, s: dict[str, Any], arrays: dict[str, np.ndarray]) -> TTestClassic:
+    return TTestClassic(decode(s["table"], arrays), s["kind"], decode(s["loglik"], arrays),
+                        s["n_par"], s["n_obs"])
+
+
+def _save_model(model: TTestModel, ar: Archive) -> Any:
+    td = model.ttest_data
+    return encode({"y1": td.y1, "y2": td.y2, "labels": td.labels, "paired": td.paired,
+                   "var_equal": td.var_equal, "response": td.response, "prior": model.prior,
+                   "fixed_value": model.fixed_value, "formula": model.formula}, ar, "model.inputs")
+
+
+def _load_model(inputs: Any, arrays: dict[str, np.ndarray]) -> TTestModel:
+    a = decode(inputs, arrays)
+    td = TTestData(a["y1"], a["y2"], tuple(a["labels"]), a["paired"], a["var_equal"],
+                   a["response"])
+    return TTestModel(td, a["prior"], a["fixed_value"], a["formula"])
+
+
+register_fit("ttest_classic", TTestClassic, _save_classic, _load_classic)
+register_model("ttest", _save_model, _load_model)

@@ -14,6 +14,7 @@ Modules: ``model`` (:class:`Model`), ``wrappers`` (``glmer``, ``lmer``, ``glm``,
 ``external`` (:func:`from_stan`, :class:`ExternalProgram`).
 """
 
+from . import saved  # noqa: F401  (registers how models are saved)
 from .external import ExternalProgram, from_stan
 from .model import Model
 from .wrappers import glm, glmer, lm, lmer

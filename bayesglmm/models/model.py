@@ -18,6 +18,7 @@ from ..inference.map import fit_map
 from ..inference.mcmc import fit_nuts
 from ..inference.threads import one_blas_thread
 from ..inference.variational import run_advi, run_pathfinder
+from ..persist import cached_fit
 from ..priors import default_adapt_delta
 from ..results import MAPFit, MCMCFit
 from ..results_classic import ClassicFit
@@ -106,8 +107,12 @@ class Model:
             raise ValueError("bayes_factor(fixed=...) needs a model built from a formula; for an "
                              "external Stan program fit the restricted program yourself and use "
                              "bayes_factor(fit1, fit2).")
-        return Model(generate(hold_coefficients(self.spec, fixed)), wrapper=self.wrapper,
-                     formula=self.formula, family=self.family, prior=self.prior, name=self.name)
+        new = Model(generate(hold_coefficients(self.spec, fixed)), wrapper=self.wrapper,
+                    formula=self.formula, family=self.family, prior=self.prior, name=self.name)
+        if self._build_args is not None:  # the wrapper call of the restricted model (save())
+            held = {**(self._build_args.get("fixed") or {}), **dict(fixed)}
+            new._builder, new._build_args = self._builder, {**self._build_args, "fixed": held}
+        return new
 
     def print_code(self) -> None:
         """Print the Stan program."""
@@ -229,6 +234,8 @@ class Model:
         output_dir: str | os.PathLike | None = None,
         sampler: str = "stan",
         low_rank: bool = False,
+        file: str | os.PathLike | None = None,
+        file_refit: str = "on_change",
     ) -> MCMCFit:
         """Draw from the posterior with NUTS (Stan's adaptive Hamiltonian Monte Carlo).
 
@@ -264,6 +271,14 @@ class Model:
         low_rank : bool
             nutpie only: adapt a low-rank modified mass matrix (for strongly correlated
             posteriors).
+        file : path, optional
+            As brms's ``file=``: save the fit there (``.bglmm`` added without a suffix), and
+            next time load it instead of sampling again (see ``file_refit``).
+        file_refit : {"on_change", "always", "never"}
+            With ``file``: "on_change" (default) loads the saved fit when the Stan program, the
+            data and these sampling settings are the same (a ``seed`` of None matches any),
+            else samples and saves; "always" samples and saves; "never" loads whenever the
+            file exists.
 
         Returns
         -------
@@ -276,10 +291,19 @@ class Model:
         >>> fit = m.sample(chains=4, warmup=1000, sampling=1000, seed=1)  # doctest: +SKIP
         >>> fit.summary()  # doctest: +SKIP
         """
-        return fit_nuts(self, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
-                        seed=seed, delta=delta, max_treedepth=max_treedepth, init=init,
-                        verbose=verbose, output_dir=output_dir, sampler=sampler,
+        settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
+                        delta=delta, max_treedepth=max_treedepth, init=init, sampler=sampler,
                         low_rank=low_rank)
+
+        def run() -> MCMCFit:
+            fit = fit_nuts(self, verbose=verbose, output_dir=output_dir, **settings)
+            fit.saved_settings = {**settings, "seed": fit.seed, "delta": fit.delta}
+            return fit
+
+        if file is None:
+            return run()
+        settings["delta"] = self.default_delta if delta is None else delta
+        return cached_fit(self, file, file_refit, settings, run)
 
     @one_blas_thread
     def optimize(
@@ -340,9 +364,11 @@ class Model:
         >>> mode = m.optimize()  # doctest: +SKIP
         >>> mode.summary()  # doctest: +SKIP
         """
-        return fit_map(self, seed=seed, init=init, verbose=verbose, laplace=laplace,
-                       num_estimate=num_estimate, se_method=se_method, marginal=marginal,
-                       exact=exact)
+        call = dict(seed=seed, init=init, laplace=laplace, num_estimate=num_estimate,
+                    se_method=se_method, marginal=marginal, exact=exact)
+        fit = fit_map(self, verbose=verbose, **call)
+        fit.saved_settings = call  # what save() records to redo the fit on load
+        return fit
 
     def variational(self, method: str = "meanfield", iter: int = 5000, draws: int = 1000,
                     seed: int | None = None, tol_rel_obj: float = 0.005, num_estimate: int = 1,
@@ -376,8 +402,11 @@ class Model:
         --------
         >>> vb = m.variational(method="meanfield", seed=1)  # doctest: +SKIP
         """
-        return run_advi(self, method=method, iter=iter, draws=draws, seed=seed,
-                        tol_rel_obj=tol_rel_obj, num_estimate=num_estimate, verbose=verbose)
+        fit = run_advi(self, method=method, iter=iter, draws=draws, seed=seed,
+                       tol_rel_obj=tol_rel_obj, num_estimate=num_estimate, verbose=verbose)
+        fit.saved_settings = dict(method=method, iter=iter, draws=draws, seed=fit.seed,
+                                  tol_rel_obj=tol_rel_obj, num_estimate=num_estimate)
+        return fit
 
     def pathfinder(self, draws: int = 1000, num_paths: int = 4, seed: int | None = None,
                    verbose: bool = True):
@@ -402,7 +431,9 @@ class Model:
         --------
         >>> pf = m.pathfinder(seed=1)  # doctest: +SKIP
         """
-        return run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
+        fit = run_pathfinder(self, draws=draws, num_paths=num_paths, seed=seed, verbose=verbose)
+        fit.saved_settings = dict(draws=draws, num_paths=num_paths, seed=fit.seed)
+        return fit
 
     @one_blas_thread
     def classic(self, method: str | None = None, df_method: str = "auto",
@@ -435,8 +466,10 @@ class Model:
         --------
         >>> fit = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", df).classic()  # doctest: +SKIP
         """
-        return ClassicFit(self, fit_classic(self, check_classic_args(self, method), df_method,
-                                            verbose))
+        fit = ClassicFit(self, fit_classic(self, check_classic_args(self, method), df_method,
+                                           verbose))
+        fit.saved_settings = dict(method=method, df_method=df_method)
+        return fit
 
 
 EXPORT_README = """\

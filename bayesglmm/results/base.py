@@ -26,6 +26,16 @@ class Fit:
         self._params = list(params)
 
     # names ------------------------------------------------------------------
+    def save(self, path: Any) -> Any:
+        """Save the fit (draws or estimates, the model's inputs, versions) to one file.
+
+        Load it with :func:`bayesglmm.load`; see :mod:`bayesglmm.persist`. ``.bglmm`` is added
+        to ``path`` when it has no suffix. Returns the path written.
+        """
+        from ..persist import save_fit
+
+        return save_fit(self, path)
+
     @property
     def program(self):
         return self.model.program
