@@ -57,8 +57,10 @@ class SimulatedData(Sequence):
         return int(self.y.shape[0])
 
     def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+        if isinstance(i, slice):  # a SimulatedData of those datasets (truth kept)
+            idx = list(range(*i.indices(len(self))))
+            return SimulatedData(self.truth.iloc[idx].reset_index(drop=True), self.y[idx],
+                                 self._base, self._rows, self._writer)
         if not -len(self) <= i < len(self):
             raise IndexError(f"dataset {i} out of range (n = {len(self)})")
         df = self._base.copy()
