@@ -239,3 +239,16 @@ def test_argument_errors(debate_model, debate):
         bayesglmm.fit_many(debate_model, debate)
     with pytest.raises(ValueError, match="2 seeds for 1 datasets"):
         bayesglmm.fit_many(debate_model, [debate], seed=[1, 2])
+
+
+@pytest.mark.filterwarnings("ignore:.*ADVI.*")
+def test_variational_equals_one_by_one(debate_model, debate_compiled, debate_sim):
+    sub = debate_sim[:2]
+    res = bayesglmm.fit_many(debate_model, sub, method="variational", keep_fits=True,
+                             progress=False, seed=3, draws=200)
+    one = _one_by_one(debate_model, sub, "variational", seed=3, draws=200)
+    for a, b in zip(res.fits, one):
+        np.testing.assert_array_equal(a._draws, b._draws)
+    df = res.to_frame()
+    assert df.divergences.isna().all() and df.rhat.isna().all()
+    assert set(df.converged) <= {True, False}
