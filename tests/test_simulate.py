@@ -199,6 +199,8 @@ FORMULAS = {  # one model per family of the table (as tests/test_families.py), d
     "poisson": "talk ~ perf + offset(log(expo)) + (1 | group)",
     "neg_binomial": "talk ~ perf + (1 | group)", "ordered": "sat ~ talk + perf + (1 | group)",
     "sequential": "sat ~ talk + (1 | group)", "beta": "prop ~ talk + (1 | group)",
+    "zero_inflated_poisson": "talk ~ perf + (1 | group)",
+    "zero_inflated_neg_binomial": "talk ~ perf + (1 | group)",
 }
 
 
