@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import integrate, stats
 
 from .codegen import jinja_env, tidy_code
+from .core.display import html_repr, note_table
 from .core.naming import ParamName
 from .models import Model
 from .persist import Archive, decode, encode, register_fit, register_model, save_fit
@@ -383,10 +384,19 @@ class TTestClassic:
         widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
         lines = [f"Classical estimation via ttest ({self.kind})",
                  f"Log-Likelihood: {self.loglik:.3f}, AIC: {self.aic:.3f}, BIC: {self.bic:.3f}", ""]
-        for row in [head] + body:
-            lines.append(" ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                  for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        table = "\n".join(" ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+                          for row in [head] + body)
+        lines.append(note_table(table, head, body))
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the printed form, the table as HTML."""
+        return html_repr(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame."""
+        return self.table.copy()
 
     def __str__(self) -> str:
         return self.format()

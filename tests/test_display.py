@@ -150,3 +150,10 @@ def test_plot_forest_prob_for_map_fits(debate_map):
     lo, hi = wald_interval(tab, 0.5)
     e, s = tab["estimate"].iloc[0], tab["se"].iloc[0]
     assert lo[0] == pytest.approx(e - stats.norm.ppf(0.75) * s, rel=1e-6)
+
+
+def test_ttest_classic_table(debate):
+    res = bayesglmm.ttest("sat ~ cond", data=debate).classic()
+    h = _same_content(res)
+    assert "<table" in h
+    pd.testing.assert_frame_equal(res.to_frame(), res.table)
