@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import MAPFit, call_line, fmt_table
+from .results import MAPFit, backend_lines, call_line, fmt_table
 
 __all__ = ["ClassicFit", "format_p", "stars"]
 
@@ -136,6 +136,7 @@ class ClassicFit(MAPFit):
             call_line(self.model),
             "",
             f"Classical estimation via {self.model_type} ({self.estimation})",
+            *backend_lines(self.model),
             f"Log-Likelihood: {self.loglik:.3f}, AIC: {self.aic:.3f}, BIC: {self.bic:.3f}",
         ]
         if self.estimation == "REML":

@@ -53,6 +53,6 @@ def update_model(model: Any, data: Any = None, prior: Any = None, **options: Any
 
 def share_compiled(old: Any, new: Any):
     """Give ``new`` the compiled program of ``old`` when their Stan code is the same."""
-    if old._compiled is not None and new.stan_code == old.stan_code:
+    if old._compiled is not None and new.run_program.code == old.run_program.code:
         new._compiled = old._compiled
     return new

@@ -4,6 +4,7 @@ its own temporary directory, its tidy table, and stopping CmdStan processes on C
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import shutil
@@ -75,8 +76,8 @@ def recipe_model(recipe: ModelRecipe) -> Any:
         m = recipe.builder(**{k: v for k, v in recipe.args.items() if k in accepted})
         m.name = recipe.name
     c = recipe.compiled
-    if c is not None and c.exe_file.exists() and c.so_file.exists() and m.stan_code == c.code:
-        m._compiled = c  # same host (or a shared file system): the cached files
+    if c is not None and c.exe_file.exists() and c.so_file.exists() and m.run_program.code == c.code:
+        m._compiled = dataclasses.replace(c, data=m.run_program.data)  # same host (or a shared file system): the cached files
     else:
         m.compile(verbose=False)  # another host: its cache, built once per host under the lock
     if len(MODEL_CACHE) > 8:  # models of earlier batches

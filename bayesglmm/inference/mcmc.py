@@ -95,7 +95,7 @@ def fit_nuts(
             low_rank=low_rank, verbose=verbose, **settings)
     else:
         cm = model.compile(verbose).cmdstan_model()
-        stan_fit = run_nuts(cm, model.program.data, init=init, verbose=verbose, **settings,
+        stan_fit = run_nuts(cm, model.run_program.data, init=init, verbose=verbose, **settings,
                             output_dir=None if output_dir is None else str(output_dir))
         params = resolve_params(model.program, stan_fit.column_names)
         draws, stats, log_lik = extract_draws(stan_fit, params)

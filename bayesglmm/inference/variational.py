@@ -130,7 +130,7 @@ def run_advi(model: Any, *, method: str = "meanfield", iter: int = 5000, draws: 
         with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), \
                 cmdstan_output_errors(None):
             try:
-                vb = cm.variational(data=model.program.data, algorithm=method, iter=iter,
+                vb = cm.variational(data=model.run_program.data, algorithm=method, iter=iter,
                                     draws=draws, seed=(seed + k) % (2**31 - 1),
                                     tol_rel_obj=float(tol_rel_obj), require_converged=False,
                                     show_console=False)
@@ -164,7 +164,7 @@ def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: i
     cm = model.compile(verbose).cmdstan_model()
     with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), cmdstan_output_errors(None):
         try:
-            pf = cm.pathfinder(data=model.program.data, draws=draws * num_paths,
+            pf = cm.pathfinder(data=model.run_program.data, draws=draws * num_paths,
                                num_paths=num_paths, num_single_draws=draws, psis_resample=False,
                                seed=seed, show_console=False)
         except RuntimeError as e:

@@ -12,6 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import (
+    RunProgram,
+    choose_backend,
+    compile_program,
+    fallback_note,
+    print_note,
+    run_program,
+)
+from ..backend import bridgestan_model as backend_bridgestan
 from ..codegen import generate
 from ..inference.classic import check_classic_args, fit_classic
 from ..inference.map import fit_map
@@ -30,12 +39,19 @@ __all__ = ["EXPORT_README", "Model"]
 class Model:
     """One Stan program with its data, ready to fit.
 
-    Attributes: ``program`` (code, data, params, re_blocks, spec), ``formula``, ``family``,
-    ``wrapper`` ("glmer", "lmer", "glm", "lm" or "from_stan").
+    Attributes: ``program`` (the model's own program: code, data, params, re_blocks, spec),
+    ``formula``, ``family``, ``wrapper`` ("glmer", "lmer", "glm", "lm" or "from_stan"),
+    ``backend`` (the Stan program the fits run: "generic" or "specific"),
+    ``backend_requested`` ("auto", "specific" or "generic") and ``backend_reason`` (why the
+    specific program runs, or None).
     """
 
     def __init__(self, program: Any, *, wrapper: str, formula: str | None = None,
-                 family: str | None = None, prior: Any = None, name: str = "model"):
+                 family: str | None = None, prior: Any = None, name: str = "model",
+                 backend: str = "auto"):
+        self.backend_requested = backend
+        self.backend, self.backend_reason = choose_backend(program, backend, wrapper)
+        self._run = None
         self.program = program
         self.wrapper = wrapper
         self.formula = formula
@@ -108,14 +124,24 @@ class Model:
                              "external Stan program fit the restricted program yourself and use "
                              "bayes_factor(fit1, fit2).")
         new = Model(generate(hold_coefficients(self.spec, fixed)), wrapper=self.wrapper,
-                    formula=self.formula, family=self.family, prior=self.prior, name=self.name)
+                    formula=self.formula, family=self.family, prior=self.prior, name=self.name,
+                    backend=self.backend_requested)
         if self._build_args is not None:  # the wrapper call of the restricted model (save())
             held = {**(self._build_args.get("fixed") or {}), **dict(fixed)}
             new._builder, new._build_args = self._builder, {**self._build_args, "fixed": held}
         return new
 
+    @property
+    def run_program(self) -> RunProgram:
+        """The Stan program the fits run (:class:`bayesglmm.backend.RunProgram`: backend, code,
+        data, name): the family's generic program or the model's own, see ``backend``."""
+        if self._run is None:
+            self._run = run_program(self.program, self.backend, self.name)
+        return self._run
+
     def print_code(self) -> None:
-        """Print the Stan program."""
+        """Print the model's own Stan program (also when the generic program fits it: this is
+        the readable program ``export()`` writes)."""
         print(self.stan_code)
 
     def call(self) -> str:
@@ -203,18 +229,22 @@ class Model:
 
     # ---- compilation -----------------------------------------------------------------
     def compile(self, verbose: bool = True):
-        """Compile the program (or fetch it from the cache); returns the CompiledModel."""
+        """Compile the program the fits run (or fetch it from the cache): the family's generic
+        program or the model's own, see ``backend``. Returns the CompiledModel; its ``code``
+        and ``data`` are that program's code and Stan data."""
         if self._compiled is None:
-            from ..toolchain import compile_model
-
-            self._compiled = compile_model(self.stan_code, name=self.name, verbose=verbose)
+            if verbose and self.backend_reason and self.backend_requested == "auto" \
+                    and self.spec is not None:
+                print_note(fallback_note(self.family or "", self.backend_reason))
+            self._compiled = compile_program(self.run_program, verbose)
         return self._compiled
 
     def bridgestan_model(self, verbose: bool = True):
         """The compiled program as a BridgeStan model bound to this model's data (log density,
         gradients, constrain/unconstrain); built once and kept."""
         if self._bs_model is None:
-            self._bs_model = self.compile(verbose).bridgestan_model(self.program.data)
+            self._bs_model = backend_bridgestan(self.run_program, self.compile(verbose),
+                                                self.spec)
         return self._bs_model
 
     _bridgestan = bridgestan_model  # the former private name, still used by benchmarks

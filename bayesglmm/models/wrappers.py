@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backend import check_backend
 from ..codegen import generate
 from ..families import get_family
 from ..prepare import prepare_frame
@@ -44,6 +45,7 @@ def glmer(
     fixed: dict[str, float] | None = None,
     category_specific: bool | None = None,
     zi: str | None = None,
+    backend: str = "auto",
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
 
@@ -138,6 +140,7 @@ def lmer(
     resid_time: str | None = None,
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
+    backend: str = "auto",
 ) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts by default.
 
@@ -183,6 +186,7 @@ def glm(
     resid_time: str | None = None,
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
+    backend: str = "auto",
 ) -> Model:
     """Generalized linear model (no random-effect terms), treatment contrasts by default.
 
@@ -227,6 +231,7 @@ def lm(
     resid_time: str | None = None,
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
+    backend: str = "auto",
 ) -> Model:
     """Linear model (gaussian, no random-effect terms), treatment contrasts by default.
 
@@ -263,7 +268,7 @@ def _no_bars(formula: Any, wrapper: str) -> None:
 
 
 _OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group",
-            "fixed")
+            "fixed", "backend")
 
 
 def _options(args: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +280,9 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
            contrasts: str, dropna: bool, factors: Any = None, trials: Any = None,
            levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
            centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
-           resid_group: Any = None, fixed: Any = None, zi: Any = None) -> Model:
+           resid_group: Any = None, fixed: Any = None, zi: Any = None,
+           backend: str = "auto") -> Model:
+    check_backend(backend)
 
     if not isinstance(formula, str) or not formula.strip():
         raise ValueError(f"formula must be a non-empty string like 'y ~ x + (1 | g)', got {formula!r}")
@@ -295,7 +302,8 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
                       resid_time=resid_time, resid_group=resid_group, hold=fixed, zi=zi)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
-    model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior)
+    model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior,
+                  backend=backend)
     model.data_notes = frame.notes  # wide reshaping / centring (not part of the spec)
     # the wrapper and its arguments, for update(), simulate() and fit_many()
     model._builder = WRAPPERS[wrapper]
@@ -303,5 +311,5 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
                              y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
                              trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
                              centering=centering, resid_corr=resid_corr, resid_time=resid_time,
-                             resid_group=resid_group, fixed=fixed, zi=zi)
+                             resid_group=resid_group, fixed=fixed, zi=zi, backend=backend)
     return model

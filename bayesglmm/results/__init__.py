@@ -19,6 +19,7 @@ from .mcmc import MCMCFit
 from .summary import (
     MAP_COLUMNS,
     SUMMARY_COLUMNS,
+    backend_lines,
     call_line,
     fmt_table,
     kde_mode,
@@ -39,6 +40,7 @@ __all__ = [
     "ParamName",
     "ReTerm",
     "bracket_name",
+    "backend_lines",
     "call_line",
     "fmt_table",
     "kde_mode",

@@ -24,6 +24,8 @@ class Fit:
     def __init__(self, model: Any, params: Sequence[ParamName]):
         self.model = model
         self._params = list(params)
+        # which Stan program ran: "generic" (the family's precompiled program) or "specific"
+        self.backend: str = getattr(model, "backend", "specific")
 
     # names ------------------------------------------------------------------
     def save(self, path: Any) -> Any:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..core.naming import ParamName
 from .base import Fit
-from .summary import MAP_COLUMNS, call_line, check_scale, fmt_table
+from .summary import MAP_COLUMNS, backend_lines, call_line, check_scale, fmt_table
 
 __all__ = ["MAPFit"]
 
@@ -95,6 +95,7 @@ class MAPFit(Fit):
             call_line(self.model),
             "",
             "MAP Estimation via Stan" + (" (joint mode)" if has_re and not self.laplace else ""),
+            *backend_lines(self.model),
             f"Negative Log-Posterior: {self.neg_log_posterior:.2f}",
             "Approx. Log Marginal Likelihood (Laplace): "
             + (f"{self.log_ml:.2f}" if np.isfinite(self.log_ml) else "NA"),

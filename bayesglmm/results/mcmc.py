@@ -17,6 +17,7 @@ from .base import Fit
 from .summary import (
     SUMMARY_COLUMNS,
     IntFmt,
+    backend_lines,
     call_line,
     check_scale,
     fmt_table,
@@ -138,7 +139,8 @@ class MCMCFit(Fit):
         f = "{:.%sf}".replace("%s", str(int(digits)))
         fmts = {c: f for c in ("mean", "sd", "map", "q2.5", "q97.5", "rhat")}
         fmts.update(ess_bulk=IntFmt(), ess_tail=IntFmt())
-        head = ["Call:", call_line(self.model), ""] + self._method_lines() + [""]
+        head = ["Call:", call_line(self.model), ""] + self._method_lines() \
+            + backend_lines(self.model) + [""]
         body = fmt_table(df.iloc[:max_rows], fmts)
         lines = head + [body]
         if len(df) > max_rows:

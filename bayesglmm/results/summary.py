@@ -14,7 +14,7 @@ import pandas as pd
 from ..core.arviz_adapter import load_arviz
 from ..core.display import note_table
 
-__all__ = ["MAP_COLUMNS", "SUMMARY_COLUMNS", "IntFmt", "call_line", "check_scale", "ess_fmt", "fmt_table", "kde_mode", "mcmc_summary_table", "observed_response"]
+__all__ = ["MAP_COLUMNS", "SUMMARY_COLUMNS", "IntFmt", "backend_lines", "call_line", "check_scale", "ess_fmt", "fmt_table", "kde_mode", "mcmc_summary_table", "observed_response"]
 
 
 SUMMARY_COLUMNS = ("mean", "sd", "map", "q2.5", "q97.5", "ess_bulk", "ess_tail", "rhat")
@@ -141,6 +141,23 @@ def call_line(model: Any) -> str:
     if callable(fn):
         return fn()
     return str(fn) if fn else repr(model)
+
+
+def backend_lines(model: Any) -> list[str]:
+    """[the printed header line saying which Stan program ran] (empty for other objects)."""
+    backend = getattr(model, "backend", None)
+    if backend == "generic":
+        return [f"Stan program: generic (the precompiled {model.family} program)"]
+    if backend != "specific":
+        return []
+    reason = getattr(model, "backend_reason", None)
+    if getattr(model, "backend_requested", None) == "specific":
+        why = "backend='specific'"
+    elif reason and getattr(model, "spec", None) is not None:
+        why = f"not covered by the generic program: {reason}"
+    else:
+        why = reason or "compiled for this model"
+    return [f"Stan program: specific ({why})"]
 
 
 def observed_response(model: Any) -> np.ndarray | None:
