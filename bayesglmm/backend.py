@@ -96,10 +96,8 @@ def run_program(program: Any, backend: str, name: str) -> RunProgram:
 
 
 def compile_program(run: RunProgram, verbose: bool = True):
-    """Compile ``run`` (or load it from the cache): a CompiledModel whose ``data`` is the
-    program's Stan data."""
-    import dataclasses
-
+    """Compile ``run``'s code (or load it from the cache); returns the CompiledModel (its data
+    is ``run.data``: a compiled program is shared by every model with the same code)."""
     if run.backend == "generic":
         from .toolchain.programs import build_generic
 
@@ -108,7 +106,7 @@ def compile_program(run: RunProgram, verbose: bool = True):
         from .toolchain import compile_model
 
         cm = compile_model(run.code, name=run.name, verbose=verbose)
-    return dataclasses.replace(cm, data=run.data)
+    return cm
 
 
 class GenericBridgeStan:
@@ -134,7 +132,7 @@ class GenericBridgeStan:
 def bridgestan_model(run: RunProgram, compiled: Any, spec: Any):
     """The BridgeStan model of ``compiled`` with ``run``'s data (unconstrained names of the
     specific program for a generic program)."""
-    bs = compiled.bridgestan_model(run.data)
+    bs = compiled.bridgestan_model(dict(run.data))
     return GenericBridgeStan(bs, spec) if run.backend == "generic" else bs
 
 

@@ -142,7 +142,7 @@ def test_debate_laplace_map_other_rows(case, debate, debate_compiled):
                            prior=bayesglmm.prior_weak(), y_range=(1, 5))
     else:
         m = bayesglmm.lmer(ref["formula"], data=debate, prior=bayesglmm.prior_normal())
-    assert m.stan_code == debate_compiled.code  # no new compilation
+    assert m.run_program.code == debate_compiled.code  # no new compilation
     fit = m.optimize(verbose=False)
     est = fit.summary()["estimate"]
     for name, v in ref["estimate"].items():
@@ -324,7 +324,7 @@ def test_laplace_log_ml_conjugate_matches_analytic(conjugate_compiled, case):
     post = load_reference("conjugate_normal.json")["analytic"][case]
     m = bayesglmm.from_stan(REFERENCE_STAN / "conjugate.stan",
                             {"n": len(ref["y"]), "y": ref["y"], "s": float(ref[case]["s"])})
-    assert m.stan_code == conjugate_compiled.code  # the same compiled program
+    assert m.run_program.code == conjugate_compiled.code  # the same compiled program
     fit = m.optimize(verbose=False)
     assert fit.converged
     assert abs(fit.log_ml - ref[case]["logml"]) < 1e-8, (fit.log_ml, ref[case]["logml"])

@@ -41,10 +41,15 @@ def test_structure_change_gives_a_new_program(debate_model):
     # another formula: design sizes are data, so here the program is the same one
     m = debate_model.update(formula="sat ~ talk + (1 | group)")
     assert m.stan_data["K"] == 1 and m.parameter_names[:3] == ["Intercept", "b[talk]", "sigma"]
-    # another prior type: another program, compiled on first use
-    flat = debate_model.update(prior=bayesglmm.prior_flat())
+    # another prior type: another specific program, compiled on first use ...
+    specific = debate_model.update(backend="specific")
+    flat = specific.update(prior=bayesglmm.prior_flat())
     assert flat.stan_code != debate_model.stan_code
-    assert flat._compiled is None
+    assert flat.backend == "specific" and flat._compiled is None
+    # ... while the family's generic program takes the prior kind as data: the same program
+    generic = debate_model.update(prior=bayesglmm.prior_flat())
+    assert generic.backend == debate_model.backend == "generic"
+    assert generic.run_program.code == debate_model.run_program.code
 
 
 def test_options_are_checked(debate_model, cbpp):

@@ -4,7 +4,6 @@ its own temporary directory, its tidy table, and stopping CmdStan processes on C
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import os
 import shutil
@@ -77,7 +76,7 @@ def recipe_model(recipe: ModelRecipe) -> Any:
         m.name = recipe.name
     c = recipe.compiled
     if c is not None and c.exe_file.exists() and c.so_file.exists() and m.run_program.code == c.code:
-        m._compiled = dataclasses.replace(c, data=m.run_program.data)  # same host (or a shared file system): the cached files
+        m._compiled = c  # same host (or a shared file system): the cached files
     else:
         m.compile(verbose=False)  # another host: its cache, built once per host under the lock
     if len(MODEL_CACHE) > 8:  # models of earlier batches

@@ -69,4 +69,4 @@ def from_stan(
         raise TypeError("data must be a dict or the path of a JSON data file")
     program = ExternalProgram(code=p.read_text(), data=data_dict, source=str(p),
                               re_blocks=tuple(re_blocks))
-    return Model(program, wrapper="from_stan", name="model", backend="specific")
+    return Model(program, wrapper="from_stan", name="model")

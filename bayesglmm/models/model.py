@@ -230,8 +230,8 @@ class Model:
     # ---- compilation -----------------------------------------------------------------
     def compile(self, verbose: bool = True):
         """Compile the program the fits run (or fetch it from the cache): the family's generic
-        program or the model's own, see ``backend``. Returns the CompiledModel; its ``code``
-        and ``data`` are that program's code and Stan data."""
+        program or the model's own, see ``backend``. Returns the CompiledModel (its ``code`` is
+        ``run_program.code``; the data to run it with is ``run_program.data``)."""
         if self._compiled is None:
             if verbose and self.backend_reason and self.backend_requested == "auto" \
                     and self.spec is not None:

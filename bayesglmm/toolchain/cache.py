@@ -70,8 +70,6 @@ class CompiledModel:
     name: str = "model"
     toolchain: Toolchain | None = field(default=None, repr=False, compare=False)
     manifest: dict = field(default_factory=dict, repr=False, compare=False)
-    # the Stan data a model runs this program with (set by Model.compile(); None here)
-    data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def directory(self) -> Path:
