@@ -251,7 +251,7 @@ def test_nutpie_outputs_equal_param_constrain(sleep_model):
     compiled = sleep_model.compile(verbose=False)
     bs = sleep_model._bridgestan(verbose=False)
     unc, stats, (values, names) = run_nutpie(
-        compiled, sleep_model.program.data, chains=2, warmup=200, sampling=50, thin=1, seed=4,
+        compiled, sleep_model.run_program.data, chains=2, warmup=200, sampling=50, thin=1, seed=4,
         delta=0.8, max_treedepth=10, verbose=False)
     ref, ref_names = constrain_draws(bs, unc, 4)
     assert sorted(names) == sorted(ref_names)

@@ -92,6 +92,7 @@ def fit_nuts(
         import_nutpie()  # before compiling: a missing nutpie fails at once
         params, draws, stats, log_lik, unc = sample_nutpie(
             model.compile(verbose), model.bridgestan_model(verbose), model.program,
+            data=model.run_program.data,
             low_rank=low_rank, verbose=verbose, **settings)
     else:
         cm = model.compile(verbose).cmdstan_model()

@@ -188,10 +188,12 @@ def constrain_draws(bs: Any, unc: np.ndarray, seed: int) -> tuple[np.ndarray, li
     return out, names
 
 
-def sample_nutpie(compiled: Any, bs: Any, program: Any, **settings: Any):
+def sample_nutpie(compiled: Any, bs: Any, program: Any, data: Any = None, **settings: Any):
     """Sample ``program`` (code generation's program or ``from_stan``'s) with nutpie.
 
-    ``compiled``: its CompiledModel; ``bs``: its BridgeStan model (with data); ``settings``:
+    ``compiled``: the CompiledModel that runs (``program``'s own or the family's generic
+    program); ``bs``: its BridgeStan model; ``data``: its Stan data (default
+    ``program.data``); ``settings``:
     the keyword arguments of :func:`run_nutpie`. Returns ``(params, draws, stats, log_lik,
     unc)`` as the CmdStan path gives them (see
     :func:`bayesglmm.inference.sampling.split_columns`) plus the unconstrained draws.
@@ -199,7 +201,8 @@ def sample_nutpie(compiled: Any, bs: Any, program: Any, **settings: Any):
     from ..core.naming import resolve_params
     from .sampling import split_columns
 
-    unc, stats, (values, names) = run_nutpie(compiled, program.data, **settings)
+    unc, stats, (values, names) = run_nutpie(compiled, program.data if data is None else data,
+                                             **settings)
     if sorted(names) != sorted(bridgestan_names(bs)):  # e.g. tuples, which nutpie names its own way
         values, names = constrain_draws(bs, unc, settings["seed"])
     params = resolve_params(program, names)
