@@ -637,6 +637,11 @@ def exact_lmm(model: Any, verbose: bool = False) -> ExactLMM | None:
     program = model.program
     try:
         _check_applies(program)
+        if getattr(model, "backend", "specific") == "generic":
+            # the generic program's data cannot be cut to rows here: check on the full data
+            bs = model.bridgestan_model(verbose)
+            ExactLMM(bs, program)
+            return ExactLMM(bs, program, validate=False)
         small = getattr(model, "_bs_exact_check", None)
         if small is None:
             small = model.compile(verbose).bridgestan_model(_row_subset(program, CHECK_ROWS))
