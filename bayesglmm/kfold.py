@@ -246,7 +246,9 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
         level_maps[g_f.k] = [where.get(lab) for lab in g_f.levels]
     for i, nm in enumerate(target):
         head = nm.split("[", 1)[0]
-        if head == "Intercept_c":
+        if head == "Intercept_c" and fs.centred:
+            # the intercept at the predictor means moves with them (a program that does not
+            # centre, e.g. the generic program under a flat prior, keeps it as it is)
             beta = values[:, [pos[f"beta[{j + 1}]"] for j in range(ts.fixed.K)]]
             shift = np.asarray(fs.fixed.means) - np.asarray(ts.fixed.means)
             out[:, i] = values[:, pos[nm]] + beta @ shift
