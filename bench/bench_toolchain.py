@@ -105,7 +105,7 @@ def simulate(seed: int = 1, N: int = 2000, K: int = 3, J: int = 50) -> dict:
 
 
 def find_wheel() -> str | None:
-    from bayesglmm.toolchain.install import WHEEL_NAME
+    from bayesglmm.toolchain.wheel import WHEEL_NAME
 
     cands = [os.environ.get("BAYESGLMM_WHEEL"),
              str(Path(os.environ.get("BAYESGLMM_HOME", "~/.cache/bayesglmm")).expanduser()
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
                 "seconds": round(secs, 1), "jobs": None, "wheel_reused": bool(wheel),
                 "log": p.stderr.strip().splitlines()[-60:],
             }
-            from bayesglmm.toolchain.install import default_jobs
+            from bayesglmm.toolchain.buildtools import default_jobs
 
             results["install"]["jobs"] = default_jobs()
             for line in p.stderr.splitlines():
@@ -316,7 +316,8 @@ def main(argv=None) -> int:
             print(f"install: {secs:.1f} s", file=sys.stderr)
 
         from bayesglmm.toolchain import compile_model, ensure_toolchain
-        from bayesglmm.toolchain.install import compiler_version, read_ready
+        from bayesglmm.toolchain.buildtools import compiler_version
+        from bayesglmm.toolchain.install import read_ready
 
         tc = ensure_toolchain(verbose=True)
         results["toolchain"] = {"root": str(tc.root), "ready": read_ready(tc.root),

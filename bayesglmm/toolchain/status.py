@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ._common import ToolchainError, home_dir, toolchain_root
 from .cache import cache_stats
-from .install import read_ready, ready_status, source_hash, stan_version
+from .install import read_ready, ready_status, stan_version
 from .locate import bridgestan_version_of, cmdstan_version_of, select
 from .programs import programs_status
+from .sources import source_hash
 
 
 def _fmt_bytes(n: int) -> str:

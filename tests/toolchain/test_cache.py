@@ -25,13 +25,13 @@ from conftest import require
 from bayesglmm.toolchain import StanCompileError
 from bayesglmm.toolchain import cache as cache_mod
 from bayesglmm.toolchain._common import ModelBuildError
+from bayesglmm.toolchain.builders import run_stanc_check
 from bayesglmm.toolchain.cache import (
     MANIFEST,
     CompiledModel,
     ModelCache,
     cache_key,
     encode_data,
-    run_stanc_check,
     validate_entry,
 )
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from bayesglmm.toolchain import _common, locate
+from bayesglmm.toolchain import _common, buildtools, locate, sources
+from bayesglmm.toolchain import wheel as wheel_mod
 from bayesglmm.toolchain._common import (
     MissingBuildToolsError,
     ToolchainError,
@@ -78,7 +79,7 @@ def fake_build_factory(log: Path, sleep: float = 0.0, fail: BaseException | None
         time.sleep(sleep)
         if fail is not None:
             raise fail
-        for rel in inst.EXPECTED_OUTPUTS:
+        for rel in buildtools.EXPECTED_OUTPUTS:
             p = root / rel
             if not p.exists():
                 p.parent.mkdir(parents=True, exist_ok=True)
@@ -99,24 +100,24 @@ def build_count(log: Path) -> int:
 
 
 def test_source_hash_is_stable_and_content_sensitive(tmp_path):
-    files = inst.package_files()
+    files = sources.package_files()
     rels = [r for r, _ in files]
     assert "common.mk" in rels
     assert rels == sorted(rels)
-    assert inst.source_hash() == inst.source_hash(files)
+    assert sources.source_hash() == sources.source_hash(files)
     a = tmp_path / "a.txt"
     b = tmp_path / "b.txt"
     a.write_text("one")
     b.write_text("two")
-    h1 = inst.source_hash([("a.txt", a), ("b.txt", b)])
+    h1 = sources.source_hash([("a.txt", a), ("b.txt", b)])
     b.write_text("two!")
-    h2 = inst.source_hash([("a.txt", a), ("b.txt", b)])
-    h3 = inst.source_hash([("c.txt", a), ("b.txt", b)])  # renamed file
+    h2 = sources.source_hash([("a.txt", a), ("b.txt", b)])
+    h3 = sources.source_hash([("c.txt", a), ("b.txt", b)])  # renamed file
     assert len({h1, h2, h3}) == 3
 
 
 def test_wheel_member_selection():
-    w = inst._wanted_member
+    w = wheel_mod._wanted_member
     assert w("httpstan/include/stan/version.hpp") == "include/stan/version.hpp"
     assert w("httpstan/include/pybind11/pybind11.h") is None
     assert w("httpstan/lib/libtbb.so.2") == "lib/libtbb.so.2"
@@ -136,7 +137,7 @@ def test_install_unpacks_copies_and_writes_ready(env):
     assert ready == rec
     assert ready["stan_version"] == "2.35.0"
     assert ready["wheel_sha256"] == env["sha"]
-    assert ready["source_hash"] == inst.source_hash()
+    assert ready["source_hash"] == sources.source_hash()
     assert ready["compiler"].startswith(("g++", "c++")) or ":" in ready["compiler"]
     stan = root / "stan"
     assert (stan / "include/stan/version.hpp").is_file()
@@ -145,9 +146,9 @@ def test_install_unpacks_copies_and_writes_ready(env):
     assert os.access(stan / "stanc", os.X_OK)
     assert not (stan / "stan_services.o").exists()
     assert not list(root.glob(".stan.tmp-*"))
-    for rel, node in inst.package_files():
+    for rel, node in sources.package_files():
         assert (root / rel).read_bytes() == node.read_bytes(), rel
-    ok, why = inst.ready_status(root, cxx=inst.compiler_version())
+    ok, why = inst.ready_status(root, cxx=buildtools.compiler_version())
     assert ok, why
     assert build_count(env["log"]) == 1
 
@@ -172,7 +173,7 @@ def test_changed_sources_recopy_and_rebuild(env):
     ready["source_hash"] = "0" * 64
     (root / "READY").write_text(json.dumps(ready))
     (root / "common.mk").write_text("# old version\n")
-    other = [r for r, _ in inst.package_files() if r != "common.mk"]
+    other = [r for r, _ in sources.package_files() if r != "common.mk"]
     mtimes = {r: (root / r).stat().st_mtime_ns for r in other}
     ok, why = inst.ready_status(root)
     assert not ok and "sources changed" in why
@@ -180,8 +181,8 @@ def test_changed_sources_recopy_and_rebuild(env):
     os.environ["BAYESGLMM_WHEEL"] = str(env["wheel"]) + ".missing"
     inst.install(env["home"], verbose=False, build=build, expected_sha256=env["sha"])
     assert build_count(env["log"]) == 2
-    assert json.loads((root / "READY").read_text())["source_hash"] == inst.source_hash()
-    pkg = dict(inst.package_files())
+    assert json.loads((root / "READY").read_text())["source_hash"] == sources.source_hash()
+    pkg = dict(sources.package_files())
     assert (root / "common.mk").read_bytes() == pkg["common.mk"].read_bytes()
     # unchanged files were not rewritten (so make rebuilds only what changed)
     assert {r: (root / r).stat().st_mtime_ns for r in other} == mtimes
@@ -191,11 +192,11 @@ def test_copy_sources_removes_files_dropped_from_package(env):
     inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
                  expected_sha256=env["sha"])
     root = env["root"]
-    listing = json.loads((root / inst.INSTALLED_LIST).read_text())
+    listing = json.loads((root / sources.INSTALLED_LIST).read_text())
     (root / "src" / "obsolete.cpp").parent.mkdir(parents=True, exist_ok=True)
     (root / "src" / "obsolete.cpp").write_text("int x;\n")
-    (root / inst.INSTALLED_LIST).write_text(json.dumps(listing + ["src/obsolete.cpp"]))
-    changed = inst.copy_sources(root, _common.Progress(False))
+    (root / sources.INSTALLED_LIST).write_text(json.dumps(listing + ["src/obsolete.cpp"]))
+    changed = sources.copy_sources(root, _common.Progress(False))
     assert changed == ["src/obsolete.cpp"]
     assert not (root / "src" / "obsolete.cpp").exists()
 
@@ -204,15 +205,15 @@ def test_copy_sources_never_writes_through_dev_symlinks(tmp_path):
     """The developer layout links <root>/common.mk and <root>/src into the package."""
     root = tmp_path / "root"
     root.mkdir()
-    pkg = Path(inst.__file__).parent / "files"
+    pkg = Path(sources.__file__).parent / "files"
     (root / "common.mk").symlink_to(pkg / "common.mk")
     if (pkg / "src").is_dir():
         (root / "src").symlink_to(pkg / "src")
-    before = {r: n.read_bytes() for r, n in inst.package_files()}
-    changed = inst.copy_sources(root, _common.Progress(False))
+    before = {r: n.read_bytes() for r, n in sources.package_files()}
+    changed = sources.copy_sources(root, _common.Progress(False))
     assert not any(c == "common.mk" or c.startswith("src/") for c in changed)
     assert (root / "common.mk").is_symlink()
-    assert {r: n.read_bytes() for r, n in inst.package_files()} == before
+    assert {r: n.read_bytes() for r, n in sources.package_files()} == before
 
 
 @pytest.mark.parametrize("failure", [
@@ -245,7 +246,7 @@ def test_disk_full_during_install(env):
 
 
 def test_disk_full_reported_by_make(tmp_path):
-    msg = inst._make_failure_message(["make", "build"], 2,
+    msg = buildtools._make_failure_message(["make", "build"], 2,
                                      "g++ ...\nfatal error: No space left on device\n")
     assert msg.startswith("The disk is full")
 
@@ -258,7 +259,7 @@ def test_make_step_failure_shows_output_tail(env, tmp_path):
         (root / sub / ("makefile" if sub == "cmdstan" else "Makefile")).write_text(
             "build:\n\t@echo compiling thing\n\t@echo 'error: something broke' >&2; exit 1\n")
     with pytest.raises(ToolchainError) as ei:
-        inst.make_build(root, _common.Progress(False), 1)
+        buildtools.make_build(root, _common.Progress(False), 1)
     assert "error: something broke" in str(ei.value)
     assert "cmdstan" in str(ei.value)
 
@@ -294,7 +295,7 @@ def test_missing_make_only(tmp_path, monkeypatch):
     monkeypatch.delenv("MAKE", raising=False)
     monkeypatch.setenv("PATH", _path_with(tmp_path, ["g++"]))
     with pytest.raises(MissingBuildToolsError) as ei:
-        inst.check_build_tools()
+        buildtools.check_build_tools()
     assert "but 'make' could not be found" in str(ei.value)
     assert "apt-get install g++ make" in str(ei.value)
 
@@ -303,7 +304,7 @@ def test_cxx_env_is_honoured(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", _path_with(tmp_path, ["make"]))
     monkeypatch.setenv("CXX", "clang++-99")
     with pytest.raises(MissingBuildToolsError, match="clang\\+\\+-99"):
-        inst.check_build_tools()
+        buildtools.check_build_tools()
 
 
 # --------------------------------------------------------------------------- wheel
@@ -338,7 +339,7 @@ def test_wheel_in_home_is_reused_without_download(env, monkeypatch, tmp_path):
     _bogus_index(monkeypatch, tmp_path)  # any download attempt would fail
     wheels = env["home"] / "wheels"
     wheels.mkdir(parents=True)
-    (wheels / inst.WHEEL_NAME).write_bytes(env["wheel"].read_bytes())
+    (wheels / wheel_mod.WHEEL_NAME).write_bytes(env["wheel"].read_bytes())
     inst.install(env["home"], verbose=False, expected_sha256=env["sha"],
                  build=fake_build_factory(env["log"]))
     assert (env["root"] / "READY").exists()
@@ -352,12 +353,12 @@ def test_wheel_with_wrong_checksum_is_rejected(env, monkeypatch):
     monkeypatch.delenv("BAYESGLMM_WHEEL")
     wheels = env["home"] / "wheels"
     wheels.mkdir(parents=True)
-    (wheels / inst.WHEEL_NAME).write_bytes(b"corrupt")
+    (wheels / wheel_mod.WHEEL_NAME).write_bytes(b"corrupt")
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     with pytest.raises(WheelDownloadError):
         inst.install(env["home"], verbose=False, expected_sha256=env["sha"],
                      build=fake_build_factory(env["log"]))
-    assert not (wheels / inst.WHEEL_NAME).exists()
+    assert not (wheels / wheel_mod.WHEEL_NAME).exists()
 
 
 # --------------------------------------------------------------------------- locking
@@ -553,7 +554,7 @@ def test_interrupted_make_stops_compilers(tmp_path):
     t0 = time.monotonic()
     try:
         with pytest.raises(Interrupt):
-            inst.run_make(["-C", str(d), "build"], _common.Progress(False))
+            buildtools.run_make(["-C", str(d), "build"], _common.Progress(False))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -627,18 +628,18 @@ def test_model_source_hash_ignores_tools(tmp_path):
     t = tmp_path / "t"
     t.write_text("tool v1")
     files = [("src/driver/main.cpp", a), ("src/tools/diagnose.cpp", t)]
-    h1, m1 = inst.source_hash(files), inst.model_source_hash(files)
+    h1, m1 = sources.source_hash(files), sources.model_source_hash(files)
     t.write_text("tool v2")
-    assert inst.source_hash(files) != h1  # the install is redone (tools rebuilt)...
-    assert inst.model_source_hash(files) == m1  # ...but cached models stay valid
+    assert sources.source_hash(files) != h1  # the install is redone (tools rebuilt)...
+    assert sources.model_source_hash(files) == m1  # ...but cached models stay valid
     a.write_text("driver v2")
-    assert inst.model_source_hash(files) != m1
+    assert sources.model_source_hash(files) != m1
 
 
 def test_ready_records_model_source_hash(env):
     rec = inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
                        expected_sha256=env["sha"])
-    assert rec["model_source_hash"] == inst.model_source_hash()
+    assert rec["model_source_hash"] == sources.model_source_hash()
     tc = locate.bundled_toolchain(env["home"])
     assert rec["model_source_hash"] in tc.id
 
