@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices
 
-from .formula import IDENT, NAMESPACE, Bar, FormulaError, inject_contrasts
+from .formula import FORMULA_ENV, IDENT, Bar, FormulaError, inject_contrasts
 from .modelspec import FixedEffects, GroupTerm
 
 __all__ = [
@@ -106,7 +106,7 @@ def run_formulae(rhs: str, data: pd.DataFrame, what: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            dm = design_matrices(rhs, data, na_action="error", extra_namespace=NAMESPACE)
+            dm = design_matrices(rhs, data, na_action="error", env=FORMULA_ENV)
     except KeyError as e:
         raise FormulaError(
             f"Unknown column or function {e} in {what} '{rhs}'. "

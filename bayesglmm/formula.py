@@ -27,13 +27,16 @@ import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
+from formulae.environment import Environment
 
 __all__ = [
     "IDENT",
+    "FORMULA_ENV",
     "NAMESPACE",
     "NON_COLUMNS",
     "Bar",
@@ -154,9 +157,15 @@ def parse_formula(formula: str, *, allow_random: bool = True) -> ParsedFormula:
     >>> parse_formula("y ~ x + (x || g)").bars[0].correlated
     False
     """
-    if not isinstance(formula, str) or not formula.strip():
+    if not isinstance(formula, str):
+        raise FormulaError("formula must be a string such as 'y ~ x + (1 | g)', not a "
+                           f"{type(formula).__name__}.")
+    if not formula.strip():
         raise FormulaError("formula must be a non-empty string such as 'y ~ x + (1 | g)'.")
     return _parse(formula, bool(allow_random))
+
+
+_HIDDEN_ATTRIBUTE = re.compile(r"[A-Za-z_]\w*\s*\.\s*_\w*")
 
 
 @lru_cache(maxsize=256)
@@ -169,6 +178,12 @@ def _parse(formula: str, allow_random: bool) -> ParsedFormula:
             "e.g. 'sat ~ talk + (1 | group)'."
         )
     lhs, rhs = parts[0].strip(), parts[1].strip()
+    hidden = _HIDDEN_ATTRIBUTE.search(f)
+    if hidden:  # np.log.__class__ ...: a formula may call the listed functions, nothing else
+        raise FormulaError(
+            f"Formula '{formula}' uses '{hidden.group(0)}': attributes starting with '_' are not "
+            "allowed. A formula may call log, exp, sqrt, ..., np.<element-wise function> and "
+            "formulae's transforms (C, scale, center, ...) only.")
     if not rhs:
         raise FormulaError(f"Formula '{formula}' has no right-hand side (use 'y ~ 1').")
     cbind = None
@@ -274,6 +289,14 @@ NAMESPACE = {
     "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log1p": np.log1p, "abs": np.abs,
     "log2": np.log2, "log10": np.log10, "Poly": _make_poly(),
 }
+# numpy's element-wise functions a formula may call as np.<name>. Nothing else is reachable
+# from a formula: it is data (also when it comes from a saved fit), so it must not reach
+# np.load, pandas' readers or anything else that reads files or runs code.
+NUMPY_FUNCTIONS = ("log", "exp", "sqrt", "log1p", "expm1", "abs", "log2", "log10", "square",
+                   "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+                   "floor", "ceil", "sign", "power", "minimum", "maximum")
+FORMULA_ENV = Environment([{**NAMESPACE,
+                            "np": SimpleNamespace(**{f: getattr(np, f) for f in NUMPY_FUNCTIONS})}])
 NON_COLUMNS = {"Sum", "Treatment", "Poly", "C", "I", "np", "offset", "scale", "center",
                 "standardize", "levels", "reference", "", "True", "False"} | set(NAMESPACE)
 
@@ -342,8 +365,7 @@ def evaluate(expr: str, df: pd.DataFrame) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            dm = design_matrices(f"I({expr}) ~ 1", df, na_action="error",
-                                 extra_namespace=NAMESPACE)
+            dm = design_matrices(f"I({expr}) ~ 1", df, na_action="error", env=FORMULA_ENV)
     except Exception as e:  # noqa: BLE001 - formulae raises many types
         raise FormulaError(f"Cannot evaluate the response '{expr}': {e}") from None
     return np.asarray(dm.response.design_matrix, dtype=float).ravel()

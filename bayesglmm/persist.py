@@ -254,13 +254,19 @@ def save_model(model: Any, ar: Archive) -> dict[str, Any] | None:
 
 
 def load_model(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray], stan_code: str,
-               versions: dict[str, Any]) -> Any:
+               versions: dict[str, Any], where: str = "this file") -> Any:
     if meta is None:
         return None
     wrapper = meta.get("wrapper")
     if wrapper not in _MODELS:
         raise FitFileError(f"unknown kind of model {wrapper!r}")
-    model = _MODELS[wrapper][1](meta["inputs"], arrays)
+    try:
+        model = _MODELS[wrapper][1](meta["inputs"], arrays)
+    except FitFileError:
+        raise
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError) as e:
+        raise FitFileError(f"the model saved in {where} cannot be rebuilt from its inputs "
+                           f"(a corrupt or crafted file?): {type(e).__name__}: {e}") from None
     model.name = meta["name"]
     why = _differs(model, stan_code, decode(meta["stan_data"], arrays))
     if why:
@@ -424,7 +430,7 @@ def load(path: str | os.PathLike) -> Any:
     kind = meta.get("kind")
     if kind not in _FITS:
         raise FitFileError(f"unknown kind of fit {kind!r} in {path}")
-    model = load_model(meta.get("model"), arrays, code, meta.get("versions", {}))
+    model = load_model(meta.get("model"), arrays, code, meta.get("versions", {}), str(path))
     return _FITS[kind][2](model, meta.get("fit") or {}, arrays)
 
 

@@ -94,6 +94,55 @@ def test_crafted_files_fail_to_load_and_never_run_code(tmp_path):
     assert not MARKER.exists(), "loading a crafted file ran code"
 
 
+def _crafted_model_file(path: Path, inputs: dict, wrapper: str = "lm") -> Path:
+    """A fit file whose model is rebuilt by ``wrapper(**inputs)`` on loading."""
+    ar = Archive()
+    meta = {"format": "bayesglmm-fit", "format_version": 1, "kind": "map", "fit": {},
+            "model": {"wrapper": wrapper, "name": "m", "inputs": encode(inputs, ar, "in"),
+                      "stan_data": encode({}, ar, "sd")}}
+    buf = io.BytesIO()
+    np.savez(buf, **ar.arrays)
+    return _write_zip(path, meta, buf.getvalue())
+
+
+@pytest.mark.parametrize("call", ["pd.read_pickle({p!r})", "np.load({p!r}, allow_pickle=True)",
+                                  "np.log.__class__.__init__({p!r})"])
+def test_a_formula_in_a_crafted_file_cannot_run_code(tmp_path, call):
+    """The model's formula is rebuilt on loading. A formula is data: it can call log, exp, ...,
+    never pandas' or numpy's readers (here they would unpickle an object whose unpickling runs
+    a shell command)."""
+    MARKER.unlink(missing_ok=True)
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(_Evil()))
+    df = pd.DataFrame({"y": np.arange(5.0), "x": np.arange(5.0)})
+    p = _crafted_model_file(tmp_path / "f.bglmm", {"formula": f"y ~ {call.format(p=str(evil))}",
+                                                  "data": df})
+    with pytest.raises(FitFileError, match=r"the model saved in .*f\.bglmm cannot be rebuilt.*"
+                                           r"(Unknown column or function 'pd'|has no attribute "
+                                           r"'load'|attributes starting with '_')"):
+        bayesglmm.load(p)
+    assert not MARKER.exists(), "loading a crafted file ran code"
+
+
+def test_crafted_arguments_are_a_clear_error(tmp_path):
+    """Arguments the wrapper does not take, or a prior with made-up fields."""
+    df = pd.DataFrame({"y": np.arange(5.0), "x": np.arange(5.0)})
+    p = _crafted_model_file(tmp_path / "a.bglmm", {"formula": "y ~ x", "data": df,
+                                                  "no_such_argument": 1})
+    with pytest.raises(FitFileError, match="cannot be rebuilt.*no_such_argument"):
+        bayesglmm.load(p)
+    bad_prior = {"formula": "y ~ x", "data": df, "prior": bayesglmm.prior_normal()}
+    ar = Archive()
+    enc = encode(bad_prior, ar, "in")
+    enc["__dict__"][2][1]["__prior__"]["shell"] = "rm -rf /"
+    meta = {"format": "bayesglmm-fit", "format_version": 1, "kind": "map", "fit": {},
+            "model": {"wrapper": "lm", "name": "m", "inputs": enc, "stan_data": {"__dict__": []}}}
+    buf = io.BytesIO()
+    np.savez(buf, **ar.arrays)
+    with pytest.raises(FitFileError, match="cannot be rebuilt.*shell"):
+        bayesglmm.load(_write_zip(tmp_path / "b.bglmm", meta, buf.getvalue()))
+
+
 def test_not_a_fit_and_newer_format(tmp_path):
     with pytest.raises(FileNotFoundError, match="no saved fit"):
         bayesglmm.load(tmp_path / "missing.bglmm")

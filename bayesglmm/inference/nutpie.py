@@ -89,6 +89,7 @@ def nutpie_model(compiled: Any, data: Mapping[str, Any], seed: int):
     """A nutpie ``CompiledStanModel`` with data on ``compiled``'s cached BridgeStan library."""
     from nutpie.compile_stan import CompiledStanModel
 
+    compiled.check_permissions(compiled.so_file)
     library = _library(str(compiled.so_file))
     model = CompiledStanModel(code=compiled.code, library=library, dims={}, _coords={},
                               model_name=compiled.name, model=None, data=None)

@@ -26,6 +26,7 @@ from ._common import (
 from .cache import CompiledModel, cache_stats, clean_cache, compile_model
 from .install import STAN_VERSION, install
 from .locate import Toolchain, ensure_toolchain
+from .permissions import UnsafePermissionsError
 from .status import format_status, status
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "StanCompileError",
     "Toolchain",
     "ToolchainError",
+    "UnsafePermissionsError",
     "WheelDownloadError",
     "cache_stats",
     "clean_cache",

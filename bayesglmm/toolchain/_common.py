@@ -71,6 +71,21 @@ def models_dir(home: os.PathLike | str | None = None) -> Path:
     return home_dir(home) / "models"
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parent, each private to you (mode 0700); directories
+    that exist already are left as they are (they may be shared on purpose; a program in
+    them is checked before it runs, see :mod:`bayesglmm.toolchain.permissions`)."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:  # made by another process meanwhile
+            continue
+        os.chmod(p, 0o700)  # exactly 0700 whatever the umask
+    return path
+
+
 def sha256_file(path: os.PathLike | str, bufsize: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -214,8 +229,8 @@ def file_lock(path: Path, waiting_message: str | None = None,
     the call blocks until the lock is free.  The lock is released when the process
     dies, so a killed holder never leaves a stale lock behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:

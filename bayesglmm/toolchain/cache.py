@@ -34,12 +34,14 @@ from ._common import (
     is_disk_full,
     models_dir,
     pid_alive,
+    private_dir,
     remove_tree,
     sha256_file,
     write_atomic,
 )
 from .builders import Builder, Checker, bundled_builder, external_builder, run_stanc_check
 from .locate import Toolchain
+from .permissions import check_trusted
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
@@ -67,10 +69,18 @@ class CompiledModel:
     def directory(self) -> Path:
         return self.stan_file.parent
 
+    def check_permissions(self, *files: Path) -> None:
+        """Raise :class:`~bayesglmm.toolchain.permissions.UnsafePermissionsError` when one of
+        ``files`` (default: the executable and the library) lies where another user could
+        have written it (see :mod:`bayesglmm.toolchain.permissions`)."""
+        check_trusted(files or (self.exe_file, self.so_file), "the compiled Stan program",
+                      f"its cache entry {self.directory}")
+
     def cmdstan_model(self):
         """A ``cmdstanpy.CmdStanModel`` on the cached executable (never recompiles)."""
         import cmdstanpy
 
+        self.check_permissions(self.exe_file)
         if self.toolchain is not None:
             self.toolchain.activate()
         return cmdstanpy.CmdStanModel(stan_file=str(self.stan_file), exe_file=str(self.exe_file))
@@ -84,6 +94,7 @@ class CompiledModel:
         """
         import bridgestan
 
+        self.check_permissions(self.so_file)
         if self.toolchain is not None:
             self.toolchain.activate()
         if isinstance(data, Mapping):
@@ -234,7 +245,7 @@ class ModelCache:
         ok, _, m = validate_entry(entry, key)
         if ok:
             return self._load(key, code, name, m, toolchain)  # type: ignore[arg-type]
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         warnings_ = checker(code, name) if checker is not None else []
         with file_lock(self.root / f"{key}.lock",
                        "Waiting for another process compiling the same Stan program ...",
@@ -353,7 +364,7 @@ def compile_model(stan_code: str, *, name: str = "model", verbose: bool = True,
         return run_stanc_check(tc.stanc, code, nm, cache.root)
 
     try:
-        cache.root.mkdir(parents=True, exist_ok=True)
+        private_dir(cache.root)
         cm = cache.get_or_build(key, stan_code, name, builder, checker=checker, toolchain=tc,
                                 toolchain_id=tc.id, flags=flags, verbose=verbose,
                                 message=message)

@@ -32,6 +32,7 @@ from ._common import (
     home_dir,
     is_disk_full,
     pid_alive,
+    private_dir,
     remove_tree,
     toolchain_root,
     write_atomic,
@@ -127,7 +128,7 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
         return read_ready(root)  # type: ignore[return-value]
 
     try:
-        home_p.mkdir(parents=True, exist_ok=True)
+        private_dir(home_p)
     except OSError as e:
         raise ToolchainError(f"cannot create BAYESGLMM_HOME {home_p}: {e}") from e
     with file_lock(home_p / "install.lock",
@@ -152,7 +153,7 @@ def install(home: os.PathLike | str | None = None, *, verbose: bool = True,
                 raise ToolchainError(f"could not obtain the httpstan wheel: {e}") from e
         try:
             _remove_ready(root)
-            root.mkdir(parents=True, exist_ok=True)
+            private_dir(root)
             for stale in root.glob(".stan.tmp-*"):  # left by a killed install
                 with contextlib.suppress(ValueError):
                     if not pid_alive(int(stale.name.rsplit("-", 1)[1])):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._common import ToolchainError, home_dir, toolchain_root
+from .permissions import check_toolchain
 
 _VERSION_DIR = re.compile(r"^(?:cmdstan|bridgestan)-(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?$")
 
@@ -263,6 +264,7 @@ def ensure_toolchain(verbose: bool = True, home: os.PathLike | str | None = None
         # else: ready and current.  No compiler is needed to run cached models; a changed
         # compiler is detected by compile_model before it compiles anything new.
         tc = bundled_toolchain(home)
+        check_toolchain(tc.root)
     if sel["kind"] == "bundled" and sel["reason"].startswith(("CmdStan found", "BridgeStan found")):
         warnings.warn(sel["reason"], RuntimeWarning, stacklevel=2)
     tc.activate()

@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ._common import Progress, WheelDownloadError, remove_tree, sha256_file
+from ._common import Progress, WheelDownloadError, private_dir, remove_tree, sha256_file
 
 HTTPSTAN_VERSION = "4.13.0"
 WHEEL_NAME = "httpstan-4.13.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
@@ -62,7 +62,7 @@ def obtain_wheel(home: Path, progress: Progress, *, expected_sha256: str = WHEEL
         progress(f"removing {cached}: wrong sha256")
         cached.unlink()
 
-    wheels.mkdir(parents=True, exist_ok=True)
+    private_dir(wheels)
     cmd = [
         python or sys.executable, "-m", "pip", "download", f"httpstan=={HTTPSTAN_VERSION}",
         "--no-deps", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",

@@ -13,6 +13,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -107,6 +108,14 @@ def test_build_then_reuse(cache, tmp_path):
     assert not list(cache.root.glob(".tmp-*"))
     again = cache.get_or_build(key, CODE, "model", fake_builder(log), verbose=False)
     assert again == cm and builds(log) == 1
+
+
+def test_cache_directory_is_created_private(tmp_path):
+    cache = ModelCache(tmp_path / "home" / "models")
+    key = cache_key(CODE, "model", "tc", {})
+    cache.get_or_build(key, CODE, "model", fake_builder(tmp_path / "log"), verbose=False)
+    for p in (tmp_path / "home", cache.root):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
 
 
 def test_custom_name(cache, tmp_path):
@@ -413,7 +422,8 @@ def test_cxx_failure_reports_compiler_output(monkeypatch):
         compile_model(BERNOULLI, name="broken", verbose=False)
     msg = str(ei.value)
     assert "C++ compilation" in msg and "no-such-option-for-test" in msg
-    assert not list(models_dir(tc.home).glob(".tmp-*"))
+    # this process's build directory is gone (the shared cache may hold others' builds)
+    assert not list(models_dir(tc.home).glob(f".tmp-*-{os.getpid()}"))
 
 
 @pytest.mark.slow

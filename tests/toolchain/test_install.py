@@ -13,6 +13,7 @@ import importlib
 import json
 import multiprocessing as mp
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -151,6 +152,16 @@ def test_install_unpacks_copies_and_writes_ready(env):
     ok, why = inst.ready_status(root, cxx=buildtools.compiler_version())
     assert ok, why
     assert build_count(env["log"]) == 1
+
+
+def test_install_creates_private_directories(env):
+    """A new BAYESGLMM_HOME and its toolchain are private (0700), the lock file 0600."""
+    assert not env["home"].exists()
+    inst.install(env["home"], verbose=False, build=fake_build_factory(env["log"]),
+                 expected_sha256=env["sha"])
+    for p in (env["home"], env["root"]):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+    assert stat.S_IMODE((env["home"] / "install.lock").stat().st_mode) == 0o600
 
 
 def test_install_is_idempotent(env, capsys):
@@ -332,6 +343,7 @@ def test_wheel_download_failure(env, tmp_path, monkeypatch):
     assert str(env["home"] / "wheels") in msg
     assert not (env["root"] / "READY").exists()
     assert not (env["root"] / "stan").exists()
+    assert stat.S_IMODE((env["home"] / "wheels").stat().st_mode) == 0o700  # made private
 
 
 def test_wheel_in_home_is_reused_without_download(env, monkeypatch, tmp_path):
