@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 import bayesglmm
-from bayesglmm.inference import lmm as lmm_mod
 from bayesglmm.inference.classic import fit_classic
 from bayesglmm.inference.lmm import cholesky_corr, exact_lmm
 
@@ -60,17 +59,20 @@ def crossed_model(debate, toolchain):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dense_max", [1000, 10])
-def test_crossed_exact_equals_generic(crossed_model, dense_max):
+@pytest.mark.parametrize("mode", ["schur", "dense", "sparse"])
+def test_crossed_exact_equals_generic(crossed_model, mode):
     """Two crossed grouping terms (group x skill): A = T'Z'ZT + I is not block diagonal;
-    factorised densely (q = 103) and, with the dense limit lowered, by the sparse LU."""
+    factorised by eliminating the group effects (Schur complement of the skills), densely
+    (q = 103) and, with the limits lowered, by the sparse LU."""
+    from bayesglmm.inference import lmm_factor
+
+    limits = {"schur": {}, "dense": {"SCHUR_MAX": 0}, "sparse": {"SCHUR_MAX": 0, "DENSE_MAX": 10}}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lmm_mod._AFactor, "DENSE_MAX", dense_max)
+        for k, v in limits[mode].items():
+            mp.setattr(lmm_factor, k, v)
         a = fit_classic(crossed_model, "REML", exact=True)
         lm = exact_lmm(crossed_model)
-        assert lm is not None and lm.block is None
-        assert lmm_mod._AFactor(lm, lm._Ts(a.theta_unc, 1.0)).mode == (
-            "dense" if dense_max == 1000 else "sparse")
+        assert lm is not None and lm.layout.mode == mode
     b = fit_classic(crossed_model, "REML", exact=False)
     assert_same_fit(a, b)
 

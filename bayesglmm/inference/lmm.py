@@ -12,9 +12,9 @@ covariance factor T (block diagonal; per grouping term and group diag(sd / sigma
 and everything the fit needs comes from the cross-products Z'Z, Z'X, X'X, Z'y, X'y and y'y,
 formed in one pass over the data: the cost of an evaluation depends on the number of random
 effects, not on the number of rows. A is factorised per group in closed form (a batch of small
-dense Cholesky factors) for a single grouping term, densely for a few random effects, and with
-a sparse LU with a symmetric fill-reducing ordering and no pivoting (a Cholesky factor) for
-crossed or nested terms.
+dense Cholesky factors) for a single grouping term; with several terms the largest is eliminated
+per group and the Schur complement of the others factorised densely, or A densely, or with a
+sparse LU (:mod:`bayesglmm.inference.lmm_factor`).
 
 :class:`ExactLMM` works on the same unconstrained (Stan) coordinates as the generic Laplace
 optimiser of :mod:`bayesglmm.inference.optimize`, and returns the same :class:`JointMode`
@@ -31,15 +31,24 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import linalg as sla
 from scipy import optimize as sopt
 from scipy import sparse
 
+from .lmm_factor import AFactor, Layout, WFactor
 from .optimize import JointMode, LaplaceCov, fd_grad, fd_hess, hessian_inverse
 
 __all__ = ["ExactLMM", "NotExact", "exact_lmm"]
 
 LOG2PI = math.log(2 * math.pi)
+
+#: Largest |unconstrained correlation coordinate| of a fit (tanh(10) = 1 - 4e-9): a singular fit
+#: whose correlation tends to +-1 stops there, where the correlation matrix is still positive
+#: definite in double precision (at tanh(y) = 1 exactly Stan rejects it) and the objective is flat
+#: to ~1e-8.
+CORR_BOUND = 10.0
+#: log of the smallest relative standard deviation (sd / sigma) of a fit: a variance estimated
+#: at 0 (lme4's "boundary (singular) fit") is reported at this value.
+SD_FLOOR = math.log(1e-7)
 
 
 class NotExact(Exception):
@@ -63,6 +72,38 @@ def cholesky_corr(y: np.ndarray, M: int) -> np.ndarray:
     return L
 
 
+def _corr_unconstrain(T: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Stan's unconstrained coordinates of the correlation Cholesky factor of T T' (inverse of
+    :func:`cholesky_corr`), clipped to +-CORR_BOUND; rows of T that are 0 give correlations 0."""
+    M = T.shape[0]
+    out = []
+    for i in range(1, M):
+        row = T[i] / s[i] if s[i] > 0 else np.eye(M)[i]
+        rem = 1.0
+        for j in range(i):
+            z = row[j] / math.sqrt(rem) if rem > 0 else 0.0
+            z = min(max(z, -1.0), 1.0)
+            out.append(float(np.clip(np.arctanh(z) if abs(z) < 1 else math.copysign(np.inf, z),
+                                     -CORR_BOUND, CORR_BOUND)))
+            rem -= row[j] ** 2
+    return np.array(out)
+
+
+def _fd_grad_bounded(F: Any, x: np.ndarray, lower: np.ndarray, h: float) -> np.ndarray:
+    """Central differences, one-sided (forward) where the backward point leaves the bounds."""
+    g = np.empty(x.size)
+    f0 = None
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h * max(1.0, abs(x[i]))
+        if x[i] - e[i] >= lower[i]:
+            g[i] = (F(x + e) - F(x - e)) / (2 * e[i])
+        else:
+            f0 = F(x) if f0 is None else f0
+            g[i] = (F(x + e) - f0) / e[i]
+    return g
+
+
 class _Term:
     """One grouping term: M coefficients, G groups, unconstrained positions of sd, L, z."""
 
@@ -73,159 +114,6 @@ class _Term:
         """diag(exp(u_sd) / scale) L (M x M)."""
         Lc = cholesky_corr(u_L, self.M) if self.L.size else np.eye(self.M)
         return (np.exp(u_sd) / scale)[:, None] * Lc
-
-
-class _AFactor:
-    """A = T' Z'Z T + I factorised: per-group Cholesky factors (``blocks``: one grouping term),
-    dense (q <= DENSE_MAX) or a sparse LU with symmetric ordering (= Cholesky)."""
-
-    DENSE_MAX = 1000
-
-    def __init__(self, lmm: ExactLMM, Ts: list[np.ndarray]):
-        self.q = lmm.q
-        if lmm.block is not None:
-            self.mode = "blocks"
-            T = Ts[0]
-            G = lmm.block
-            self.B = T.T @ G @ T + np.eye(T.shape[0])  # (G, M, M): one block per group
-            L = np.linalg.cholesky(self.B)  # LinAlgError if not positive definite
-            self.logdet = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-            self.Binv = np.linalg.inv(self.B)  # small blocks, eigenvalues >= 1: well conditioned
-            return
-        Tfull = sparse.block_diag([sparse.kron(sparse.identity(t.G), sparse.csr_matrix(T))
-                                   for t, T in zip(lmm.terms, Ts)], format="csr")
-        A = (Tfull.T @ lmm.ZtZ @ Tfull + sparse.identity(self.q)).tocsc()
-        if self.q <= self.DENSE_MAX:
-            self.mode = "dense"
-            self.L = np.linalg.cholesky(A.toarray())
-            self.logdet = 2.0 * float(np.sum(np.log(np.diag(self.L))))
-        else:
-            from scipy.sparse.linalg import splu
-
-            self.mode = "sparse"
-            self.lu = splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                           options={"SymmetricMode": True})
-            d = self.lu.U.diagonal()
-            if not np.all(d > 0):
-                raise np.linalg.LinAlgError("not positive definite")
-            self.logdet = float(np.sum(np.log(d)))
-        self.Tfull = Tfull
-
-    def solve(self, R: np.ndarray) -> np.ndarray:
-        """A^-1 R for R of shape (q,) or (q, m)."""
-        R = np.asarray(R, dtype=float)
-        if self.mode == "blocks":
-            G, M = self.B.shape[0], self.B.shape[1]
-            return (self.Binv @ R.reshape(G, M, -1)).reshape(R.shape)
-        if self.mode == "dense":
-            return sla.cho_solve((self.L, True), R, check_finite=False)
-        return self.lu.solve(R) if R.ndim == 1 or R.shape[1] else np.zeros_like(R)
-
-    def inverse(self) -> Any:
-        """A^-1: sparse block diagonal (blocks) or dense."""
-        if self.mode == "blocks":
-            Binv = self.Binv
-            G, M = Binv.shape[0], Binv.shape[1]
-            base = (np.arange(G) * M)[:, None, None]
-            rows = np.broadcast_to(base + np.arange(M)[None, :, None], Binv.shape)
-            cols = np.broadcast_to(base + np.arange(M)[None, None, :], Binv.shape)
-            return sparse.csr_matrix((Binv.ravel(), (rows.ravel(), cols.ravel())),
-                                     shape=(self.q, self.q))
-        return self.solve(np.eye(self.q))
-
-
-class WFactor:
-    """The Hessian H over the integrated coordinates, ordered (fixed effects, random effects):
-    [[X'X / s^2, C' / s], [C / s, A]] with C = T' Z'X (the fixed-effect part absent for ML),
-    with the interface of the generic Laplace factor (``q``, ``mode``, ``solve``,
-    ``solve_many``, ``half_logdet``, ``inverse``, ``inverse_sparse``)."""
-
-    def __init__(self, af: _AFactor, B: np.ndarray | None, D: np.ndarray | None):
-        self.af, self.B, self.D = af, B, D
-        self.p = 0 if B is None else B.shape[1]
-        self.q = af.q + self.p
-        # "blocks": H^-1 is (block diagonal) + (rank p), see inverse_sparse
-        self.mode = "blocks" if af.mode == "blocks" else "dense"
-        if self.p:
-            self.AiB = af.solve(B)
-            S = D - B.T @ self.AiB
-            self.Sc = np.linalg.cholesky(0.5 * (S + S.T))
-
-    def half_logdet(self) -> float:
-        out = 0.5 * self.af.logdet
-        if self.p:
-            out += float(np.sum(np.log(np.diag(self.Sc))))
-        return out
-
-    def solve_many(self, G: np.ndarray) -> np.ndarray:
-        G = np.asarray(G, dtype=float)
-        one = G.ndim == 1
-        G = G[:, None] if one else G
-        if not self.p:
-            out = self.af.solve(G)
-        else:
-            gb, gz = G[:self.p], G[self.p:]
-            Aig = self.af.solve(gz)
-            xb = sla.cho_solve((self.Sc, True), gb - self.B.T @ Aig, check_finite=False)
-            out = np.vstack([xb, Aig - self.AiB @ xb])
-        return out[:, 0] if one else out
-
-    solve = solve_many
-
-    def fixed_inverse(self) -> np.ndarray:
-        """The fixed-effect block of H^-1 (the inverse Schur complement)."""
-        return sla.cho_solve((self.Sc, True), np.eye(self.p), check_finite=False)
-
-    def inverse(self) -> np.ndarray:
-        Ai = self.af.inverse()
-        Ai = Ai.toarray() if sparse.issparse(Ai) else Ai
-        if not self.p:
-            return Ai
-        Si = self.fixed_inverse()
-        out = np.empty((self.q, self.q))
-        p = self.p
-        out[:p, :p] = Si
-        out[p:, :p] = -self.AiB @ Si
-        out[:p, p:] = out[p:, :p].T
-        out[p:, p:] = Ai + self.AiB @ Si @ self.AiB.T
-        return out
-
-    def inverse_sparse(self) -> Any:
-        """H^-1 without dense q x q storage: A^-1 (sparse) when nothing else is integrated,
-        else a :class:`SparseLowRank`."""
-        Ai = self.af.inverse()
-        if not self.p:
-            return Ai
-        P = sparse.block_diag([sparse.csr_matrix((self.p, self.p)), Ai], format="csr")
-        V = np.vstack([np.eye(self.p), -self.AiB])
-        return SparseLowRank(P, V, self.fixed_inverse())
-
-
-class SparseLowRank:
-    """The symmetric matrix P + V W V' (P sparse, V tall and thin), with what the factored
-    covariance needs: ``diagonal``, ``toarray``, ``quad_diag`` and ``J @ self``."""
-
-    def __init__(self, P: Any, V: np.ndarray, W: np.ndarray):
-        self.P, self.V, self.W = P, V, W
-        self.shape = P.shape
-
-    def diagonal(self) -> np.ndarray:
-        return self.P.diagonal() + np.einsum("ij,jk,ik->i", self.V, self.W, self.V)
-
-    def toarray(self) -> np.ndarray:
-        return self.P.toarray() + self.V @ self.W @ self.V.T
-
-    def quad_diag(self, J: Any) -> np.ndarray:
-        """diag(J self J') for a sparse or dense J."""
-        JV = np.asarray(J @ self.V)
-        JP = J @ self.P
-        first = (JP.multiply(J) if sparse.issparse(JP) else np.multiply(JP, J)).sum(axis=1)
-        return np.asarray(first).ravel() + np.einsum("ij,jk,ik->i", JV, self.W, JV)
-
-    def __rmatmul__(self, J: Any) -> np.ndarray:
-        JP = J @ self.P
-        JP = JP.toarray() if sparse.issparse(JP) else np.asarray(JP)
-        return JP + np.asarray(J @ self.V) @ self.W @ self.V.T
 
 
 class ExactLMM:
@@ -284,6 +172,7 @@ class ExactLMM:
         # one pass over the rows: the cross-products
         self.N, self.p = N, X1.shape[1]
         self.ZtZ = (Z.T @ Z).tocsr()
+        self.layout = Layout([(t.off, t.M, t.G) for t in self.terms], self.ZtZ)
         self.ZtX = np.asarray(Z.T @ X1).reshape(off, self.p)
         self.XtX = X1.T @ X1
         self.Zty = np.asarray(Z.T @ y).ravel()
@@ -298,15 +187,6 @@ class ExactLMM:
             raise NotExact("order of the fixed effects")  # WFactor orders (fixed, random)
         if np.any(np.diff(self.zpos) <= 0):
             raise NotExact("order of the random effects")
-        self.block = None
-        if len(self.terms) == 1:
-            t = self.terms[0]
-            B = self.ZtZ.tocoo()
-            if np.any(B.row // t.M != B.col // t.M):
-                raise NotExact("Z'Z is not block diagonal")
-            blk = np.zeros((t.G, t.M, t.M))
-            blk[B.row // t.M, B.row % t.M, B.col % t.M] = B.data
-            self.block = blk
         self.const = 0.0
         if validate:
             self._validate()
@@ -348,15 +228,9 @@ class ExactLMM:
     def _pls(self, Ts: list[np.ndarray], beta: np.ndarray | None):
         """Penalised least squares at the relative factors ``Ts``: (A factor, penalised RSS,
         u^ (spherical effects times sigma), beta^, S or None). ``beta`` None: beta profiled."""
-        af = _AFactor(self, Ts)
-        if self.block is not None:
-            T = Ts[0]
-            t = self.terms[0]
-            c = (self.Zty.reshape(t.G, t.M) @ T).ravel()
-            C = (T.T @ self.ZtX.reshape(t.G, t.M, self.p)).reshape(self.q, self.p)
-        else:
-            c = af.Tfull.T @ self.Zty
-            C = np.asarray(af.Tfull.T @ self.ZtX)
+        af = AFactor(self.layout, Ts)
+        c = self.layout.Tt(Ts, self.Zty)
+        C = self.layout.Tt(Ts, self.ZtX)
         if beta is None:
             AiC = af.solve(C)
             Aic = af.solve(c)
@@ -371,15 +245,34 @@ class ExactLMM:
         rr = self.yty - 2 * beta @ self.Xty + beta @ self.XtX @ beta
         return af, rr - cb @ Aicb, Aicb, beta, None, C
 
-    def profiled(self, phi: np.ndarray, reml: bool) -> float:
-        """lme4's profiled deviance / 2 at the relative-factor coordinates ``phi`` (per term:
-        log(sd / sigma), then the unconstrained correlation factor)."""
+    def lambdas(self, x: np.ndarray) -> list[np.ndarray]:
+        """The relative factors T_k at lme4's coordinates ``x`` (per term, the lower triangle
+        of T_k row by row; only its diagonal for uncorrelated terms)."""
         Ts, k = [], 0
         for t in self.terms:
-            a, b = phi[k:k + t.M], phi[k + t.M:k + t.M + t.L.size]
-            k += t.M + t.L.size
-            Lc = cholesky_corr(b, t.M) if t.L.size else np.eye(t.M)
-            Ts.append(np.exp(a)[:, None] * Lc)
+            if t.L.size:
+                T = np.zeros((t.M, t.M))
+                n = t.M * (t.M + 1) // 2
+                T[np.tril_indices(t.M)] = x[k:k + n]
+            else:
+                n = t.M
+                T = np.diag(x[k:k + n])
+            k += n
+            Ts.append(T)
+        return Ts
+
+    def lambda_bounds(self) -> list[tuple[float | None, float | None]]:
+        """Bounds of lme4's coordinates: diagonal elements >= 0."""
+        out: list[tuple[float | None, float | None]] = []
+        for t in self.terms:
+            rows, cols = np.tril_indices(t.M) if t.L.size else (np.arange(t.M), np.arange(t.M))
+            out += [(0.0, None) if i == j else (None, None) for i, j in zip(rows, cols)]
+        return out
+
+    def profiled(self, x: np.ndarray, reml: bool) -> float:
+        """lme4's profiled deviance / 2 at lme4's relative-factor coordinates ``x`` (see
+        :meth:`lambdas`)."""
+        Ts = self.lambdas(x)
         try:
             af, pwrss, _u, _b, S, _C = self._pls(Ts, None)
         except np.linalg.LinAlgError:
@@ -439,44 +332,62 @@ class ExactLMM:
         """The (RE)ML mode: the profiled deviance over the relative factors, then Newton
         polishing of F in the Stan coordinates, as the generic optimiser ends."""
         t_idx = self.outer_index(reml)
-        phi0 = []
+        x0 = []
         for t in self.terms:
             if u_start is not None:
-                phi0.append(u_start[t.sd] - u_start[self.sigma[0]])
-                phi0.append(u_start[t.L])
+                T = np.exp(u_start[t.sd] - u_start[self.sigma[0]])[:, None] * (
+                    cholesky_corr(u_start[t.L], t.M) if t.L.size else np.eye(t.M))
             else:
-                phi0.append(np.zeros(t.M))
-                phi0.append(np.zeros(t.L.size))
-        phi = np.concatenate(phi0)
+                T = np.eye(t.M)  # lme4's start
+            x0.append(T[np.tril_indices(t.M)] if t.L.size else np.diag(T))
+        x = np.concatenate(x0)
 
-        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
-            f = self.profiled(x, reml)
+        def fg(v: np.ndarray) -> tuple[float, np.ndarray]:
+            f = self.profiled(v, reml)
             if not np.isfinite(f):
-                return np.inf, np.zeros(x.size)
-            return f, fd_grad(lambda v: self.profiled(v, reml), x, 1e-6)
+                return np.inf, np.zeros(v.size)
+            return f, _fd_grad_bounded(lambda w: self.profiled(w, reml), v, lower, 1e-6)
 
-        # BFGS: few parameters, and its per-iteration overhead is small (L-BFGS-B's is not)
+        # lme4's coordinates: the diagonal of each T_k >= 0, so that a variance or a
+        # correlation on the boundary (0, +-1) is reached at a bound rather than at infinity
+        bounds = self.lambda_bounds()
+        lower = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
         with np.errstate(all="ignore"):
-            res = sopt.minimize(fg, phi, jac=True, method="BFGS",
-                                options={"maxiter": 1000, "gtol": 1e-7})
-        phi = res.x
+            res = sopt.minimize(fg, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 1000, "gtol": 1e-9, "ftol": 1e-15})
         iters = int(res.nit)
-        u = self.from_profiled(phi, reml)
+        u = self.from_lambdas(self.lambdas(res.x), reml)
+        L_idx = np.flatnonzero(np.isin(t_idx, np.concatenate([t.L for t in self.terms])))
+        sd_idx = np.flatnonzero(np.isin(t_idx, np.concatenate([t.sd for t in self.terms])))
         theta = u[t_idx]
         F = self._objective_at(u, t_idx, reml)
         Fv = F(theta)
         g = fd_grad(F, theta)
+        # Newton on the coordinates inside the bounds (a correlation at +-1 stays at its bound)
+        free = np.ones(theta.size, dtype=bool)
+        free[L_idx] = np.abs(theta[L_idx]) < CORR_BOUND
+        floor = theta[sd_idx] <= u[self.sigma[0]] + SD_FLOOR + 1e-9
+        free[sd_idx[floor]] = False  # a variance at 0 stays there
         for it in range(20):
-            if np.max(np.abs(g)) < gtol and it >= 2:  # F is exact: two Newton steps at least
+            if np.max(np.abs(g[free]), initial=0.0) < gtol and it >= 2:  # F is exact: two steps
                 break
-            Ht = fd_hess(F, theta)
+
+            def Ff(x: np.ndarray, at: np.ndarray = theta) -> float:
+                v = at.copy()
+                v[free] = x
+                return F(v)
+
+            Ht = fd_hess(Ff, theta[free])
             try:
                 np.linalg.cholesky(Ht)
-                step = np.linalg.solve(Ht, g)
+                step = np.zeros(theta.size)
+                step[free] = np.linalg.solve(Ht, g[free])
             except np.linalg.LinAlgError:
                 break
             if float(g @ step) < 100 * np.finfo(float).eps * max(1.0, abs(Fv)):
                 break
+            step[L_idx] = theta[L_idx] - np.clip(theta[L_idx] - step[L_idx], -CORR_BOUND,
+                                                  CORR_BOUND)
             s = 1.0
             while s > 1e-6:
                 F_new = F(theta - s * step)
@@ -486,28 +397,27 @@ class ExactLMM:
             else:
                 break
             theta, Fv = theta - s * step, F_new
+            free[L_idx] = np.abs(theta[L_idx]) < CORR_BOUND
             g = fd_grad(F, theta)
             iters += 1
+        g = np.where(free, g, 0.0)  # the gradient away from a bound is what convergence means
         return self._mode(u, t_idx, theta, reml, iters, g, str(res.message))
 
-    def from_profiled(self, phi: np.ndarray, reml: bool) -> np.ndarray:
-        """The full unconstrained vector at the relative factors ``phi`` with sigma (and
-        beta) at their profiled values."""
-        Ts, k = [], 0
-        for t in self.terms:
-            a, b = phi[k:k + t.M], phi[k + t.M:k + t.M + t.L.size]
-            k += t.M + t.L.size
-            Ts.append(np.exp(a)[:, None] * (cholesky_corr(b, t.M) if t.L.size else np.eye(t.M)))
+    def from_lambdas(self, Ts: list[np.ndarray], reml: bool) -> np.ndarray:
+        """The full unconstrained vector at the relative factors ``Ts`` (lower triangular,
+        diagonal >= 0) with sigma (and beta) at their profiled values. A standard deviation at
+        0 becomes ``exp(SD_FLOOR)`` times sigma, a correlation at +-1 the bound CORR_BOUND."""
         af, pwrss, _u, beta, _S, _C = self._pls(Ts, None)
         sigma = math.sqrt(pwrss / (self.N - (self.p if reml else 0)))
         u = np.zeros(self.n)
         u[self.sigma[0]] = math.log(sigma)
         u[self.fixed] = beta
-        k = 0
-        for t in self.terms:
-            u[t.sd] = phi[k:k + t.M] + math.log(sigma)
-            u[t.L] = phi[k + t.M:k + t.M + t.L.size]
-            k += t.M + t.L.size
+        for t, T in zip(self.terms, Ts):
+            s = np.sqrt(np.sum(T ** 2, axis=1))  # sd / sigma
+            with np.errstate(divide="ignore"):
+                u[t.sd] = np.maximum(np.log(s), SD_FLOOR) + math.log(sigma)
+            if t.L.size:
+                u[t.L] = _corr_unconstrain(T, s)
         return u
 
     def _objective_at(self, u: np.ndarray, t_idx: np.ndarray, reml: bool) -> Any:
