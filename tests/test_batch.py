@@ -252,3 +252,74 @@ def test_variational_equals_one_by_one(debate_model, debate_compiled, debate_sim
     df = res.to_frame()
     assert df.divergences.isna().all() and df.rhat.isna().all()
     assert set(df.converged) <= {True, False}
+
+
+def test_program_shipped_to_workers_with_their_own_cache(debate_model, debate_compiled,
+                                                         debate_sim, tmp_path):
+    """Workers whose BAYESGLMM_HOME is another, empty model cache (as on another host; the same
+    toolchain, linked): the batch installs the caller's compiled program into their cache
+    (no compile) and their fits equal the in-process ones."""
+    import json
+
+    from bayesglmm.batch.ship import ship_program
+
+    distributed = pytest.importorskip("distributed")
+    tc = debate_compiled.toolchain
+    home = tmp_path / "home"
+    home.mkdir()
+    if tc.kind == "bundled":
+        (home / "toolchain").symlink_to(tc.root.resolve())
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0",
+                                       env={"BAYESGLMM_HOME": str(home)})
+    client = distributed.Client(cluster)
+    try:
+        assert set(client.run(lambda: os.environ["BAYESGLMM_HOME"]).values()) == {str(home)}
+        res = bayesglmm.fit_many(debate_model, debate_sim, client=client, progress=False)
+        local = bayesglmm.fit_many(debate_model, debate_sim, progress=False)
+        pd.testing.assert_frame_equal(res.to_frame().drop(columns="elapsed"),
+                                      local.to_frame().drop(columns="elapsed"))
+        entries = [e for e in (home / "models").iterdir()
+                   if e.is_dir() and not e.name.startswith(".")]
+        assert len(entries) == 1  # the program, installed once for both workers
+        manifest = json.loads((entries[0] / "MANIFEST.json").read_text())
+        # installed from the caller's entry, not compiled (a build records its timings)
+        assert manifest["installed_from"]["hash"] == debate_compiled.hash
+        assert manifest["timings"] == {}
+        assert not list(entries[0].glob("*.hpp"))
+        exe = entries[0] / debate_compiled.exe_file.name
+        assert exe.read_bytes() == debate_compiled.exe_file.read_bytes()
+        # the workers have it now: the next batch sends nothing
+        assert ship_program(client, debate_compiled) is None
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.mark.filterwarnings("ignore:.*(ADVI|Pathfinder).*")
+def test_variational_batch_leaves_no_directories(debate_model, debate_compiled, debate_sim,
+                                                 dask_client):
+    """Every variational() fit of a batch removes CmdStan's output directory, in this process
+    and on the workers (long-lived processes would otherwise fill the temporary folder)."""
+    import tempfile
+
+    import cmdstanpy
+
+    def listing():
+        return {*os.listdir(cmdstanpy._TMPDIR),
+                *(n for n in os.listdir(tempfile.gettempdir()) if n.startswith("bayesglmm-"))}
+
+    before_here = listing()
+    before = dask_client.run(listing)
+    sub = debate_sim[:4]
+    res = bayesglmm.fit_many(debate_model, sub, method="variational", progress=False, seed=5,
+                             draws=100)
+    assert res.n_failed == 0
+    assert listing() == before_here
+    res = bayesglmm.fit_many(debate_model, sub, method="variational", client=dask_client,
+                             progress=False, seed=5, draws=100)
+    assert res.n_failed == 0 and len({r.worker for r in res.results}) >= 1
+    after = dask_client.run(listing)
+    assert after == before, {w: after[w] - before[w] for w in after}
+    debate_model.pathfinder(draws=100, num_paths=2, seed=1, verbose=False)
+    assert listing() == before_here

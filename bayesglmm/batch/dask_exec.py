@@ -1,6 +1,7 @@
 """Running the fits of a batch on Dask's distributed scheduler (``pip install bayesglmm[dask]``).
 
-The recipe of the model is sent to every worker once (``Client.scatter(broadcast=True)``); each
+The recipe of the model is sent to every worker once (``Client.scatter(broadcast=True)``), and the
+compiled program to the workers whose cache lacks it (:mod:`bayesglmm.batch.ship`); each
 task carries one dataset and returns a small :class:`~bayesglmm.batch.TaskResult`. Dask reruns
 the tasks of a worker that dies on the other workers, and each dataset's result is taken from
 its own future, so every dataset appears once. Ctrl-C cancels the remaining tasks and stops the
@@ -44,8 +45,13 @@ def run_on_dask(recipe: ModelRecipe, data: Sequence[Any], method: str, fit_args:
     cluster = None
     if client is None:
         client, cluster = local_client(int(workers))
+    from .ship import ship_program, unship
+
+    shipped = None
     try:
         n_workers = len(client.scheduler_info().get("workers", {})) or (workers or 0)
+        if recipe.compiled is not None:
+            shipped = ship_program(client, recipe.compiled)
         recipe_f = client.scatter(recipe, broadcast=True)
         token = uuid.uuid4().hex[:12]
         futures = {}
@@ -73,7 +79,9 @@ def run_on_dask(recipe: ModelRecipe, data: Sequence[Any], method: str, fit_args:
             raise
         return [results[i] for i in range(len(futures))], n_workers
     finally:
-        if cluster is not None:
+        if cluster is None:
+            unship(client, shipped)
+        else:
             client.close()
             cluster.close()
 

@@ -74,11 +74,9 @@ def recipe_model(recipe: ModelRecipe) -> Any:
         accepted = inspect.signature(recipe.builder).parameters
         m = recipe.builder(**{k: v for k, v in recipe.args.items() if k in accepted})
         m.name = recipe.name
-    c = recipe.compiled
-    if c is not None and c.exe_file.exists() and c.so_file.exists() and m.run_program.code == c.code:
-        m._compiled = c  # same host (or a shared file system): the cached files
-    else:
-        m.compile(verbose=False)  # another host: its cache, built once per host under the lock
+    # this host's cache: the program is there (the same cache as the caller, or installed by
+    # batch.ship from the caller's files), else it is compiled once per host under the lock
+    m.compile(verbose=False)
     if len(MODEL_CACHE) > 8:  # models of earlier batches
         MODEL_CACHE.pop(next(iter(MODEL_CACHE)))
     MODEL_CACHE[recipe.key] = m

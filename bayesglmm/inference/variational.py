@@ -10,8 +10,12 @@ importance sampling (PSIS, arviz) on the log density ratios ``log p - log q`` of
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -103,6 +107,17 @@ def _columns(stan_fit: Any, arr: np.ndarray, program: Any):
     return params, draws, log_lik, pos
 
 
+@contextlib.contextmanager
+def _scratch(kind: str) -> Iterator[str]:
+    """A directory of its own for CmdStan's output files of one run, removed afterwards (the
+    draws are read into memory first), also when the run fails or is interrupted."""
+    out = tempfile.mkdtemp(prefix=f"bayesglmm-{kind}-")
+    try:
+        yield out
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _check(seed: Any, draws: Any) -> int:
 
     check_int("draws", draws, 1)
@@ -127,16 +142,16 @@ def run_advi(model: Any, *, method: str = "meanfield", iter: int = 5000, draws: 
     cm = model.compile(verbose).cmdstan_model()
     runs, fits, ks = [], [], []
     for k in range(num_estimate):
-        with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), \
-                cmdstan_output_errors(None):
+        with _scratch("advi") as out, quiet_cmdstanpy(), \
+                stop_children_on_interrupt(cm.exe_file), cmdstan_output_errors(out):
             try:
                 vb = cm.variational(data=model.run_program.data, algorithm=method, iter=iter,
                                     draws=draws, seed=(seed + k) % (2**31 - 1),
                                     tol_rel_obj=float(tol_rel_obj), require_converged=False,
-                                    show_console=False)
+                                    show_console=False, output_dir=out)
             except RuntimeError as e:
                 raise RuntimeError(f"ADVI ({method}) failed: {e}") from None
-        arr = np.asarray(vb.variational_sample, dtype=float)
+            arr = np.asarray(vb.variational_sample, dtype=float)  # read before the removal
         params, d, ll, pos = _columns(vb, arr, model.program)
         log_p = arr[:, pos["log_p__"]]
         ks.append(pareto_k(log_p - arr[:, pos["log_g__"]])[1])
@@ -162,14 +177,15 @@ def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: i
     seed = _check(seed, draws)
     t0 = time.perf_counter()
     cm = model.compile(verbose).cmdstan_model()
-    with quiet_cmdstanpy(), stop_children_on_interrupt(cm.exe_file), cmdstan_output_errors(None):
+    with _scratch("pathfinder") as out, quiet_cmdstanpy(), \
+            stop_children_on_interrupt(cm.exe_file), cmdstan_output_errors(out):
         try:
             pf = cm.pathfinder(data=model.run_program.data, draws=draws * num_paths,
                                num_paths=num_paths, num_single_draws=draws, psis_resample=False,
-                               seed=seed, show_console=False)
+                               seed=seed, show_console=False, output_dir=out)
         except RuntimeError as e:
             raise RuntimeError(f"Pathfinder failed: {e}") from None
-    arr = np.asarray(pf.draws(), dtype=float)
+        arr = np.asarray(pf.draws(), dtype=float)  # read before the removal
     params, d, ll, pos = _columns(pf, arr, model.program)
     log_p = arr[:, pos["lp__"]]
     ok = np.isfinite(log_p) & np.isfinite(arr[:, pos["lp_approx__"]])
