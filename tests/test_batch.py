@@ -298,28 +298,43 @@ def test_program_shipped_to_workers_with_their_own_cache(debate_model, debate_co
 
 @pytest.mark.filterwarnings("ignore:.*(ADVI|Pathfinder).*")
 def test_variational_batch_leaves_no_directories(debate_model, debate_compiled, debate_sim,
-                                                 dask_client):
-    """Every variational() fit of a batch removes CmdStan's output directory, in this process
-    and on the workers (long-lived processes would otherwise fill the temporary folder)."""
+                                                 tmp_path, monkeypatch):
+    """Every variational() fit of a batch removes its files, in this process and on the
+    workers (long-lived processes would otherwise fill the temporary folder). This process
+    and the workers get temporary folders of their own, so that other jobs' files do not
+    count."""
     import tempfile
 
     import cmdstanpy
 
-    def listing():
-        return {*os.listdir(cmdstanpy._TMPDIR),
-                *(n for n in os.listdir(tempfile.gettempdir()) if n.startswith("bayesglmm-"))}
+    distributed = pytest.importorskip("distributed")
 
-    before_here = listing()
-    before = dask_client.run(listing)
+    def listing(root):
+        return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*"))
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    before = listing(cmdstanpy._TMPDIR)
     sub = debate_sim[:4]
     res = bayesglmm.fit_many(debate_model, sub, method="variational", progress=False, seed=5,
                              draws=100)
     assert res.n_failed == 0
-    assert listing() == before_here
-    res = bayesglmm.fit_many(debate_model, sub, method="variational", client=dask_client,
-                             progress=False, seed=5, draws=100)
-    assert res.n_failed == 0 and len({r.worker for r in res.results}) >= 1
-    after = dask_client.run(listing)
-    assert after == before, {w: after[w] - before[w] for w in after}
     debate_model.pathfinder(draws=100, num_paths=2, seed=1, verbose=False)
-    assert listing() == before_here
+    assert listing(here) == [] and listing(cmdstanpy._TMPDIR) == before
+    there = tmp_path / "workers"
+    there.mkdir()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", env={"TMPDIR": str(there)})
+    client = distributed.Client(cluster)
+    try:
+        tmpdirs = client.run(lambda: __import__("cmdstanpy")._TMPDIR)  # imported: its folder
+        assert all(Path(t).parent == there for t in tmpdirs.values())
+        before = listing(there)
+        res = bayesglmm.fit_many(debate_model, sub, method="variational", client=client,
+                                 progress=False, seed=5, draws=100)
+        assert res.n_failed == 0
+        assert listing(there) == before
+    finally:
+        client.close()
+        cluster.close()
