@@ -31,7 +31,8 @@ BACKENDS = ("auto", "specific", "generic")
 class RunProgram:
     """The Stan program a model's fits run: its code, data and cache name.
 
-    ``backend`` is "generic" or "specific"; ``family`` the family name of a generic program.
+    ``backend`` is "generic" or "specific"; ``family`` the program name of a generic program
+    (:attr:`bayesglmm.families.Family.program`: the family name, or ``sequential_common``).
     """
 
     backend: str
@@ -89,9 +90,9 @@ def run_program(program: Any, backend: str, name: str) -> RunProgram:
         from .generic import generic_code, generic_data
         from .toolchain.programs import program_name
 
-        family = _family_name(program.spec)
+        family = program.spec.family  # its program: the family's, or the variant's
         return RunProgram("generic", generic_code(family), generic_data(program.spec),
-                          program_name(family), family)
+                          program_name(family.program), family.program)
     return RunProgram("specific", program.code, program.data, name)
 
 

@@ -14,7 +14,8 @@ Each :class:`Family` carries everything the rest of the package needs to know ab
 * flags read by the fitting code (``reml``, ``quadratic``, ``re_scale``, ``ordinal``, ...),
 * a random-number generator for posterior predictions.
 
-No other module compares family names: they read these fields.
+No other module compares family names: they read these fields. The response checks, links and
+random-number generators that the entries name are in :mod:`bayesglmm.family_functions`.
 
 Stan snippets
 -------------
@@ -71,10 +72,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 from scipy.special import expit
+
+from .family_functions import (
+    check_binary,
+    check_categories,
+    check_counts,
+    check_positive,
+    check_real,
+    check_unit_interval,
+    exp,
+    identity,
+    log,
+    logit,
+    rng_bernoulli,
+    rng_beta,
+    rng_binomial,
+    rng_gamma,
+    rng_gaussian,
+    rng_lognormal,
+    rng_neg_binomial,
+    rng_ordered,
+    rng_poisson,
+    rng_sequential,
+    rng_sequential_common,
+    rng_student_t,
+    rng_zero_inflated_neg_binomial,
+    rng_zero_inflated_poisson,
+)
 
 __all__ = [
     "EXTRA_PARAMS",
@@ -83,6 +110,7 @@ __all__ = [
     "ExtraParam",
     "Family",
     "get_family",
+    "program_families",
 ]
 
 
@@ -101,204 +129,6 @@ class ExtraParam:
         """The default prior of prior_normal() and prior_weak()."""
         rule = "" if self.always_prior else f" only if {self.prior_arg} is given, else flat"
         return f"exponential({self.prior_arg}){rule}"
-
-
-# ----------------------------------------------------------------------------- response checks
-
-
-def _values_preview(values: Any, limit: int = 5) -> str:
-    vals = [int(v) if isinstance(v, float) and v.is_integer() else v
-            for v in dict.fromkeys(np.asarray(values).ravel().tolist())]
-    text = ", ".join(repr(v) for v in vals[:limit])
-    return text + (", ..." if len(vals) > limit else "")
-
-
-def _require_numeric(y: np.ndarray, column: str, family: str) -> np.ndarray:
-    try:
-        arr = np.asarray(y, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Response column '{column}' must be numeric for family '{family}' "
-            f"(found values such as {_values_preview(y)})."
-        ) from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"Response column '{column}' contains non-finite values (inf).")
-    return arr
-
-
-def _check_real(y: np.ndarray, column: str, family: str) -> None:
-    _require_numeric(y, column, family)
-
-
-def _check_positive(y: np.ndarray, column: str, family: str) -> None:
-    arr = _require_numeric(y, column, family)
-    bad = arr[arr <= 0]
-    if bad.size:
-        raise ValueError(
-            f"Response column '{column}' must be strictly positive for family '{family}': "
-            f"{bad.size} value(s) <= 0 (e.g. {_values_preview(bad)})."
-        )
-
-
-def _check_counts(y: np.ndarray, column: str, family: str) -> None:
-    arr = _require_numeric(y, column, family)
-    bad = arr[(arr < 0) | (arr != np.round(arr))]
-    if bad.size:
-        raise ValueError(
-            f"Column '{column}' must hold non-negative integer counts for family '{family}': "
-            f"{bad.size} invalid value(s) (e.g. {_values_preview(bad)})."
-        )
-
-
-def _check_binary(y: np.ndarray, column: str, family: str) -> None:
-    arr = _require_numeric(y, column, family)
-    bad = arr[(arr != 0) & (arr != 1)]
-    if bad.size:
-        raise ValueError(
-            f"Response column '{column}' must be 0/1 for family '{family}': {bad.size} value(s) "
-            f"other than 0 and 1 (e.g. {_values_preview(bad)}). A two-level categorical or a "
-            "boolean column also works."
-        )
-
-
-def _check_unit_interval(y: np.ndarray, column: str, family: str) -> None:
-    arr = _require_numeric(y, column, family)
-    bad = arr[(arr <= 0) | (arr >= 1)]
-    if bad.size:
-        raise ValueError(
-            f"Response column '{column}' must lie strictly between 0 and 1 for family "
-            f"'{family}': {bad.size} value(s) outside (0, 1) (e.g. {_values_preview(bad)}). "
-            "Proportions of exactly 0 or 1 need another model (e.g. binomial counts)."
-        )
-
-
-def _check_categories(y: np.ndarray, column: str, family: str) -> None:
-    arr = _require_numeric(y, column, family)
-    bad = arr[(arr < 1) | (arr != np.round(arr))]
-    if bad.size:
-        raise ValueError(
-            f"Response column '{column}' must hold category codes 1..C for family '{family}' "
-            f"(or be an ordered categorical): {bad.size} invalid value(s) "
-            f"(e.g. {_values_preview(bad)})."
-        )
-    codes = arr.astype(int)
-    C = int(codes.max())
-    observed = set(codes.tolist())
-    if len(observed) < 2:
-        raise ValueError(
-            f"Family '{family}': response column '{column}' has only one observed category "
-            f"({C}); an ordinal model needs at least two."
-        )
-    missing = [k for k in range(1, C + 1) if k not in observed]
-    if missing:
-        raise ValueError(
-            f"Family '{family}': response column '{column}' has unobserved categories "
-            f"{missing} between 1 and {C}; the cutpoints around them are not identified. "
-            "Recode the categories (e.g. merge them) or pass levels= with the observed levels."
-        )
-
-
-# ----------------------------------------------------------------------------- inverse links
-
-
-def _identity(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x, dtype=float)
-
-
-def _exp(x: np.ndarray) -> np.ndarray:
-    return np.exp(x)
-
-
-def _log(x: np.ndarray) -> np.ndarray:
-    return np.log(x)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, dtype=float)
-    return np.log(p) - np.log1p(-p)
-
-
-# ----------------------------------------------------------------------------- rngs
-# Each takes the linear predictor eta (any shape; for ordinal families eta excludes cutpoints),
-# a dict of parameter values broadcastable against eta, a numpy Generator, and optional trials.
-
-
-def _rng_gaussian(eta, p, rng, trials=None):
-    return rng.normal(eta, p["sigma"])
-
-
-def _rng_lognormal(eta, p, rng, trials=None):
-    return np.exp(rng.normal(eta, p["sigma"]))
-
-
-def _rng_student_t(eta, p, rng, trials=None):
-    return eta + p["sigma"] * rng.standard_t(p["nu"], size=np.shape(eta))
-
-
-def _rng_gamma(eta, p, rng, trials=None):
-    shape = p["shape"]
-    return rng.gamma(shape, np.exp(eta) / shape)
-
-
-def _rng_bernoulli(eta, p, rng, trials=None):
-    return rng.binomial(1, expit(eta))
-
-
-def _rng_binomial(eta, p, rng, trials=None):
-    return rng.binomial(np.asarray(trials, dtype=int), expit(eta))
-
-
-def _rng_poisson(eta, p, rng, trials=None):
-    return rng.poisson(np.exp(eta))
-
-
-def _rng_neg_binomial(eta, p, rng, trials=None):
-    mu = np.exp(eta)
-    phi = p["phi"]
-    return rng.poisson(rng.gamma(phi, mu / phi))
-
-
-def _rng_zero_inflated_poisson(eta, p, rng, trials=None):
-    # p["zi"]: probability of a structural zero, broadcastable against eta
-    count = rng.poisson(np.exp(eta))
-    return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
-
-
-def _rng_zero_inflated_neg_binomial(eta, p, rng, trials=None):
-    count = _rng_neg_binomial(eta, p, rng)
-    return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
-
-
-def _rng_beta(eta, p, rng, trials=None):
-    mu = expit(eta)
-    phi = p["phi"]
-    return rng.beta(mu * phi, (1 - mu) * phi)
-
-
-def _rng_ordered(eta, p, rng, trials=None):
-    c = np.asarray(p["cutpoints"], dtype=float)  # (..., C-1)
-    eta = np.asarray(eta, dtype=float)
-    cdf = expit(c[..., None, :] - eta[..., :, None]) if c.ndim > 1 else expit(c - eta[..., None])
-    u = rng.uniform(size=eta.shape)[..., None]
-    return 1 + np.sum(u > cdf, axis=-1)
-
-
-def _rng_sequential_common(eta, p, rng, trials=None):
-    # eta: (...) one predictor per observation; cutpoints (C-1,) or (S, C-1) against eta (S, n)
-    c = np.asarray(p["cutpoints"], dtype=float)
-    eta = np.asarray(eta, dtype=float)
-    c = c[..., None, :] if c.ndim > 1 else c
-    cont = rng.uniform(size=eta.shape + (c.shape[-1],)) < expit(eta[..., None] - c)
-    return 1 + np.cumprod(cont, axis=-1).sum(axis=-1)
-
-
-def _rng_sequential(eta, p, rng, trials=None):
-    # eta: (..., C-1) transition-specific predictors; cutpoints (C-1,)
-    c = np.asarray(p["cutpoints"], dtype=float)
-    cont = rng.uniform(size=np.shape(eta)) < expit(np.asarray(eta) - c)
-    # category = 1 + number of leading successful transitions
-    stop = np.cumprod(cont, axis=-1)
-    return 1 + stop.sum(axis=-1)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -384,6 +214,12 @@ class Family:
         return self.rng_common is not None and not self.category_specific
 
     @property
+    def program(self) -> str:
+        """Name of the family's precompiled generic program: the family name, with ``_common``
+        for the variant made by ``with_category_specific(False)`` (its own program)."""
+        return f"{self.name}_common" if self.common_variant else self.name
+
+    @property
     def snippet(self) -> str:
         """The family's Stan snippet, relative to ``stan_snippets/`` (see the module docstring)."""
         return f"families/{self.name}.stan.j2"
@@ -403,74 +239,74 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
-            "gaussian", "identity", _identity, _identity, (_SIGMA,), "vector",
-            _check_real, "continuous", _rng_gaussian,
+            "gaussian", "identity", identity, identity, (_SIGMA,), "vector",
+            check_real, "continuous", rng_gaussian,
             doc="y ~ Normal(eta, sigma)", resid_corr=True, quadratic=True, re_scale="sigma",
             reml=True,
         ),
         Family(
-            "lognormal", "log", _log, _exp, (_SIGMA,), "vector",
-            _check_positive, "continuous", _rng_lognormal,
+            "lognormal", "log", log, exp, (_SIGMA,), "vector",
+            check_positive, "continuous", rng_lognormal,
             doc="log y ~ Normal(eta, sigma); density of y (includes the -log y Jacobian)",
             quadratic=True, re_scale="sigma",
         ),
         Family(
-            "student_t", "identity", _identity, _identity, (_SIGMA, _NU), "vector",
-            _check_real, "continuous", _rng_student_t,
+            "student_t", "identity", identity, identity, (_SIGMA, _NU), "vector",
+            check_real, "continuous", rng_student_t,
             doc="y ~ Student-t(nu, eta, sigma), nu > 2", re_scale="sigma",
         ),
         Family(
-            "gamma", "log", _log, _exp, (_SHAPE,), "vector",
-            _check_positive, "log", _rng_gamma,
+            "gamma", "log", log, exp, (_SHAPE,), "vector",
+            check_positive, "log", rng_gamma,
             doc="y ~ Gamma(shape, rate = shape / exp(eta)); mean exp(eta)",
         ),
         Family(
-            "bernoulli", "logit", _logit, expit, (), "int",
-            _check_binary, "logit", _rng_bernoulli, factor_response=True,
+            "bernoulli", "logit", logit, expit, (), "int",
+            check_binary, "logit", rng_bernoulli, factor_response=True,
             doc="y ~ Bernoulli(logistic(eta))",
         ),
         Family(
-            "binomial", "logit", _logit, expit, (), "int",
-            _check_counts, "logit", _rng_binomial, needs_trials=True, factor_response=True,
+            "binomial", "logit", logit, expit, (), "int",
+            check_counts, "logit", rng_binomial, needs_trials=True, factor_response=True,
             doc="y ~ Binomial(trials, logistic(eta)); cbind(successes, failures) or trials=",
         ),
         Family(
-            "poisson", "log", _log, _exp, (), "int",
-            _check_counts, "log", _rng_poisson,
+            "poisson", "log", log, exp, (), "int",
+            check_counts, "log", rng_poisson,
             doc="y ~ Poisson(exp(eta))",
         ),
         Family(
-            "neg_binomial", "log", _log, _exp, (_PHI,), "int",
-            _check_counts, "log", _rng_neg_binomial,
+            "neg_binomial", "log", log, exp, (_PHI,), "int",
+            check_counts, "log", rng_neg_binomial,
             doc="NB2: mean exp(eta), Var = mu + mu^2/phi",
         ),
         Family(
-            "ordered", "cumulative_logit", _logit, expit, (), "int",
-            _check_categories, "logit", _rng_ordered,
+            "ordered", "cumulative_logit", logit, expit, (), "int",
+            check_categories, "logit", rng_ordered,
             has_intercept=False, ordinal=True,
             doc="cumulative logit: P(y <= k) = logistic(c_k - eta)",
         ),
         Family(
-            "sequential", "cont_ratio_logit", _logit, expit, (), "int",
-            _check_categories, "logit", _rng_sequential,
+            "sequential", "cont_ratio_logit", logit, expit, (), "int",
+            check_categories, "logit", rng_sequential,
             has_intercept=False, ordinal=True, category_specific=True,
-            snippets=("sequential.stan",), rng_common=_rng_sequential_common,
+            snippets=("sequential.stan",), rng_common=rng_sequential_common,
             doc="continuation ratio: P(y > k | y >= k) = logistic(eta_k - c_k)",
         ),
         Family(
-            "beta", "logit", _logit, expit, (_PHI_BETA,), "vector",
-            _check_unit_interval, "logit", _rng_beta,
+            "beta", "logit", logit, expit, (_PHI_BETA,), "vector",
+            check_unit_interval, "logit", rng_beta,
             doc="y ~ Beta(mu phi, (1 - mu) phi), mu = logistic(eta); proportions in (0, 1)",
         ),
         Family(
-            "zero_inflated_poisson", "log", _log, _exp, (), "int",
-            _check_counts, "log", _rng_zero_inflated_poisson,
+            "zero_inflated_poisson", "log", log, exp, (), "int",
+            check_counts, "log", rng_zero_inflated_poisson,
             snippets=("zero_inflated.stan",), zero_inflated=True,
             doc="zero with probability zi = logistic(X_zi b_zi), else Poisson(exp(eta))",
         ),
         Family(
-            "zero_inflated_neg_binomial", "log", _log, _exp, (_PHI,), "int",
-            _check_counts, "log", _rng_zero_inflated_neg_binomial,
+            "zero_inflated_neg_binomial", "log", log, exp, (_PHI,), "int",
+            check_counts, "log", rng_zero_inflated_neg_binomial,
             snippets=("zero_inflated.stan",), zero_inflated=True,
             doc="zero with probability zi = logistic(X_zi b_zi), else NB2(exp(eta), phi)",
         ),
@@ -492,6 +328,18 @@ def _distinct_extras() -> tuple[ExtraParam, ...]:
 
 
 EXTRA_PARAMS: tuple[ExtraParam, ...] = _distinct_extras()
+
+
+def program_families() -> dict[str, Family]:
+    """Generic program name -> the family (or variant) it fits, in table order: every family,
+    and after each category-specific family its common-effect variant."""
+    out: dict[str, Family] = {}
+    for f in FAMILIES.values():
+        out[f.program] = f
+        if f.rng_common is not None:
+            common = f.with_category_specific(False)
+            out[common.program] = common
+    return out
 
 
 def get_family(family: str | Family) -> Family:

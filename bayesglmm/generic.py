@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .codegen import family_context, jinja_env, read_snippet, stan_data, tidy_code
-from .families import Family, get_family
+from .families import Family, get_family, program_families
 from .modelspec import ModelSpec
 from .priors import PRIOR_TABLE, prior_blocks
 from .residcorr import RESID_KINDS, RESID_LOWER
@@ -61,6 +61,7 @@ _SLOTS = range(1, GENERIC_SLOTS + 1)
 def _prior_terms(family: Family) -> tuple[str, ...]:
     """The prior terms the generic program of ``family`` can switch on (table order)."""
     keys = set((["Intercept_c"] if family.has_intercept else []) + ["b"]
+               + (["b_zi"] if family.zero_inflated else [])
                + list(family.extra_names) + (["cutpoints"] if family.ordinal else []))
     keys |= {f"{pre}_{k}" for pre in ("sd", "corr") for k in _SLOTS}
     out = []
@@ -101,11 +102,6 @@ def covers(spec: ModelSpec | None) -> str | None:
     if not isinstance(spec, ModelSpec):
         return "a user-supplied Stan program (from_stan) has no generic counterpart"
     fam = spec.family
-    if fam.common_variant:
-        return (f"category_specific=False (the generic {fam.name} program has category-specific "
-                "coefficients)")
-    if fam.zero_inflated:
-        return "a zero-inflation formula (not part of the generic programs yet)"
     if len(spec.groups) > GENERIC_SLOTS:
         return (f"{len(spec.groups)} grouping terms (the generic program has {GENERIC_SLOTS} "
                 "slots)")
@@ -159,8 +155,9 @@ def _context(family: Family) -> dict[str, Any]:
 
 
 @cache
-def _code(name: str) -> str:
-    return tidy_code(jinja_env().get_template("generic.stan.j2").render(**_context(get_family(name))))
+def _code(program: str) -> str:
+    family = program_families()[program]
+    return tidy_code(jinja_env().get_template("generic.stan.j2").render(**_context(family)))
 
 
 def generic_code(family: Family | str) -> str:
@@ -169,14 +166,18 @@ def generic_code(family: Family | str) -> str:
     Parameters
     ----------
     family : Family or str
-        The family (an entry of :data:`bayesglmm.families.FAMILIES` or its name).
+        The family (an entry of :data:`bayesglmm.families.FAMILIES`, or the common-effect
+        variant of a category-specific family) or its program name (:attr:`Family.program`:
+        the family name, ``"sequential_common"`` for the variant).
 
     Returns
     -------
     str
         The Stan program, rendered from the same templates as the model programs.
     """
-    return _code(get_family(family).name)
+    if isinstance(family, str) and family in program_families():
+        return _code(family)
+    return _code(get_family(family).program)
 
 
 # ----------------------------------------------------------------------------- data

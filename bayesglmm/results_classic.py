@@ -2,7 +2,8 @@
 
 Same shape as :class:`~bayesglmm.results.MAPFit` (``summary()`` indexed by user names with
 ``estimate, se, lower, upper``) plus ``df``, ``t`` (gaussian) or ``z`` and ``p`` for the fixed
-effects, and ``loglik``, ``aic``, ``bic``, ``deviance``, ``vcov``.
+effects (and the zero-inflation coefficients ``b_zi`` of the zero-inflated families: Wald z on
+the logit scale), and ``loglik``, ``aic``, ``bic``, ``deviance``, ``vcov``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from .results import MAPFit, backend_lines, call_line, fmt_table
+from .zero_inflation import zi_names
 
 __all__ = ["ClassicFit", "format_p", "stars"]
 
@@ -34,6 +36,14 @@ def stars(p: float) -> str:
     if p is None or not np.isfinite(p):
         return ""
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _zero_part_rows(model: Any, index: pd.Index) -> list[str]:
+    """The rows of the zero-inflation coefficients ``b_zi[...]`` (zero-inflated families)."""
+    spec = getattr(model, "spec", None)
+    if getattr(spec, "zi", None) is None:
+        return []
+    return [r for r in (f"b_zi[{n}]" for n in zi_names(spec)) if r in index]
 
 
 class ClassicFit(MAPFit):
@@ -88,6 +98,11 @@ class ClassicFit(MAPFit):
         tab.loc[names, "df"] = df
         tab.loc[names, stat] = tval
         tab.loc[names, "p"] = p
+        zi = _zero_part_rows(model, tab.index)  # logit P(structural zero): Wald z tests too
+        if zi:
+            zval = tab.loc[zi, "estimate"].to_numpy(float) / tab.loc[zi, "se"].to_numpy(float)
+            tab.loc[zi, stat] = zval
+            tab.loc[zi, "p"] = 2 * stats.norm.sf(np.abs(zval))
         if not self.gaussian:
             self._table = tab.drop(columns="df")
 

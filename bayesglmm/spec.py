@@ -32,7 +32,7 @@ from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
 from .prepare import prepare_data
 from .priors import Prior, make_prior, resolve_prior
 from .residcorr import build_resid, check_redundancy, check_resid_args, default_group
-from .zero_inflation import zi_columns, zi_effects, zi_rhs
+from .zero_inflation import zero_part, zi_columns, zi_effects, zi_rhs
 
 __all__ = [
     "Bar",
@@ -114,8 +114,6 @@ def build_spec(
         how = ("sum-to-zero contrasts (columns 1..L-1, last level = minus their sum)"
                if contrasts == "sum" else "treatment contrasts (reference = first level)")
         notes.append(f"factors {', '.join(coded)}: {how}.")
-    if zi_part is not None and the_prior.name != "flat":
-        notes.append("the zero-inflation coefficients b_zi have flat priors.")
     if not fam.has_intercept and fixed.intercept:
         notes.append(f"family '{fam.name}' has no intercept: it is absorbed by the cutpoints.")
     groups = tuple(
@@ -130,13 +128,16 @@ def build_spec(
     has_intercept = fixed.intercept and fam.has_intercept
     sd_names = tuple(tuple(sd_name(g.k, m, g.factor, c, len(groups) > 1).user
                            for m, c in enumerate(g.coefs, start=1)) for g in groups)
+    zi_fe = zi_effects(zi_part, df, lev_str, wrap) if zi_part is not None else None
     rprior = resolve_prior(
         the_prior, fam,
         b_names=fixed.names, X=fixed.X, y=prep.response.y, has_intercept=has_intercept,
         n_cat=prep.response.n_categories or 0,
         re_terms=tuple((g.factor, g.coefs, g.correlated) for g in groups),
-        sd_names=sd_names,
+        sd_names=sd_names, zi=zero_part(zi_fe) if zi_fe is not None else None,
     )
+    if zi_fe is not None and the_prior.name != "flat" and not rprior.has("b_zi"):
+        notes.append("the zero-inflation coefficients b_zi have flat priors.")
     spec = ModelSpec(
         formula=parsed.formula,
         family=fam,
@@ -152,7 +153,7 @@ def build_spec(
         data=df,
         resid=resid,
         parsed=parsed,
-        zi=zi_effects(zi_part, df, lev_str, wrap) if zi_part is not None else None,
+        zi=zi_fe,
     )
     return hold_coefficients(spec, hold) if hold else spec
 

@@ -19,8 +19,10 @@ from scipy.special import expit
 from .design import check_newdata, fixed_effects
 from .formula import FormulaError, inject_contrasts, split_top, var_names
 from .modelspec import FixedEffects
+from .priors import ZeroPart
 
-__all__ = ["zi_columns", "zi_design", "zi_effects", "zi_names", "zi_probability", "zi_rhs"]
+__all__ = ["zero_part", "zi_columns", "zi_design", "zi_effects", "zi_names", "zi_probability",
+           "zi_rhs"]
 
 
 def zi_rhs(zi: Any) -> str:
@@ -62,10 +64,22 @@ def zi_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]],
     return fe
 
 
+def _names(zi: FixedEffects) -> tuple[str, ...]:
+    return (("Intercept",) if zi.intercept else ()) + tuple(zi.names)
+
+
+def _with_intercept(zi: FixedEffects, X: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(X.shape[0]), X]) if zi.intercept else X
+
+
 def zi_names(spec: Any) -> tuple[str, ...]:
     """Column names of the zero-inflation design: ``Intercept`` first when present."""
-    zi = spec.zi
-    return (("Intercept",) if zi.intercept else ()) + tuple(zi.names)
+    return _names(spec.zi)
+
+
+def zero_part(zi: FixedEffects) -> ZeroPart:
+    """The zero part's design as the prior sees it (names, matrix with the intercept column)."""
+    return ZeroPart(_names(zi), _with_intercept(zi, np.asarray(zi.X, dtype=float)), zi.intercept)
 
 
 def zi_design(spec: Any, newdata: pd.DataFrame | None = None) -> np.ndarray:
@@ -84,9 +98,7 @@ def zi_design(spec: Any, newdata: pd.DataFrame | None = None) -> np.ndarray:
                 sl = new.slices[name]
                 cols.extend(range(sl.start, sl.stop))
         X = M[:, cols]
-    if zi.intercept:
-        X = np.column_stack([np.ones(X.shape[0]), X])
-    return X
+    return _with_intercept(zi, X)
 
 
 def zi_probability(b_zi: np.ndarray, X_zi: np.ndarray) -> np.ndarray:

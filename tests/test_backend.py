@@ -141,6 +141,30 @@ def test_binomial_glmm_agrees_between_backends(cbpp, cbpp_model, cbpp_classic):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_zero_inflated_glmm_agrees_between_backends(toolchain):
+    """The zero-inflated poisson model of tests/test_family_zero_inflated.py (same data and
+    specific program, cache name fam_flat_zip): classic(), MAP and Laplace log ML."""
+    from test_family_zero_inflated import SEED, simulate
+
+    data = simulate(np.random.default_rng(SEED))
+    kw = dict(family="zero_inflated_poisson", zi="~ w")
+    gen = bayesglmm.glmer("y ~ x + (1 | g)", data, **kw)
+    spe = bayesglmm.glmer("y ~ x + (1 | g)", data, backend="specific", **kw)
+    spe.name = "fam_flat_zip"
+    assert gen.backend == "generic" and spe.backend == "specific"
+    a, b = gen.classic(verbose=False), spe.classic(verbose=False)
+    assert "Stan program: generic (the precompiled zero_inflated_poisson program)" in str(a)
+    cols = ["estimate", "se", "z", "p"]
+    np.testing.assert_allclose(a.summary()[cols].to_numpy(float),
+                               b.summary()[cols].to_numpy(float), rtol=1e-6)
+    assert a.loglik == pytest.approx(b.loglik, rel=1e-6)
+    m1, m2 = gen.optimize(verbose=False), spe.optimize(verbose=False)
+    np.testing.assert_allclose(m1.summary()["estimate"], m2.summary()["estimate"], rtol=1e-6)
+    assert m1.log_ml == pytest.approx(m2.log_ml, rel=1e-6)
+
+
+@pytest.mark.slow
 def test_nuts_on_the_generic_program_matches_the_specific(sleep_pair):
     gen, spe = sleep_pair
     kw = dict(chains=2, warmup=500, sampling=500, seed=11, verbose=False)

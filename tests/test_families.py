@@ -373,6 +373,8 @@ def _reference_logp(program, v) -> float:
         b = v["beta"] if v["beta"].ndim == 2 else v["beta"][:, None]
         lp += stats.norm.logpdf(b, np.asarray(pd_["b_mu"])[:, None],
                                 np.asarray(pd_["b_sd"])[:, None]).sum()
+    if "b_zi_sd" in pd_:
+        lp += stats.norm.logpdf(v["beta_zi"], pd_["b_zi_mu"], pd_["b_zi_sd"]).sum()
     for p in ("sigma", "nu", "shape", "phi"):
         if p + "_rate" in pd_:
             lp += stats.expon.logpdf(v[p], scale=1 / pd_[p + "_rate"])

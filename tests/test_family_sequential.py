@@ -47,14 +47,20 @@ def test_common_names_and_code(debate):
     assert "category_specific" not in default.call()
 
 
-def test_generic_program_does_not_claim_the_common_variant(debate):
+def test_the_common_variant_has_its_own_generic_program(debate):
+    """category_specific=False runs the precompiled sequential_common program (equivalence with
+    the specific program: tests/test_generic.py); the default runs the sequential one."""
     from bayesglmm import generic
 
     m = bayesglmm.glmer("sat ~ talk + (1 | group)", debate, family="sequential",
                         category_specific=False)
-    assert "category_specific=False" in generic.covers(m.spec)
+    assert generic.covers(m.spec) is None and m.spec.family.program == "sequential_common"
+    assert m.backend == "generic" and m.run_program.name == "generic_sequential_common"
+    assert "vector[K - K_fixed] beta_free;" in m.run_program.code
     default = bayesglmm.glmer("sat ~ talk + (1 | group)", debate, family="sequential")
     assert generic.covers(default.spec) is None
+    assert default.run_program.name == "generic_sequential"
+    assert "matrix[K, C - 1] beta;" in default.run_program.code
 
 
 def test_rng_common():

@@ -1,7 +1,9 @@
 """Zero-inflated poisson on simulated counts with excess zeros (``zi="~ w"``): the zi= formula and
 its errors, classic() against a direct maximisation of the same (Laplace) marginal likelihood,
 recovery by optimize() and sample(), predictions including the zero part, posterior
-predictions and LOO. One compiled program (``y ~ x + (1 | g)``, flat priors).
+predictions and LOO, variational() against NUTS, lsmeans() and simple_effects(). The models
+run the family's generic program (``y ~ x + (1 | g)`` and ``y ~ x + f + h + (1 | g)``, flat
+priors): no compile of their own.
 
 The reference marginal likelihood is computed here with numpy/scipy, independently of Stan: per
 group, adaptive Gauss-Hermite quadrature over the random intercept u ~ Normal(0, sd) of
@@ -19,6 +21,7 @@ import pandas as pd
 import pytest
 from marginal_ref import assert_recovers, group_log_integral, maximise
 from scipy.special import expit, gammaln
+from scipy.stats import norm
 
 import bayesglmm
 from bayesglmm.families import FAMILIES
@@ -82,11 +85,22 @@ def test_simulate_and_update_keep_the_zero_part(data):
     assert "zi = ~w" in m.update(data=data.iloc[:200]).call()
 
 
-def test_generic_program_does_not_claim_zero_inflation(data):
+def test_generic_program_covers_zero_inflation(data):
+    """The zero part is data of the family's generic program (equivalence with the specific
+    program: tests/test_generic.py); backend="auto" runs it."""
     from bayesglmm import generic
 
-    m = bayesglmm.glmer("y ~ x + (1 | g)", data, family="zero_inflated_poisson")
-    assert "zero-inflation" in generic.covers(m.spec)
+    m = bayesglmm.glmer("y ~ x + (1 | g)", data, family="zero_inflated_poisson", zi="~ w")
+    assert generic.covers(m.spec) is None
+    assert m.backend == "generic" and m.run_program.name == "generic_zero_inflated_poisson"
+    d = generic.generic_data(m.spec)
+    assert d["K_zi"] == 2 and d["prior_b_zi"] == 0
+    np.testing.assert_array_equal(d["X_zi"], m.stan_data["X_zi"])
+    n = bayesglmm.glmer("y ~ x + (1 | g)", data, family="zero_inflated_neg_binomial",
+                        prior=bayesglmm.prior_normal(b_zi_sd=2.5))
+    dn = generic.generic_data(n.spec)
+    assert n.run_program.name == "generic_zero_inflated_neg_binomial"
+    assert dn["prior_b_zi"] == 1 and dn["b_zi_sd"].tolist() == [2.5]
 
 
 def test_rng_zero_share():
@@ -157,6 +171,12 @@ def test_classic_matches_direct_laplace_ml(model, data):
         got = s.loc[n, "estimate"]
         assert abs(got - want) <= REL * abs(want), (n, got, want)
     assert abs(fit.loglik - ref_ll) <= 1e-6 * abs(ref_ll), (fit.loglik, ref_ll)
+    # Wald z tests of the zero part as of the fixed effects (logit scale)
+    for n in ("b_zi[Intercept]", "b_zi[w]"):
+        z = s.loc[n, "estimate"] / s.loc[n, "se"]
+        assert s.loc[n, "z"] == pytest.approx(z, rel=1e-12)
+        assert s.loc[n, "p"] == pytest.approx(2 * norm.sf(abs(z)), rel=1e-12)
+    assert np.isnan(s.loc["sd[g:Int]", "z"])
 
 
 @pytest.mark.slow
@@ -185,14 +205,17 @@ def test_optimize_recovers_truth_and_predicts(model, data):
     same = fit.predict(pd.DataFrame({"x": ce["x"], "w": data["w"].mean(), "g": 1}), re="exclude")
     np.testing.assert_allclose(same[["estimate", "se"]].to_numpy(),
                                ce[["estimate", "se"]].to_numpy(), rtol=1e-8)
-    with pytest.raises(ValueError, match="not available yet for family 'zero_inflated_poisson'"):
-        bayesglmm.simple_effects(fit, "x:w")
+
+
+@pytest.fixture(scope="module")
+def nuts(model):
+    return model.sample(chains=2, warmup=500, sampling=500, seed=4, verbose=False)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_sample_posterior_predict_and_loo(model, data):
-    fit = model.sample(chains=2, warmup=500, sampling=500, seed=4, verbose=False)
+def test_sample_posterior_predict_and_loo(model, nuts, data):
+    fit = nuts
     s = fit.summary()
     for p, true in TRUTH.items():
         assert abs(s.loc[p, "mean"] - true) < 3.5 * s.loc[p, "sd"], (p, s.loc[p, "mean"])
@@ -211,3 +234,122 @@ def test_sample_posterior_predict_and_loo(model, data):
     np.testing.assert_allclose(ce["estimate"].to_numpy(), m.mean(axis=0), rtol=1e-10)
     res = fit.loo()
     assert np.isfinite(res.elpd_loo) and res.loo_i.shape == (len(data),)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_variational_against_nuts(model, nuts, data):
+    """Mean-field ADVI (the default) against the NUTS posterior of the same model.
+
+    Tolerances: ADVI stops when the relative ELBO change is < 0.005, which leaves its means
+    noisy by a fraction of a posterior SD (tests/test_variational.py: < SD / 3 on a conjugate
+    model), and the mean-field family ignores the posterior correlation of the intercept, the
+    group SD and the group effects, which shifts their means and shrinks their SDs. Measured on
+    this model (3 seeds each with flat and weak priors, against 4 x 1000 NUTS draws): means
+    within 0.96 posterior SD, SD ratios 0.40-0.99; so means within 1.25 SD and SD ratios in
+    [0.3, 1.25]. Full-rank ADVI diverged on this model in the same trials (Pareto k 1.2-142):
+    the fit says so (Pareto k > 0.7: unreliable).
+    """
+    from bayesglmm.inference.variational import VariationalWarning
+
+    ref = nuts.summary()
+    with pytest.warns(VariationalWarning):
+        vi = model.variational(seed=1, verbose=False)
+    s = vi.summary()
+    for p in TRUTH:
+        sd = ref.loc[p, "sd"]
+        assert abs(s.loc[p, "mean"] - ref.loc[p, "mean"]) < 1.25 * sd, (p, s.loc[p, "mean"])
+        assert 0.3 < s.loc[p, "sd"] / sd < 1.25, (p, s.loc[p, "sd"], sd)
+    # the predictions run on the approximation's draws, zero part included
+    yrep = vi.posterior_predict(seed=2)  # the share of zeros as for NUTS (SE about 0.025)
+    assert abs(np.mean(yrep == 0) - np.mean(data["y"] == 0)) < 0.05
+    with pytest.warns(VariationalWarning, match="unreliable; use sample"):
+        full = model.variational(method="fullrank", seed=1, verbose=False)
+    assert full.pareto_k > 0.7
+
+
+# ----------------------------------------------------------------------------- lsmeans, simple effects
+
+F_LEVELS, H_LEVELS = ("a", "b", "c"), ("hi", "lo")
+
+
+@pytest.fixture(scope="module")
+def factor_model(data, toolchain):
+    """y ~ x + f + h + (1 | g), zi = ~ w (f and h: factors without effect, treatment coded with
+    the first level as reference); the family's generic program (no compile of its own)."""
+    i = np.arange(len(data))
+    d = data.assign(f=np.array(F_LEVELS)[i % 3], h=np.array(H_LEVELS)[(i // 3) % 2])
+    return bayesglmm.glmer("y ~ x + f + h + (1 | g)", d, family="zero_inflated_poisson",
+                           zi="~ w")
+
+
+def _cell_means(theta: dict[str, np.ndarray], d: pd.DataFrame, x: float, f: str, h: str):
+    """(1 - zi) exp(eta) at x, levels f and h, w at its mean (random effects 0)."""
+    eta = theta["Intercept"] + theta["b[x]"] * x
+    eta = eta + (theta[f"b[f{f}]"] if f != "a" else 0) + (theta["b[hlo]"] if h == "lo" else 0)
+    zeta = theta["b_zi[Intercept]"] + theta["b_zi[w]"] * d["w"].mean()
+    return (1 - expit(zeta)) * np.exp(eta)
+
+
+NAMES = ["Intercept", "b[x]", "b[fb]", "b[fc]", "b[hlo]", "b_zi[Intercept]", "b_zi[w]"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_lsmeans_and_simple_effects_classic(factor_model):
+    """Means on the response scale include the zero part (equal weights over the cells);
+    link scale: the count part. Single-cell means equal predict() (its delta-method SE)."""
+    d = factor_model.spec.data
+    fit = factor_model.classic(verbose=False)
+    est = fit.summary()["estimate"]
+    th = {n: est[n] for n in NAMES}
+    xbar = d["x"].mean()
+    resp = bayesglmm.lsmeans(fit, "f", type="response")
+    assert "response scale: mean including the zero part" in str(resp)
+    want = [np.mean([_cell_means(th, d, xbar, f, h) for h in H_LEVELS]) for f in F_LEVELS]
+    np.testing.assert_allclose(resp["estimate"].to_numpy(), want, rtol=1e-10)
+    link = bayesglmm.lsmeans(fit, "f", pairwise=True)
+    assert "link scale of the count part" in str(link)
+    base = th["Intercept"] + th["b[x]"] * xbar + th["b[hlo]"] / 2
+    np.testing.assert_allclose(link["estimate"].to_numpy(),
+                               [base, base + th["b[fb]"], base + th["b[fc]"]], rtol=1e-10)
+    assert link.contrasts.loc["(f=a) - (f=b)", "estimate"] == pytest.approx(-th["b[fb]"])
+    # one cell per mean: the mean and its SE are predict()'s at that row
+    cells = bayesglmm.lsmeans(fit, "f", by="h", type="response")
+    rows = pd.DataFrame([(f, h) for h in H_LEVELS for f in F_LEVELS], columns=["f", "h"])
+    rows = rows.assign(x=xbar, w=d["w"].mean(), g=1)
+    pred = fit.predict(rows, re="exclude")
+    np.testing.assert_allclose(cells[["estimate", "se"]].to_numpy(),
+                               pred[["estimate", "se"]].to_numpy(), rtol=1e-8)
+    # simple effects: differences and slopes of the same mean (f at its most frequent
+    # level 'a' when it is not the focal predictor)
+    se = bayesglmm.simple_effects(fit, "f:h").data
+    row = se[(se["h"] == "lo") & (se["term"] == "c - a")].iloc[0]
+    assert row["estimate"] == pytest.approx(
+        _cell_means(th, d, xbar, "c", "lo") - _cell_means(th, d, xbar, "a", "lo"), rel=1e-10)
+    assert row["se"] > 0 and row["lower"] < row["estimate"] < row["upper"]
+    slope = bayesglmm.simple_effects(fit, "x:h").data
+    for h in H_LEVELS:  # forward difference with step 1e-4: relative error ~ b[x] * 1e-4 / 2
+        got = slope.loc[slope["h"] == h, "estimate"].iloc[0]
+        assert got == pytest.approx(th["b[x]"] * _cell_means(th, d, xbar, "a", h), rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_lsmeans_and_simple_effects_from_draws(factor_model):
+    """Sampled fits: the posterior mean and SD of the same quantities, draw by draw."""
+    d = factor_model.spec.data
+    fit = factor_model.sample(chains=2, warmup=500, sampling=300, seed=5, verbose=False)
+    dr = fit.draws(NAMES, inc_random=False)
+    th = {n: dr[n].to_numpy() for n in NAMES}
+    xbar = d["x"].mean()
+    resp = bayesglmm.lsmeans(fit, "f", type="response")
+    for f in F_LEVELS:
+        m = np.mean([_cell_means(th, d, xbar, f, h) for h in H_LEVELS], axis=0)
+        assert resp.loc[f"f={f}", "estimate"] == pytest.approx(m.mean(), rel=1e-10)
+        assert resp.loc[f"f={f}", "se"] == pytest.approx(m.std(ddof=1), rel=1e-8)
+    se = bayesglmm.simple_effects(fit, "f:h").data
+    diff = _cell_means(th, d, xbar, "b", "hi") - _cell_means(th, d, xbar, "a", "hi")
+    row = se[(se["h"] == "hi") & (se["term"] == "b - a")].iloc[0]
+    assert row["estimate"] == pytest.approx(diff.mean(), rel=1e-10)
+    assert row["se"] == pytest.approx(diff.std(ddof=1), rel=1e-8)

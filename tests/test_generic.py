@@ -24,15 +24,16 @@ from functools import cache
 import numpy as np
 import pytest
 
-import bayesglmm
 from bayesglmm import generic
 from bayesglmm.codegen import generate
-from bayesglmm.families import FAMILY_NAMES
+from bayesglmm.families import FAMILY_NAMES, get_family, program_families
 from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
 from bayesglmm.spec import build_spec, hold_coefficients
 from bayesglmm.toolchain.programs import program_name
 
 # ------------------------------------------------------------------------------- the cases
+
+COMMON = get_family("sequential").with_category_specific(False)
 
 SIX = ("sat ~ talk + perf + offset(0.1 * perf) + (1 + talk | group) + (1 | skill/cond)"
        " + (perf || cond) + (0 + talk | skill) + (1 | perf)")
@@ -68,6 +69,14 @@ CASES: dict[str, tuple] = {
                    None, "fam_sequential"),
     "beta": ("beta", "prop ~ talk + perf + (1 | group)", prior_normal(phi_rate=0.3), {}, None,
              "fam_beta"),
+    "sequential_common": (COMMON, "sat ~ talk + perf + (1 | group)",
+                          prior_normal(cutpoint_sd=5), {}, None, "fam_sequential_common"),
+    "zero_inflated_poisson": ("zero_inflated_poisson", "talk ~ perf + (1 | group)",
+                              prior_normal(), {"zi": "~ sat"}, None,
+                              "fam_zero_inflated_poisson"),
+    "zero_inflated_neg_binomial": ("zero_inflated_neg_binomial", "talk ~ perf + (1 | group)",
+                                   prior_normal(phi_rate=0.3), {"zi": "~ 1"}, None,
+                                   "fam_zero_inflated_neg_binomial"),
     # tests/test_families.py maximum-likelihood programs: no grouping term (scalar intercept)
     "gaussian_lm": ("gaussian", "sat ~ talk + perf", prior_flat(), {}, None, "fam_gaussian_lm"),
     "bernoulli_glm": ("bernoulli", "cond ~ talk + sat", prior_flat(), {}, None,
@@ -93,6 +102,9 @@ CASES: dict[str, tuple] = {
                           {}, None, "generic_eq_six"),
     "ordered_glm": ("ordered", "sat ~ talk + perf", prior_flat(), {}, None,
                     "generic_eq_ordered_glm"),
+    # no grouping term (scalar intercept), the weak prior of the zero part with an override
+    "zip_glm_weak": ("zero_inflated_poisson", "talk ~ perf", prior_weak(
+        overrides={"b_zi[sat]": (0.5, 2.0)}), {"zi": "~ sat"}, None, "generic_eq_zip_glm"),
 }
 
 
@@ -163,9 +175,11 @@ def test_covers_refuses_from_stan(conjugate_model):
 
 
 def test_generic_code_is_deterministic_for_every_family():
-    for fam in FAMILY_NAMES:
+    assert list(program_families()) == [*FAMILY_NAMES[:10], "sequential_common",
+                                        *FAMILY_NAMES[10:]]
+    for fam, family in program_families().items():
         code = generic.generic_code(fam)
-        assert code == generic.generic_code(bayesglmm.families.get_family(fam))
+        assert code == generic.generic_code(family)
         assert code.count("cholesky_factor_corr[has_corr_") == generic.GENERIC_SLOTS
         # parameters in the specific program's order
         decl = code[code.index("parameters {"):code.index("}", code.index("parameters {"))]
@@ -252,8 +266,8 @@ def test_generic_equals_specific(case, data, toolchain):
     spec = case_spec(case, data)
     program = generate(spec)
     bs = _compiled(program.code, CASES[case][-1]).bridgestan_model(program.data)
-    fam = spec.family.name
-    bg = _compiled(generic.generic_code(fam), program_name(fam)).bridgestan_model(
+    fam = spec.family.program
+    bg = _compiled(generic.generic_code(spec.family), program_name(fam)).bridgestan_model(
         generic.generic_data(spec))
     assert generic.specific_names(spec, bg.param_unc_names(), unconstrained=True) == list(
         bs.param_unc_names())

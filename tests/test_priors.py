@@ -213,3 +213,73 @@ def test_prior_constants_reproduce_reference_map(debate, formula, which):
     want_nlp, want = REFERENCE_MAP[(formula, which)]
     assert r.fun == pytest.approx(want_nlp, abs=6e-3)
     np.testing.assert_allclose([icpt, *b, np.exp(ls), np.exp(lt)], want, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- zero part (b_zi)
+
+
+def _zi_spec(debate, prior, zi="~ sat + cond"):
+    return build_spec("talk ~ perf + (1 | group)", debate, family="zero_inflated_poisson",
+                      prior=prior, zi=zi)
+
+
+def test_zero_part_normal_prior(debate):
+    s = _zi_spec(debate, prior_normal())
+    assert "b_zi" in s.prior.terms
+    np.testing.assert_array_equal(s.prior.data["b_zi_mu"], [0, 0, 0])
+    np.testing.assert_array_equal(s.prior.data["b_zi_sd"], [10, 10, 10])
+    assert "b_zi[Intercept] ~ Normal(0, 10)" in s.prior.describe()
+    assert "  prior: b_zi[sat] ~ Normal(0, 10)" in str(s).splitlines()
+    assert not any("flat priors" in n for n in s.notes)
+    s2 = _zi_spec(debate, prior_normal(b_zi_sd=2.5))
+    np.testing.assert_array_equal(s2.prior.data["b_zi_sd"], [2.5, 2.5, 2.5])
+    # dropped with None: the zero part is flat, and the spec says so
+    s3 = _zi_spec(debate, prior_normal(b_zi_sd=None))
+    assert "b_zi" not in s3.prior.terms
+    assert any("b_zi have flat priors" in n for n in s3.notes)
+    assert "b_zi" not in _zi_spec(debate, prior_flat()).prior.terms
+    # the Stan code has the table's statement; the flat model has none
+    from bayesglmm.codegen import generate
+
+    assert "target += normal_lpdf(beta_zi | b_zi_mu, b_zi_sd);" in generate(s).code
+    assert "b_zi_sd" not in generate(s3).code
+    # families without a zero part ignore the argument (as sigma_rate for poisson)
+    p = build_spec("talk ~ perf", debate, family="poisson", prior=prior_normal(b_zi_sd=1.0))
+    assert "b_zi" not in p.prior.terms
+
+
+def test_zero_part_weak_prior(debate):
+    """prior_weak: that of a logistic regression on the zi= design (logit constants)."""
+    s = _zi_spec(debate, prior_weak(max_beta=2.0))
+    base = math.pi / math.sqrt(3)
+    assert s.prior.zi_names == ("Intercept", "sat", "cond")
+    want = [2.0 * base, 2.0 * base / debate["sat"].std(ddof=1),
+            2.0 * base / debate["cond"].std(ddof=1)]
+    np.testing.assert_allclose(s.prior.data["b_zi_sd"], want, rtol=1e-12)
+    np.testing.assert_array_equal(s.prior.data["b_zi_mu"], [0, 0, 0])
+    with pytest.raises(ValueError, match=r"zero-inflation columns are constant: b_zi\[one\]"):
+        _zi_spec(debate.assign(one=1.0), prior_weak(), zi="~ one")
+    # a zi= formula without intercept: every column scaled by its SD
+    s0 = _zi_spec(debate, prior_weak(), zi="~ 0 + sat")
+    np.testing.assert_allclose(s0.prior.data["b_zi_sd"],
+                               [base / debate["sat"].std(ddof=1)], rtol=1e-12)
+
+
+def test_zero_part_overrides(debate):
+    s = _zi_spec(debate, prior_weak(overrides={"b_zi[sat]": (0.5, 2.0), "b_zi[Intercept]": 3.0}))
+    names = s.prior.zi_names
+    d = dict(zip(names, zip(s.prior.data["b_zi_mu"], s.prior.data["b_zi_sd"])))
+    assert d["sat"] == (0.5, 2.0) and d["Intercept"] == (0.0, 3.0)
+    assert "b_zi[sat] ~ Normal(0.5, 2)" in s.prior.describe()
+    all_ = _zi_spec(debate, prior_normal(b_zi_sd=None, overrides={"b_zi": 1.5}))
+    np.testing.assert_array_equal(all_.prior.data["b_zi_sd"], [1.5, 1.5, 1.5])
+    with pytest.raises(ValueError, match="some zero-inflation coefficients a prior but not "
+                                         r"others.*b_zi\[Intercept\]"):
+        _zi_spec(debate, prior_normal(b_zi_sd=None, overrides={"b_zi[sat]": 1.0}))
+    with pytest.raises(ValueError, match=r"no coefficient 'b_zi\[nope\]'"):
+        _zi_spec(debate, prior_normal(overrides={"b_zi[nope]": 1.0}))
+    with pytest.raises(ValueError, match="family 'poisson' has no zero-inflation coefficients"):
+        build_spec("talk ~ perf", debate, family="poisson",
+                   prior=prior_normal(overrides={"b_zi": 1.0}))
+    with pytest.raises(ValueError, match="b_zi_sd must be a positive number"):
+        prior_normal(b_zi_sd=-1)

@@ -1,6 +1,7 @@
-"""Mean response of the zero-inflated families for conditional effects: (1 - zi) exp(eta) with
-zi = logistic(X_zi b_zi), from the draws of (b, b_zi) or, for MAP and classic fits, with a
-delta-method SE from their joint covariance."""
+"""Mean response of the zero-inflated families for conditional effects, simple effects and
+marginal means: (1 - zi) exp(eta) with zi = logistic(X_zi b_zi), from the draws of (b, b_zi)
+or, for MAP and classic fits, with a delta-method SE from their joint covariance; and weighted
+sums of these means over grid rows (differences, slopes, averages)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.special import expit
 
 from ..zero_inflation import zi_columns, zi_design, zi_names
-from .predict import pooled_draws, zi_point_mean
+from .predict import pooled_draws, zi_point_parts
 
-__all__ = ["zi_mean_estimates"]
+__all__ = ["zi_mean_estimates", "zi_weighted_estimates"]
 
 
 def _with_zi_columns(spec: Any, grid: pd.DataFrame) -> pd.DataFrame:
@@ -28,23 +30,42 @@ def _with_zi_columns(spec: Any, grid: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def zi_mean_estimates(fit: Any, spec: Any, grid: pd.DataFrame, A: np.ndarray, o: np.ndarray,
-                      prob: float) -> pd.DataFrame:
-    """estimate, se, lower, upper of the mean (1 - zi) exp(A b + o) at each grid row."""
+def zi_weighted_estimates(fit: Any, spec: Any, grid: pd.DataFrame, A: np.ndarray,
+                          o: np.ndarray, W: np.ndarray, prob: float) -> pd.DataFrame:
+    """estimate, se, lower, upper of each row of ``W @ m``, where m_i = (1 - zi_i) exp(A_i b +
+    o_i) is the mean at grid row i (random effects at 0; zero-part predictors missing from the
+    grid at their mean or most frequent level).
+
+    Draw-based fits: posterior mean, SD and central ``prob`` interval of the draws of W m.
+    MAP and classic fits: the estimate at the fitted coefficients, the delta-method SE over the
+    joint covariance of (b, b_zi) and a normal interval.
+    """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
     Z = zi_design(spec, _with_zi_columns(spec, grid))
-    names = (["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]
-             + [f"b_zi[{n}]" for n in zi_names(spec)])
-    K1 = A.shape[1]
-    pos = {p.user: i for i, p in enumerate(fit._params)}
-    draws = pooled_draws(fit)
+    W = np.atleast_2d(np.asarray(W, dtype=float))
     a = (1 - prob) / 2
+    draws = pooled_draws(fit)
     if draws is not None:
+        names = (["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]
+                 + [f"b_zi[{n}]" for n in zi_names(spec)])
+        pos = {p.user: i for i, p in enumerate(fit._params)}
         theta = np.column_stack([draws[:, pos[n]] if n in pos else np.zeros(len(draws))
                                  for n in names])
+        K1 = A.shape[1]
         m = (1 - expit(theta[:, K1:] @ Z.T)) * np.exp(theta[:, :K1] @ A.T + o[None, :])
-        q = np.percentile(m, [100 * a, 100 * (1 - a)], axis=0)
-        return pd.DataFrame({"estimate": m.mean(axis=0), "se": m.std(axis=0, ddof=1),
+        x = m @ W.T
+        q = np.percentile(x, [100 * a, 100 * (1 - a)], axis=0)
+        return pd.DataFrame({"estimate": x.mean(axis=0), "se": x.std(axis=0, ddof=1),
                              "lower": q[0], "upper": q[1]})
-    return zi_point_mean(fit, spec, A, Z, prob, offset=o)
+    est, grad, cov = zi_point_parts(fit, spec, A, Z, offset=o)
+    e, G = W @ est, W @ grad
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, cov, G), 0.0))
+    z = stats.norm.ppf(1 - a)
+    return pd.DataFrame({"estimate": e, "se": se, "lower": e - z * se, "upper": e + z * se})
+
+
+def zi_mean_estimates(fit: Any, spec: Any, grid: pd.DataFrame, A: np.ndarray, o: np.ndarray,
+                      prob: float) -> pd.DataFrame:
+    """estimate, se, lower, upper of the mean (1 - zi) exp(A b + o) at each grid row."""
+    return zi_weighted_estimates(fit, spec, grid, A, o, np.eye(len(grid)), prob)

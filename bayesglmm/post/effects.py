@@ -22,7 +22,7 @@ from scipy import stats
 
 from ..core.display import html_repr, note_table
 from ..design import fixed_design, predictor_names
-from ._zi import zi_mean_estimates
+from ._zi import zi_mean_estimates, zi_weighted_estimates
 from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
@@ -37,9 +37,6 @@ def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
     if spec.family.ordinal:
         raise ValueError(f"{fn} predicts the mean response, which family '{spec.family.name}' "
                          "(ordinal categories) does not have; use predict() for the latent scale")
-    if spec.family.zero_inflated and fn != "conditional_effects()":
-        raise ValueError(f"{fn} is not available yet for family '{spec.family.name}'; "
-                         "conditional_effects() gives its mean (1 - zi) * exp(eta)")
     if not isinstance(effect, str) or not effect.strip():
         raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
     names = [v.strip() for v in effect.split(":")]
@@ -137,6 +134,21 @@ def _estimate(spec: Any, coef: Coefficients, contrasts: list[tuple[np.ndarray, n
     if "df" in out and out["df"].isna().all():
         out = out.drop(columns="df")
     return out
+
+
+def _zi_contrasts(fit: Any, spec: Any, contrasts: list[tuple[np.ndarray, np.ndarray,
+                  np.ndarray]], grids: list[pd.DataFrame], prob: float) -> pd.DataFrame:
+    """The estimates of :func:`_estimate` for a zero-inflated family: sum_i w_i m_i with
+    m_i = (1 - zi_i) exp(A_i b + o_i), the zero part evaluated on each contrast's grid rows."""
+    sizes = [len(w) for _, _, w in contrasts]
+    W = np.zeros((len(contrasts), sum(sizes)))
+    start = 0
+    for r, (_, _, w) in enumerate(contrasts):
+        W[r, start:start + len(w)] = w
+        start += len(w)
+    return zi_weighted_estimates(fit, spec, pd.concat(grids, ignore_index=True),
+                                 np.vstack([A for A, _, _ in contrasts]),
+                                 np.concatenate([o for _, o, _ in contrasts]), W, prob)
 
 
 # --------------------------------------------------------------------------- results
@@ -334,7 +346,8 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
     Numeric focal: the slope of the predicted mean at x = mean(x) (forward difference, step
     1e-4, response scale; for an identity link b_x + b_x:m * m), term "Slope of <x>".
     Categorical focal: all pairwise differences of predicted means (later level minus earlier
-    level), term "<B> - <A>".
+    level), term "<B> - <A>". Zero-inflated families: the mean includes the zero part,
+    (1 - zi) exp(eta), as in :func:`conditional_effects`.
     """
     fn = "simple_effects()"
     spec = model_spec(fit, fn)
@@ -342,7 +355,7 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
     coef = coefficients(fit, fn)
     mvals, _ = _moderator_values(spec, moderator, sd_multiplier, sd_slice)
     levels = _levels(spec)
-    contrasts, terms, mcol = [], [], []
+    contrasts, terms, mcol, grids = [], [], [], []
     for mv in mvals:
         if focal in levels:
             labs = list(levels[focal])
@@ -351,6 +364,7 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
             for i in range(len(labs)):
                 for j in range(i + 1, len(labs)):
                     contrasts.append((A[[i, j]], o[[i, j]], np.array([-1.0, 1.0])))
+                    grids.append(grid.iloc[[i, j]])
                     terms.append(f"{labs[j]} - {labs[i]}")
                     mcol.append(mv)
         else:
@@ -358,9 +372,13 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
             grid = _grid(spec, {moderator: [mv], focal: [x0, x0 + STEP]})
             A, o = _rows(spec, coef, grid)
             contrasts.append((A, o, np.array([-1.0, 1.0]) / STEP))
+            grids.append(grid)
             terms.append(f"Slope of {focal}")
             mcol.append(mv)
-    est = _estimate(spec, coef, contrasts, prob)
+    if spec.zi is not None:  # differences of the mean including the zero part
+        est = _zi_contrasts(fit, spec, contrasts, grids, prob)
+    else:
+        est = _estimate(spec, coef, contrasts, prob)
     if "df" in est:  # classic fits: df, t value, Pr
         est["t value"] = est["estimate"] / est["se"]
         df = est["df"].to_numpy(dtype=float)

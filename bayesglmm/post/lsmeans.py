@@ -22,6 +22,13 @@ Degrees of freedom (the ``df`` column, t quantiles and t tests):
   (refs 02_cbpp: ``df = Inf``).
 ``type="response"``: inverse link of the estimate and of the CI limits, delta-method SE (as
 emmeans ``type = "response"``).
+
+Zero-inflated families: the link scale is that of the count part (log of the mean of the
+counts that are not structural zeros; contrasts are log rate ratios); ``type="response"``
+gives the mean including the zero part, (1 - zi) exp(eta), averaged with equal weights over
+the reference-grid cells of each mean (zero-part predictors that are not in the model formula
+at their mean or most frequent level), with a delta-method SE over the joint covariance of
+(b, b_zi) or the draws of sampled fits.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from scipy import stats
 
 from ._fixed import FixedInfo, design_of, fixed_info, grid, predictors
 from ._table import PrintedTable
+from ._zi import zi_weighted_estimates
 from .anova import wald_statistic
 
 __all__ = ["LSMeans", "holm", "lsmeans"]
@@ -195,7 +203,7 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
         raise ValueError(f"adjust must be one of {', '.join(ADJUST)}, not {adjust!r}")
     info = fixed_info(fit)
     spec = fit.spec
-    if spec.family.ordinal or spec.family.zero_inflated:
+    if spec.family.ordinal:
         raise ValueError(f"lsmeans() is not available for the {spec.family.name} family")
     factors, numeric = predictors(spec)
     specs_l = _as_list(specs, "specs", factors)
@@ -210,14 +218,20 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
     X = d.X[:, [pos[n] for n in info.names]]
     keys = by_l + specs_l
     combos = list(itertools.product(*[factors[k] for k in keys]))
-    L = np.empty((len(combos), X.shape[1]))
+    W = np.zeros((len(combos), len(g)))  # equal weights of the grid rows of each mean
     for r, vals in enumerate(combos):
         mask = np.ones(len(g), dtype=bool)
         for k, v in zip(keys, vals):
             mask &= (g[k] == v).to_numpy()
-        L[r] = X[mask].mean(axis=0)
+        W[r] = mask / mask.sum()
+    L = W @ X
     res = _infer(info, L, fit)
-    if type == "response" and spec.family.link != "identity":
+    zero_part = spec.zi is not None
+    if type == "response" and zero_part:  # average of the cell means (1 - zi) exp(eta)
+        A = d.X[:, [pos[n] for n in ["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]]]
+        zm = zi_weighted_estimates(fit, spec, g, A, np.zeros(len(g)), W, 0.95)
+        res = {**res, **{c: zm[c].to_numpy() for c in zm.columns}}
+    elif type == "response" and spec.family.link != "identity":
         res = _to_response(res, spec.family.linkinv, info)
     labels = [_label(keys, v) for v in combos]
     means = pd.DataFrame({c: res[c] for c in ("estimate", "se", "df", "lower", "upper")},
@@ -227,6 +241,9 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
     if not by_l:
         means = means.drop(columns="_by")
     scale = "response scale" if type == "response" and spec.family.link != "identity" else "link scale"
+    if zero_part:
+        scale = ("response scale: mean including the zero part" if type == "response"
+                 else "link scale of the count part")
     out = LSMeans(means, heading=f"Estimated marginal means ({scale}, equal weights)",
                   formats=FORMATS, headers=HEADERS)
     out.specs, out.by = specs_l, by_l

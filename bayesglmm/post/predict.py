@@ -304,6 +304,17 @@ def zi_point_mean(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray, prob: float
     defaults to A b + ``offset`` (random effects at 0)."""
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    est, grad, cov = zi_point_parts(fit, spec, A, Z, eta=eta, offset=offset)
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, cov, grad), 0.0))
+    z = stats.norm.ppf(0.5 + prob / 2)
+    return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se})
+
+
+def zi_point_parts(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray,
+                   eta: np.ndarray | None = None, offset: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (1 - zi) exp(eta) per row, its gradient over (b, b_zi) per row, the joint
+    covariance of (b, b_zi)) of a MAP or classic fit of a zero-inflated model."""
     names = _coef_names(spec) + [f"b_zi[{n}]" for n in zi_names(spec)]
     coef = _map_coefficients(fit, names, {p.user: i for i, p in enumerate(fit._params)})
     if eta is None:
@@ -311,9 +322,7 @@ def zi_point_mean(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray, prob: float
     mu, p = np.exp(eta), zi_probability(coef.estimate[A.shape[1]:], Z)
     est = (1 - p) * mu
     grad = np.hstack([est[:, None] * A, (-mu * p * (1 - p))[:, None] * Z])
-    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, coef.cov, grad), 0.0))
-    z = stats.norm.ppf(0.5 + prob / 2)
-    return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se})
+    return est, grad, coef.cov
 
 
 def dlinkinv(link: Any, eta: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ term                  distribution                                 data
 ====================  ===========================================  ==========================
 ``Intercept_c``       Normal(mu, sd)                               ``Intercept_mu``, ``Intercept_sd``
 ``b``                 Normal(mu_j, sd_j), per design column        ``b_mu``, ``b_sd``
+``b_zi``              Normal(mu_j, sd_j), per zero-part column     ``b_zi_mu``, ``b_zi_sd``
 ``sigma/nu/shape/phi``  Exponential(rate)                          ``sigma_rate`` ...
 ``sd``                Exponential(rate_m), per term k, coef m      ``sd_rate_k``
 ``cutpoints``         Normal(0, cutpoint_sd)                       ``cutpoint_sd``
@@ -50,7 +51,7 @@ from .constructors import (
     prior_ssp,
     prior_weak,
 )
-from .resolve import ResolvedPrior, resolve_prior, weak_constants
+from .resolve import ResolvedPrior, ZeroPart, resolve_prior, weak_constants
 from .table import DEFAULT_ADAPT_DELTA, PRIOR_TABLE, PriorTerm, default_adapt_delta, prior_blocks
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Prior",
     "PriorTerm",
     "ResolvedPrior",
+    "ZeroPart",
     "default_adapt_delta",
     "make_prior",
     "prior_blocks",

@@ -98,6 +98,7 @@ def prior_normal(
     phi_rate: float | None = None,
     cutpoint_sd: float | None = None,
     lkj_eta: float | None = None,
+    b_zi_sd: float | None = 10,
     y_range: tuple[float, float] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Prior:
@@ -107,13 +108,15 @@ def prior_normal(
     sigma ~ Exponential(sigma_rate), every random-effect SD ~ Exponential(tau_rate).
     nu, shape, phi ~ Exponential(rate) and cutpoints ~ Normal(0, cutpoint_sd) only if given:
     otherwise these parameters have no prior (flat). LKJ(lkj_eta) on correlations (default 1).
-    Any argument set to None drops that prior term. ``y_range`` is accepted for symmetry with
-    prior_weak (it has no effect on the normal prior).
+    The zero-inflated families' coefficients of the zero part (intercept included, logit
+    scale): b_zi_j ~ Normal(0, b_zi_sd). Any argument set to None drops that prior term.
+    ``y_range`` is accepted for symmetry with prior_weak (it has no effect on the normal prior).
     """
     args = {
         "Intercept_sd": _check_positive("Intercept_sd", Intercept_sd),
         "mu_sd": _check_positive("mu_sd", mu_sd),
         "b_sd": _check_positive("b_sd", b_sd),
+        "b_zi_sd": _check_positive("b_zi_sd", b_zi_sd),
         "sigma_rate": _check_positive("sigma_rate", sigma_rate),
         "tau_rate": _check_positive("tau_rate", tau_rate),
         "nu_rate": _check_positive("nu_rate", nu_rate),
@@ -141,7 +144,10 @@ def prior_weak(
     """Weakly-informative, y_range-scaled priors.
 
     Continuous families (gaussian, lognormal, student_t) need ``y_range`` (here or on the wrapper;
-    the wrapper's wins). Constants: see :func:`weak_constants`.
+    the wrapper's wins). Constants: see :func:`weak_constants`. The zero part of the
+    zero-inflated families gets the weak prior of a logistic regression: b_zi[Intercept] ~
+    Normal(0, max_beta * pi / sqrt(3)) and b_zi_j ~ Normal(0, max_beta * (pi / sqrt(3)) / sd(x_j))
+    for the other columns of its design.
     """
     args = {
         "sd_ratio": _check_positive("sd_ratio", sd_ratio),

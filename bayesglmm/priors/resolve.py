@@ -16,7 +16,21 @@ from .constructors import (
     Prior,
 )
 
-__all__ = ["ResolvedPrior", "resolve_prior", "weak_constants"]
+__all__ = ["ResolvedPrior", "ZeroPart", "resolve_prior", "weak_constants"]
+
+
+@dataclass(frozen=True, eq=False)
+class ZeroPart:
+    """The design of the zero part of a zero-inflated model, as the prior sees it.
+
+    ``names``: user names of its columns (inside ``b_zi[...]``, ``"Intercept"`` first when
+    present); ``X``: its design matrix (rows x columns, the intercept column included);
+    ``intercept``: whether the first column is the intercept.
+    """
+
+    names: tuple[str, ...]
+    X: np.ndarray
+    intercept: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +48,7 @@ class ResolvedPrior:
     constants: dict[str, float] = field(default_factory=dict)  # weak-prior base/mid/... (info)
     source: Prior | None = None
     b_names: tuple[str, ...] = ()
+    zi_names: tuple[str, ...] = ()
 
     def has(self, term: str) -> bool:
         return term in self.terms
@@ -47,6 +62,9 @@ class ResolvedPrior:
         if self.has("b"):
             for name, mu, sd in zip(self.b_names, d["b_mu"], d["b_sd"]):
                 out.append(f"b[{name}] ~ Normal({mu:.4g}, {sd:.4g})")
+        if self.has("b_zi"):
+            for name, mu, sd in zip(self.zi_names, d["b_zi_mu"], d["b_zi_sd"]):
+                out.append(f"b_zi[{name}] ~ Normal({mu:.4g}, {sd:.4g})")
         for p in EXTRA_PARAMS:
             if self.has(p.name):
                 out.append(f"{p.name} ~ Exponential({d[p.prior_arg]:.4g})")
@@ -113,6 +131,7 @@ def resolve_prior(
     n_cat: int,
     re_terms: tuple[tuple[str, tuple[str, ...], bool], ...],
     sd_names: tuple[tuple[str, ...], ...],
+    zi: ZeroPart | None = None,
 ) -> ResolvedPrior:
     """Tie ``prior`` to a model.
 
@@ -120,6 +139,7 @@ def resolve_prior(
     family the Stan coefficient matrix is K x (C-1) and every column of a row shares the prior).
     re_terms: per grouping term (label, coefficient names, correlated).
     sd_names: user names of every SD element per term (for overrides).
+    zi: the zero part of a zero-inflated family (its coefficients ``b_zi``), else None.
     """
     K = len(b_names)
     nterms = len(re_terms)
@@ -128,7 +148,7 @@ def resolve_prior(
     if prior.name == "flat":
         if prior.overrides:
             raise ValueError("prior_flat() takes no per-parameter overrides; use prior_normal().")
-        return ResolvedPrior("flat", False, (), {}, {}, prior, b_names)
+        return ResolvedPrior("flat", False, (), {}, {}, prior, b_names, _zi_names(zi))
 
     extra_names = set(family.extra_names)
     # extras given for parameters the family does not have -> error
@@ -145,7 +165,7 @@ def resolve_prior(
 
     if prior.name in ("rhs", "ssp", "jzs"):
         return _resolve_shrinkage(prior, family, b_names=b_names, X=X, y=y,
-                                  has_intercept=has_intercept, re_terms=re_terms)
+                                  has_intercept=has_intercept, re_terms=re_terms, zi=zi)
     constants: dict[str, float] = {}
     if prior.name == "normal":
         mu_sd = prior.get("mu_sd")
@@ -156,6 +176,8 @@ def resolve_prior(
         b = (np.zeros(K), np.full(K, float(bsd))) if bsd is not None else None
         rates = {p.name: prior.get(p.prior_arg) for p in family.extra if p.always_prior}
         tau = prior.get("tau_rate")
+        zsd = prior.get("b_zi_sd")
+        b_zi = None if zi is None or zsd is None else _normal(np.full(len(zi.names), float(zsd)))
     elif prior.name == "weak":
         sd_ratio, max_beta = prior.get("sd_ratio"), prior.get("max_beta")
         constants = weak_constants(family, y, prior.y_range, sd_ratio, max_beta)
@@ -171,6 +193,7 @@ def resolve_prior(
         b = (np.zeros(K), max_beta * base / sds) if K else (np.zeros(0), np.zeros(0))
         rates = {p.name: 1.0 / base for p in family.extra if p.always_prior}
         tau = 1.0 / base
+        b_zi = None if zi is None else _weak_zero_part(zi, max_beta)
     else:  # pragma: no cover - make_prior guarantees the name
         raise ValueError(f"Unknown prior '{prior.name}'. Valid priors: {', '.join(PRIOR_NAMES)}.")
     for p in family.extra:  # the other extras: a prior only if their rate is given
@@ -193,6 +216,19 @@ def resolve_prior(
             if not has_intercept:
                 raise ValueError(f"Prior override '{key}': the model has no intercept.")
             icpt = (val[0], val[1]) if isinstance(val, tuple) else ((icpt or (0.0, 0))[0], val)
+        elif key == "b_zi" or key.startswith("b_zi["):
+            if zi is None:
+                raise ValueError(f"Prior override '{key}': family '{family.name}' has no "
+                                 "zero-inflation coefficients b_zi.")
+            if b_zi is None:
+                b_zi = (np.zeros(len(zi.names)), np.full(len(zi.names), np.nan))
+            idx = (range(len(zi.names)) if key == "b_zi"
+                   else [_index_of(key[5:-1], zi.names, key, "b_zi")])
+            for j in idx:
+                if isinstance(val, tuple):
+                    b_zi[0][j], b_zi[1][j] = val
+                else:
+                    b_zi[1][j] = val
         elif key == "b" or key.startswith("b["):
             if b_mu is None:
                 b_mu, b_sd = np.zeros(K), np.full(K, np.nan)
@@ -227,13 +263,21 @@ def resolve_prior(
         else:
             raise ValueError(
                 f"Unknown parameter '{key}' in prior overrides. Use names such as 'Intercept_c', "
-                "'b', 'b[<column>]', 'sigma', 'sd', 'sd[<group>:<coef>]', 'corr', 'cutpoints'."
+                "'b', 'b[<column>]', 'b_zi[<column>]', 'sigma', 'sd', 'sd[<group>:<coef>]', 'corr', "
+                "'cutpoints'."
             )
     if b_sd is not None and K and np.any(np.isnan(b_sd)):
         missing = [b_names[j] for j in range(K) if np.isnan(b_sd[j])]
         raise ValueError(
             "Prior overrides give some coefficients a prior but not others (b_sd=None): "
             f"{', '.join('b[' + m + ']' for m in missing)}. Give 'b' an SD as well."
+        )
+    if b_zi is not None and zi is not None and np.any(np.isnan(b_zi[1])):
+        missing = [n for n, v in zip(zi.names, b_zi[1]) if np.isnan(v)]
+        raise ValueError(
+            "Prior overrides give some zero-inflation coefficients a prior but not others "
+            f"(b_zi_sd=None): {', '.join('b_zi[' + m + ']' for m in missing)}. Give 'b_zi' an SD "
+            "as well."
         )
     for k, r in enumerate(sd_rates):
         if r is not None and np.any(np.isnan(r)):
@@ -251,6 +295,10 @@ def resolve_prior(
         terms.append("b")
         data["b_mu"] = np.asarray(b_mu, dtype=float)
         data["b_sd"] = np.asarray(b_sd, dtype=float)
+    if b_zi is not None:
+        terms.append("b_zi")
+        data["b_zi_mu"] = np.asarray(b_zi[0], dtype=float)
+        data["b_zi_sd"] = np.asarray(b_zi[1], dtype=float)
     for p in family.extra:
         if rates.get(p.name) is not None:
             terms.append(p.name)
@@ -270,12 +318,43 @@ def resolve_prior(
         positive = key.endswith(("_sd", "_rate")) or key.startswith("lkj_eta")
         if positive and not np.all((arr > 0) & np.isfinite(arr)):
             raise ValueError(f"Prior hyperparameter {key} must be positive and finite.")
-    return ResolvedPrior(prior.name, has_intercept, tuple(terms), data, constants, prior, b_names)
+    return ResolvedPrior(prior.name, has_intercept, tuple(terms), data, constants, prior, b_names,
+                         _zi_names(zi))
+
+
+def _zi_names(zi: ZeroPart | None) -> tuple[str, ...]:
+    return () if zi is None else tuple(zi.names)
+
+
+def _normal(sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means, SDs) of centred Normal priors with these SDs."""
+    return np.zeros(len(sd)), np.asarray(sd, dtype=float)
+
+
+def _weak_zero_part(zi: ZeroPart, max_beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """prior_weak of the zero part: that of a logistic regression on its design (the logit
+    class of :func:`weak_constants`): the intercept Normal(0, max_beta * pi / sqrt(3)), the
+    other columns Normal(0, max_beta * (pi / sqrt(3)) / sd(column))."""
+    base = math.pi / math.sqrt(3.0)
+    X = np.asarray(zi.X, dtype=float)
+    sds = np.array([_sample_sd(X[:, j]) for j in range(X.shape[1])], dtype=float)
+    first = 1 if zi.intercept else 0
+    bad = [zi.names[j] for j in range(first, len(zi.names)) if not (sds[j] > 0)]
+    if bad:
+        raise ValueError(
+            "prior_weak scales each coefficient by the SD of its design column, but these "
+            f"zero-inflation columns are constant: {', '.join('b_zi[' + n + ']' for n in bad)}."
+        )
+    sd = max_beta * base / np.where(sds > 0, sds, 1.0)
+    if zi.intercept:
+        sd[0] = base * max_beta
+    return _normal(sd)
 
 
 def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...], X: np.ndarray,
                        y: np.ndarray, has_intercept: bool,
-                       re_terms: tuple[tuple[str, tuple[str, ...], bool], ...]) -> ResolvedPrior:
+                       re_terms: tuple[tuple[str, tuple[str, ...], bool], ...],
+                       zi: ZeroPart | None = None) -> ResolvedPrior:
     """prior_rhs / prior_ssp / prior_jzs: the coefficient prior of the table, plus (rhs, ssp) the
     intercept / sigma / SD / extra priors only when their arguments are given."""
     K = len(b_names)
@@ -307,7 +386,8 @@ def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...]
             if not p.always_prior and prior.get(p.prior_arg) is not None:  # pragma: no cover
                 terms.append(p.name)
                 data[p.prior_arg] = float(prior.get(p.prior_arg))
-        return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names)
+        return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names,
+                             _zi_names(zi))
     consts = weak_constants(family, y, prior.y_range, 0.5, prior.get("max_beta") or 1.0)
     base = consts["base"]
     sds = np.array([_sample_sd(X[:, j]) for j in range(K)], dtype=float)
@@ -355,7 +435,8 @@ def _resolve_shrinkage(prior: Prior, family: Family, *, b_names: tuple[str, ...]
             data[f"lkj_eta_{k}"] = float(prior.get("lkj_eta") or 1.0)
     if notes:
         constants["no_prior_on"] = ", ".join(notes)  # type: ignore[assignment]
-    return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names)
+    return ResolvedPrior(name, has_intercept, tuple(terms), data, constants, prior, b_names,
+                         _zi_names(zi))
 
 
 def _scalar(val: Any, key: str) -> float:

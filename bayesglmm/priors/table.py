@@ -56,6 +56,11 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
               "target += normal_lpdf(beta | b_mu, b_sd);",
               "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}",
               "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);"),
+    # the zero part of the zero-inflated families: logit P(structural zero) = X_zi * beta_zi
+    PriorTerm("b_zi", "normal",
+              ("vector[K_zi] b_zi_mu;  // beta_zi ~ normal(b_zi_mu, b_zi_sd), per zero-inflation column",
+               "vector<lower=0>[K_zi] b_zi_sd;"),
+              "target += normal_lpdf(beta_zi | b_zi_mu, b_zi_sd);"),
     # regularized horseshoe (Piironen & Vehtari 2017), non-centred, the half-Cauchys as scale
     # mixtures: lambda = lambda_raw / sqrt(w_lambda), tau_hs = hs_tau0 * tau_raw / sqrt(w_tau)
     # with lambda_raw, tau_raw ~ half-normal(0, 1) and w_lambda, w_tau ~ gamma(1/2, 1/2)

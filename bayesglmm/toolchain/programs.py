@@ -37,13 +37,13 @@ def build_generic(family: str, code: str, *, verbose: bool = True, toolchain=Non
 
 
 def generic_programs() -> dict[str, str]:
-    """Family name -> generic Stan program, for every family of the family table that has
-    one (in the table's order)."""
-    from bayesglmm.families import FAMILIES
+    """Program name -> generic Stan program, for every family of the family table that has
+    one (in the table's order; ``sequential_common`` is the common-effect sequential model)."""
+    from bayesglmm.families import program_families
     from bayesglmm.generic import generic_code
 
     out = {}
-    for fam in FAMILIES:
+    for fam in program_families():
         try:
             out[fam] = generic_code(fam)
         except (ValueError, KeyError, NotImplementedError):  # no generic program for it
