@@ -163,58 +163,70 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def rng_gaussian(eta, p, rng, trials=None):
+    """Raise ValueError unless ``y`` is numeric and finite (names ``column``)."""
     return rng.normal(eta, p["sigma"])
 
 
 def rng_lognormal(eta, p, rng, trials=None):
+    """exp(Normal(eta, sigma)) draws."""
     return np.exp(rng.normal(eta, p["sigma"]))
 
 
 def rng_student_t(eta, p, rng, trials=None):
+    """eta + sigma * t(nu) draws."""
     return eta + p["sigma"] * rng.standard_t(p["nu"], size=np.shape(eta))
 
 
 def rng_gamma(eta, p, rng, trials=None):
+    """Gamma draws with mean exp(eta) and shape ``shape``."""
     shape = p["shape"]
     return rng.gamma(shape, np.exp(eta) / shape)
 
 
 def rng_bernoulli(eta, p, rng, trials=None):
+    """Bernoulli(logistic(eta)) draws."""
     return rng.binomial(1, expit(eta))
 
 
 def rng_binomial(eta, p, rng, trials=None):
+    """Binomial(trials, logistic(eta)) draws."""
     return rng.binomial(np.asarray(trials, dtype=int), expit(eta))
 
 
 def rng_poisson(eta, p, rng, trials=None):
+    """Poisson(exp(eta)) draws."""
     return rng.poisson(np.exp(eta))
 
 
 def rng_neg_binomial(eta, p, rng, trials=None):
+    """NB2 draws with mean exp(eta) and precision phi (gamma-Poisson mixture)."""
     mu = np.exp(eta)
     phi = p["phi"]
     return rng.poisson(rng.gamma(phi, mu / phi))
 
 
 def rng_zero_inflated_poisson(eta, p, rng, trials=None):
+    """Poisson(exp(eta)) draws, zero with probability ``p["zi"]``."""
     # p["zi"]: probability of a structural zero, broadcastable against eta
     count = rng.poisson(np.exp(eta))
     return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
 
 
 def rng_zero_inflated_neg_binomial(eta, p, rng, trials=None):
+    """NB2 draws, zero with probability ``p["zi"]``."""
     count = rng_neg_binomial(eta, p, rng)
     return np.where(rng.uniform(size=np.shape(count)) < p["zi"], 0, count)
 
 
 def rng_beta(eta, p, rng, trials=None):
+    """Beta(mu phi, (1 - mu) phi) draws, mu = logistic(eta)."""
     mu = expit(eta)
     phi = p["phi"]
     return rng.beta(mu * phi, (1 - mu) * phi)
 
 
 def rng_ordered(eta, p, rng, trials=None):
+    """Category draws 1..C of the cumulative logit model with ``p["cutpoints"]``."""
     c = np.asarray(p["cutpoints"], dtype=float)  # (..., C-1)
     eta = np.asarray(eta, dtype=float)
     cdf = expit(c[..., None, :] - eta[..., :, None]) if c.ndim > 1 else expit(c - eta[..., None])
@@ -223,6 +235,7 @@ def rng_ordered(eta, p, rng, trials=None):
 
 
 def rng_sequential_common(eta, p, rng, trials=None):
+    """Category draws of the continuation-ratio model with one predictor per row."""
     # eta: (...) one predictor per observation; cutpoints (C-1,) or (S, C-1) against eta (S, n)
     c = np.asarray(p["cutpoints"], dtype=float)
     eta = np.asarray(eta, dtype=float)
@@ -232,6 +245,7 @@ def rng_sequential_common(eta, p, rng, trials=None):
 
 
 def rng_sequential(eta, p, rng, trials=None):
+    """Category draws of the continuation-ratio model with one predictor per transition."""
     # eta: (..., C-1) transition-specific predictors; cutpoints (C-1,)
     c = np.asarray(p["cutpoints"], dtype=float)
     cont = rng.uniform(size=np.shape(eta)) < expit(np.asarray(eta) - c)

@@ -29,7 +29,7 @@ from bayesglmm.codegen import generate
 from bayesglmm.families import FAMILY_NAMES, get_family, program_families
 from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
 from bayesglmm.spec import build_spec, hold_coefficients
-from bayesglmm.toolchain.programs import program_name
+from bayesglmm.toolchain.programs import generic_programs, program_name, resolve_families
 
 # ------------------------------------------------------------------------------- the cases
 
@@ -177,6 +177,10 @@ def test_covers_refuses_from_stan(conjugate_model):
 def test_generic_code_is_deterministic_for_every_family():
     assert list(program_families()) == [*FAMILY_NAMES[:10], "sequential_common",
                                         *FAMILY_NAMES[10:]]
+    # the toolchain builds and lists the same programs (install --programs, status)
+    assert list(generic_programs()) == list(program_families())
+    assert resolve_families("sequential_common,zero_inflated_poisson",
+                            generic_programs()) == ["sequential_common", "zero_inflated_poisson"]
     for fam, family in program_families().items():
         code = generic.generic_code(fam)
         assert code == generic.generic_code(family)
