@@ -16,6 +16,11 @@ the same templates with every such choice turned into Stan data:
 * every prior term of :data:`bayesglmm.priors.PRIOR_TABLE` that adds no parameters gets a flag
   ``prior_<term>`` (0: flat) and its hyperparameters as data.
 
+The zero-inflated families' zero part (``K_zi``, ``X_zi``, ``beta_zi``) is data and a parameter
+of their snippets in both programs. A family variant (the common-effect sequential model,
+``category_specific=False``) has a program of its own, named by :attr:`Family.program`
+(``sequential_common``).
+
 Grouping term k of a model goes to slot k. The parameters are declared in the specific program's
 order under its names, so that at every unconstrained point the two programs have the same
 unconstrained vector, element by element, and the same log density (with and without the

@@ -57,14 +57,24 @@ def models() -> dict[str, bayesglmm.Model]:
         "debate_slopes": bayesglmm.lmer("sat ~ talk * perf + (1 + talk | group)", debate,
                                         prior=bayesglmm.prior_normal()),
         "debate_lm": bayesglmm.lm("sat ~ talk + perf", debate),
+        # the zero-inflated families and the common-effect sequential model (own programs)
+        "debate_zip": bayesglmm.glmer("talk ~ perf + (1 | group)", debate,
+                                      family="zero_inflated_poisson", zi="~ sat"),
+        "debate_zinb_normal": bayesglmm.glmer("talk ~ perf + (1 | group)", debate,
+                                              family="zero_inflated_neg_binomial", zi="~ 1",
+                                              prior=bayesglmm.prior_normal(phi_rate=0.3)),
+        "debate_sequential_common": bayesglmm.glmer(
+            "sat ~ talk + perf + (1 | group)", debate, family="sequential",
+            category_specific=False, prior=bayesglmm.prior_normal(cutpoint_sd=5)),
     }
 
 
 def programs(m: bayesglmm.Model):
     spec = m.spec
-    fam = spec.family.name
+    fam = spec.family.program  # the family's generic program, or its variant's
     spec_cm = compile_model(m.program.code, name="model", verbose=False)
-    gen_cm = compile_model(generic.generic_code(fam), name=program_name(fam), verbose=False)
+    gen_cm = compile_model(generic.generic_code(spec.family), name=program_name(fam),
+                           verbose=False)
     return (spec_cm, m.program.data), (gen_cm, generic.generic_data(spec))
 
 

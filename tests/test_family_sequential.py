@@ -61,6 +61,12 @@ def test_the_common_variant_has_its_own_generic_program(debate):
     assert generic.covers(default.spec) is None
     assert default.run_program.name == "generic_sequential"
     assert "matrix[K, C - 1] beta;" in default.run_program.code
+    from bayesglmm.results import backend_lines
+
+    assert backend_lines(m) == ["Stan program: generic (the precompiled sequential_common "
+                                "program)"]
+    assert backend_lines(default) == ["Stan program: generic (the precompiled sequential "
+                                      "program)"]
 
 
 def test_rng_common():

@@ -146,8 +146,9 @@ def call_line(model: Any) -> str:
 def backend_lines(model: Any) -> list[str]:
     """[the printed header line saying which Stan program ran] (empty for other objects)."""
     backend = getattr(model, "backend", None)
-    if backend == "generic":
-        return [f"Stan program: generic (the precompiled {model.family} program)"]
+    if backend == "generic":  # the family's program, or its variant's (sequential_common)
+        fam = getattr(getattr(getattr(model, "spec", None), "family", None), "program", None)
+        return [f"Stan program: generic (the precompiled {fam or model.family} program)"]
     if backend != "specific":
         return []
     reason = getattr(model, "backend_reason", None)
