@@ -109,7 +109,7 @@ def expand(df: pd.DataFrame, C: int) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_classic_equals_expanded_bernoulli(debate, toolchain):
+def test_classic_equals_expanded_bernoulli(debate, toolchain, tmp_path):
     m = bayesglmm.glmer("sat ~ talk + perf + (1 | group)", debate, family="sequential",
                         category_specific=False)
     m.compile(verbose=False)
@@ -132,6 +132,12 @@ def test_classic_equals_expanded_bernoulli(debate, toolchain):
     a = bayesglmm.anova(fit)
     assert abs(a.loc["talk", "Chisq"] - (s.loc["b[talk]", "estimate"]
                                          / s.loc["b[talk]", "se"]) ** 2) < 1e-6 * a.loc["talk", "Chisq"]
+
+    # a saved fit reloads with the common coefficients (the file records category_specific)
+    path = fit.save(tmp_path / "common")
+    again = bayesglmm.load(path)
+    assert again.backend == "generic" and "category_specific = FALSE" in again.model.call()
+    pd.testing.assert_frame_equal(again.summary(), s)
 
     # variational and posterior predictions run on the same program
     vi = m.variational(seed=3, verbose=False)

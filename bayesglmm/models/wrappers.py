@@ -118,9 +118,12 @@ def glmer(
     ['Intercept', 'b[Days]', 'sigma']
     """
     family = get_family(family).with_category_specific(category_specific)
-    return _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
-                  contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
-                  levels=levels, zi=zi, **_options(locals()))
+    model = _build("glmer", formula, data, family=family, prior=prior, y_range=y_range,
+                   contrasts=contrasts, dropna=dropna, factors=factors, trials=trials,
+                   levels=levels, zi=zi, **_options(locals()))
+    if category_specific is not None:  # saved fits record the family by name: keep the choice
+        model._build_args["category_specific"] = category_specific
+    return model
 
 
 def lmer(
