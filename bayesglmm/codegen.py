@@ -142,6 +142,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "snippets": [read_snippet(s) for s in fam.snippets]
         + ([read_snippet(spec.resid.snippet)] if spec.resid is not None else []),
         "resid": residcorr.stan_context(spec.resid),
+        "threads": None,  # the threaded likelihood's context (render_code(threads=True))
     }
     parts = (["intercept"] if intercept else []) + (["offset"] if offset else []) + (
         ["group-level effects"] if groups else [])
@@ -166,9 +167,19 @@ def tidy_code(code: str) -> str:
 _SECTION = re.compile(r"^\s+// --- ")
 
 
-def render_code(spec: ModelSpec) -> str:
-    """The Stan program of ``spec`` (structure only)."""
-    return tidy_code(jinja_env().get_template("model.stan.j2").render(**_context(spec)))
+def render_code(spec: ModelSpec, threads: bool = False) -> str:
+    """The Stan program of ``spec`` (structure only). ``threads=True``: its threaded variant,
+    the likelihood as a ``reduce_sum`` over slices of observations
+    (:mod:`bayesglmm.codegen_threads`; data ``grainsize`` added)."""
+    ctx = _context(spec)
+    if threads:
+        from .codegen_threads import threads_context, threads_unsupported
+
+        reason = threads_unsupported(spec)
+        if reason is not None:
+            raise ValueError(f"threads_per_chain > 1 is not available for this model: {reason}")
+        ctx["threads"] = threads_context(ctx, jinja_env())
+    return tidy_code(jinja_env().get_template("model.stan.j2").render(**ctx))
 
 
 # ----------------------------------------------------------------------------- data

@@ -13,6 +13,7 @@ from ..core.validate import check_delta, check_init, check_int, check_seed
 from ..results import MCMCFit
 from .diagnostics import check_sampling
 from .sampling import extract_draws, new_seed, run_nuts
+from .within_chain import check_threads_per_chain, threaded_program
 
 __all__ = ["check_sampler", "fit_nuts"]
 
@@ -46,6 +47,7 @@ def fit_nuts(
     output_dir: Any = None,
     sampler: str = "stan",
     low_rank: bool = False,
+    threads_per_chain: int | None = None,
 ) -> MCMCFit:
     """Draw from the posterior of ``model`` with NUTS.
 
@@ -62,6 +64,9 @@ def fit_nuts(
         (:mod:`bayesglmm.inference.nutpie`).
     low_rank : bool
         nutpie's low-rank modified mass matrix (nutpie only).
+    threads_per_chain : int, optional
+        Threads per chain (CmdStan only); above 1 the threaded variant of the model's own
+        program runs (:mod:`bayesglmm.inference.within_chain`).
 
     Returns
     -------
@@ -82,6 +87,7 @@ def fit_nuts(
         seed = new_seed()
     init = check_init(init)
     check_sampler(sampler, init, low_rank)
+    threads = check_threads_per_chain(threads_per_chain, sampler)
     t0 = time.perf_counter()
     settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
                     delta=delta, max_treedepth=max_treedepth)
@@ -95,8 +101,12 @@ def fit_nuts(
             data=model.run_program.data,
             low_rank=low_rank, verbose=verbose, **settings)
     else:
-        cm = model.compile(verbose).cmdstan_model()
-        stan_fit = run_nuts(cm, model.run_program.data, init=init, verbose=verbose, **settings,
+        if threads > 1:
+            compiled, data = threaded_program(model, threads, chains, verbose)
+        else:
+            compiled, data = model.compile(verbose), model.run_program.data
+        stan_fit = run_nuts(compiled.cmdstan_model(), data, init=init, verbose=verbose,
+                            **settings, threads_per_chain=threads,
                             output_dir=None if output_dir is None else str(output_dir))
         params = resolve_params(model.program, stan_fit.column_names)
         draws, stats, log_lik = extract_draws(stan_fit, params)
@@ -104,5 +114,9 @@ def fit_nuts(
         model, params, draws, stats, log_lik, **settings, elapsed=time.perf_counter() - t0,
         stan_fit=stan_fit, sampler=sampler, unconstrained=unc,
     )
+    if threads > 1:
+        fit.threads_per_chain = threads
+        if model.spec is not None:  # the draws come from the model's own (threaded) program
+            fit.backend = "specific"
     check_sampling(fit, stacklevel=4)  # one warning per problem, pointing at the user's call
     return fit

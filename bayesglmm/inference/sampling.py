@@ -90,11 +90,14 @@ def run_nuts(
     init: Any = None,
     verbose: bool = True,
     output_dir: str | None = None,
+    threads_per_chain: int = 1,
 ):
     """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``.
 
     Ctrl-C raises KeyboardInterrupt at once: the CmdStan process is stopped and its output
-    directory removed (cmdstanpy alone would let CmdStan run on in a worker thread)."""
+    directory removed (cmdstanpy alone would let CmdStan run on in a worker thread).
+    ``threads_per_chain``: CmdStan runs ``chains * threads_per_chain`` threads (for programs
+    with ``reduce_sum``)."""
     import tempfile
     from pathlib import Path
 
@@ -111,6 +114,7 @@ def run_nuts(
             data=data,
             chains=chains,
             parallel_chains=chains,
+            threads_per_chain=threads_per_chain if threads_per_chain > 1 else None,
             seed=seed,
             inits=init,
             iter_warmup=warmup,

@@ -266,6 +266,7 @@ class Model:
         low_rank: bool = False,
         file: str | os.PathLike | None = None,
         file_refit: str = "on_change",
+        threads_per_chain: int | None = None,
     ) -> MCMCFit:
         """Draw from the posterior with NUTS (Stan's adaptive Hamiltonian Monte Carlo).
 
@@ -309,6 +310,14 @@ class Model:
             data and these sampling settings are the same (a ``seed`` of None matches any),
             else samples and saves; "always" samples and saves; "never" loads whenever the
             file exists.
+        threads_per_chain : int, optional
+            Threads per chain (``sampler="stan"`` only), for machines with more cores than
+            chains and data with many rows. Above 1 the model's own Stan program runs in its
+            threaded variant: the likelihood is summed over slices of the observations by
+            Stan's ``reduce_sum`` (same parameters, same log density; compiled once, cached
+            apart from the plain program). The precompiled generic programs have no threaded
+            variant, so this always runs the model's own program. None or 1: one thread per
+            chain. Not available with residual correlation (``resid_corr=``).
 
         Returns
         -------
@@ -323,7 +332,7 @@ class Model:
         """
         settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
                         delta=delta, max_treedepth=max_treedepth, init=init, sampler=sampler,
-                        low_rank=low_rank)
+                        low_rank=low_rank, threads_per_chain=threads_per_chain)
 
         def run() -> MCMCFit:
             fit = fit_nuts(self, verbose=verbose, output_dir=output_dir, **settings)

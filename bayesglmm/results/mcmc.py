@@ -60,6 +60,7 @@ class MCMCFit(Fit):
     ):
         super().__init__(model, params)
         self.sampler = sampler
+        self.threads_per_chain = 1  # > 1: sampled with the threaded program (reduce_sum)
         self.unconstrained = unconstrained  # (chain, draw, D) when the sampler returned them
         self._draws = np.asarray(draws, dtype=float)  # (chain, draw, P)
         self._stats = {k: np.asarray(v) for k, v in sample_stats.items()}
@@ -139,8 +140,11 @@ class MCMCFit(Fit):
         f = "{:.%sf}".replace("%s", str(int(digits)))
         fmts = {c: f for c in ("mean", "sd", "map", "q2.5", "q97.5", "rhat")}
         fmts.update(ess_bulk=IntFmt(), ess_tail=IntFmt())
-        head = ["Call:", call_line(self.model), ""] + self._method_lines() \
-            + backend_lines(self.model) + [""]
+        plain = self.threads_per_chain == 1 or getattr(self.model, "spec", None) is None
+        program = backend_lines(self.model) if plain else [
+            f"Stan program: specific, threaded ({self.threads_per_chain} threads per chain, "
+            "likelihood by reduce_sum)"]
+        head = ["Call:", call_line(self.model), ""] + self._method_lines() + program + [""]
         body = fmt_table(df.iloc[:max_rows], fmts)
         lines = head + [body]
         if len(df) > max_rows:
