@@ -31,12 +31,18 @@ __all__ = ["default_grainsize", "threads_context", "threads_unsupported"]
 
 _DECL = re.compile(
     r"^(?:array\[(?P<adims>[^\]]*)\]\s+)?"
-    r"(?P<base>int|real|vector|row_vector|matrix|ordered|positive_ordered|simplex)"
+    r"(?P<base>[a-z_]+)"
     r"(?:<[^>]*>)?(?:\[(?P<dims>[^\]]*)\])?\s+(?P<name>[A-Za-z]\w*)\s*(?:=.*)?;$"
 )
-_FN_TYPE = {"int": "int", "real": "real", "vector": "vector", "row_vector": "row_vector",
-            "matrix": "matrix", "ordered": "vector", "positive_ordered": "vector",
-            "simplex": "vector"}
+
+
+def _fn_type(base: str) -> str:
+    """The function-argument type of a declared Stan type (constraints dropped)."""
+    if base in ("int", "real", "row_vector", "matrix"):
+        return base
+    if base.endswith("matrix") or base.startswith("cholesky_factor"):
+        return "matrix"
+    return "vector"  # vector and the constrained vectors (simplex, sum_to_zero_vector, ...)
 
 
 def threads_unsupported(spec: Any) -> str | None:
@@ -65,7 +71,7 @@ def _declarations(text: str) -> list[dict[str, Any]]:
         if m is None:
             raise ValueError(f"threaded program: cannot read the declaration {line!r}")
         adims, dims = m.group("adims"), m.group("dims")
-        base = _FN_TYPE[m.group("base")]
+        base = _fn_type(m.group("base"))
         if adims is not None:
             ftype = f"array[{',' * adims.count(',')}] {base}"
             first = adims.split(",")[0].strip()
