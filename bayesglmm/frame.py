@@ -32,7 +32,8 @@ from .formula import (
     used_columns,
 )
 
-__all__ = ["WIDE_RESPONSE", "FramePrep", "is_text_or_categorical", "prepare_frame"]
+__all__ = ["WIDE_RESPONSE", "FramePrep", "check_column_values", "is_text_or_categorical",
+           "prepare_frame"]
 
 
 def is_text_or_categorical(s: pd.Series) -> bool:
@@ -309,3 +310,103 @@ def _centre_within(cwc: Any, data: pd.DataFrame, formula: str) -> list[str]:
         notes.append(f"{', '.join(replaced)} replaced by the within-cluster deviation "
                      "(the formula uses neither <x>_cwc nor <x>_cm).")
     return notes
+
+
+# --------------------------------------------------------------------------- column values
+
+
+def _rows(index: pd.Index, where: np.ndarray, k: int = 3) -> str:
+    """'row 3' / 'rows 3, 8, 11, ...' by the data frame's own index labels."""
+    labels = [str(index[i]) for i in where[:k]]
+    more = ", ..." if len(where) > k else ""
+    return f"row{'s' if len(where) > 1 else ''} {', '.join(labels)}{more}"
+
+
+def _is_number_text(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def check_column_values(data: pd.DataFrame, columns: list[str], *, grouping: list[str],
+                        response: list[str] | tuple[str, ...] = (),
+                        factors: list[str] | tuple[str, ...] | None = None) -> None:
+    """Checks of the values in the columns a model uses, before anything is fitted.
+
+    * A column that is missing in every row: a ValueError naming it (a grouping column
+      without a single group, or a predictor without a value).
+    * Infinite values in a numeric column: a ValueError naming the column and the rows.
+    * A text column whose values are numbers except for a few (a numeric column with a
+      stray text value, such as ``"n/a"`` or ``"?"``): a warning naming the column and the
+      text values, since it becomes a categorical predictor with one level per number
+      (silenced by listing the column in ``factors=`` when it is meant to be categorical);
+      in the response, the same is a ValueError.
+
+    Parameters
+    ----------
+    data : DataFrame
+        The user's data frame.
+    columns : list of str
+        The columns the model uses.
+    grouping : list of str
+        The grouping columns among them (named as such in the messages).
+    response : list of str
+        The response columns among them.
+    factors : list of str, optional
+        Columns the user declared categorical.
+    """
+    n = len(data)
+    for c in columns:
+        s = data[c]
+        what = ("Grouping column" if c in grouping else "Response column" if c in response
+                else "Column")
+        miss = s.isna().to_numpy()
+        if n and miss.all():
+            raise ValueError(f"{what} '{c}' has no values: it is missing in all {n} rows.")
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            vals = s.to_numpy(dtype=float, na_value=np.nan)
+            bad = np.flatnonzero(np.isinf(vals))
+            if bad.size:
+                raise ValueError(
+                    f"{what} '{c}' has infinite values in {bad.size} "
+                    f"{'row' if bad.size == 1 else 'rows'} ({_rows(data.index, bad)}: "
+                    f"{vals[bad[0]]:g}). A model cannot use them: replace them or remove "
+                    "those rows.")
+        elif (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)) \
+                and c not in (factors or ()) and c not in grouping:
+            text = _stray_text(s, data.index, miss)
+            if text is None:
+                continue
+            if c in response:
+                raise ValueError(f"Response column '{c}' looks numeric but holds {text}. Fix or "
+                                 "remove those values (e.g. pd.to_numeric(df['{c}'], "
+                                 "errors='coerce') makes them missing).".replace("{c}", c))
+            warnings.warn(
+                f"Column '{c}' looks numeric but holds {text}, so it is used as a categorical "
+                f"predictor with one level per distinct value. If it is numeric, fix or remove "
+                f"those values (e.g. pd.to_numeric(df['{c}'], errors='coerce') makes them "
+                f"missing); if it is categorical, pass factors=['{c}'] to say so.",
+                UserWarning, stacklevel=5)
+
+
+def _stray_text(s: pd.Series, index: pd.Index, miss: np.ndarray) -> str | None:
+    """'the text 'n/a' (row 5; 299 of 300 values are numbers)' when most values of ``s``
+    are numbers (or numbers written as text) and a few are not; None otherwise."""
+    present = np.flatnonzero(~miss)
+    values = s.to_numpy()[present]
+    numeric = np.array([_is_number_text(v) for v in values], dtype=bool)
+    if not numeric.any() or numeric.all() or numeric.mean() < 0.5:
+        return None  # text (a factor), or numbers stored as text
+    text_rows = present[~numeric]
+    texts = list(dict.fromkeys(str(v) for v in values[~numeric]))
+    shown = ", ".join(repr(v) for v in texts[:3]) + (", ..." if len(texts) > 3 else "")
+    return (f"the text {shown} ({_rows(index, text_rows)}; {int(numeric.sum())} of "
+            f"{present.size} values are numbers)")

@@ -23,7 +23,13 @@ import pandas as pd
 from .design import sorted_levels
 from .families import Family
 from .formula import FormulaError, ParsedFormula, evaluate, used_columns
-from .frame import WIDE_RESPONSE, FramePrep, is_text_or_categorical, prepare_frame
+from .frame import (
+    WIDE_RESPONSE,
+    FramePrep,
+    check_column_values,
+    is_text_or_categorical,
+    prepare_frame,
+)
 from .modelspec import Response
 
 __all__ = ["WIDE_RESPONSE", "FramePrep", "PreparedData", "prepare_data", "prepare_frame", "used_columns"]
@@ -81,6 +87,8 @@ def prepare_data(
         if c not in data.columns:
             raise ValueError(f"factors=: unknown column '{c}'. Available columns: "
                              f"{', '.join(available)}.")
+    check_column_values(data, all_used, grouping=cols["grouping"], response=cols["response"],
+                        factors=factors)
     df = data.loc[:, all_used].copy()
     # ---- missing values
     na = df.isna()
@@ -116,6 +124,7 @@ def prepare_data(
                 ordered.add(c)
     # ---- the response
     response = _response(parsed, df, family, trials, levels, notes)
+    _check_not_constant(response, family)
     return PreparedData(df, response, factor_levels, n_missing_rows if dropna else 0,
                         tuple(notes), frozenset(ordered))
 
@@ -134,6 +143,14 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
             _numeric(df[e], e, family) if e in df.columns else evaluate(e, df)
             for e in parsed.cbind
         )
+        over = np.flatnonzero(fail < 0)
+        if over.size and parsed.cbind[1] not in df.columns:  # trials - successes < 0
+            i = over[0]
+            raise ValueError(
+                f"binomial: in cbind({parsed.cbind[0]}, {parsed.cbind[1]}) the failures "
+                f"'{parsed.cbind[1]}' must be non-negative integer counts, but there are more "
+                f"successes than trials in {over.size} {'row' if over.size == 1 else 'rows'} "
+                f"(first: row {df.index[i]}, {succ[i]:g} successes, {fail[i]:g} failures).")
         for e, v in zip(parsed.cbind, (succ, fail)):
             family.check_response(v, e)
         return Response(name, succ.astype(np.int64), (succ + fail).astype(np.int64))
@@ -191,6 +208,19 @@ def _response(parsed, df, family: Family, trials, levels, notes) -> Response:
     if family.stan_y_type == "int":
         return Response(col, y.astype(np.int64))
     return Response(col, y.astype(float))
+
+
+def _check_not_constant(response: Response, family: Family) -> None:
+    """A real-valued response that never varies leaves the family's scale parameter without a
+    positive estimate (its likelihood grows without bound as the scale goes to 0)."""
+    y = np.asarray(response.y)
+    if family.stan_y_type != "vector" or y.size < 2 or np.ptp(y) > 0:
+        return
+    scale = ", ".join(family.extra_names) or "scale"
+    raise ValueError(
+        f"Response '{response.name}' is constant (all {y.size} values are {y[0]:g}): with "
+        f"family '{family.name}' its {scale} has no positive estimate, so the model cannot be "
+        "fitted. Check that the right column is the response.")
 
 
 def _numeric(s: pd.Series, col: str, family: Family) -> np.ndarray:

@@ -159,8 +159,14 @@ def test_conditional_effects_single_focal_map(interaction_map):
 def test_predict_new_levels(interaction_mcmc, debate):
     nd = debate.head(3).copy()
     nd["group"] = [debate["group"].iloc[0], 10_001, 10_002]
-    inc = interaction_mcmc.predict(nd, seed=1)
+    with pytest.raises(ValueError, match=r"newdata has 2 level\(s\) of 'group' .* not fitted "
+                                         r"to: '10001', '10002'\. Pass allow_new_levels=True"):
+        interaction_mcmc.predict(nd)
+    with pytest.raises(ValueError, match="allow_new_levels=True"):
+        interaction_mcmc.posterior_predict(nd)
+    inc = interaction_mcmc.predict(nd, seed=1, allow_new_levels=True)
     exc = interaction_mcmc.predict(nd, re="exclude")
+    assert interaction_mcmc.posterior_predict(nd, seed=1, allow_new_levels=True).shape == (4000, 3)
     assert list(inc.columns) == ["estimate", "se", "lower", "upper"] and len(inc) == 3
     # a new level adds the population SD to the uncertainty: sd^2 + var(fixed part)
     sd = interaction_mcmc.draws()["sd[group:Int]"]

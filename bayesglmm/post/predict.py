@@ -146,7 +146,10 @@ def _check_re(re_: str) -> str:
     return re_
 
 
-def _group_labels(spec: Any, g: Any, nd: pd.DataFrame) -> np.ndarray:
+def _group_labels(spec: Any, g: Any, nd: pd.DataFrame, allow_new_levels: bool,
+                  what: str) -> np.ndarray:
+    """The group label of every row of ``nd`` for term ``g``; levels the model was not fitted
+    to are an error unless ``allow_new_levels``."""
     cols = g.factor.split(":")
     missing = [c for c in cols if c not in nd.columns]
     if missing:
@@ -154,10 +157,25 @@ def _group_labels(spec: Any, g: Any, nd: pd.DataFrame) -> np.ndarray:
             f"newdata lacks the grouping column(s) {', '.join(missing)} of {g.text}; "
             "add them or use re='exclude'"
         )
+    if nd[cols].isna().to_numpy().any():
+        raise ValueError(f"{what}: newdata has missing values in the grouping column(s) "
+                         f"{', '.join(cols)} of {g.text}")
     labels = nd[cols[0]].astype(str)
     for c in cols[1:]:
         labels = labels + ":" + nd[c].astype(str)
-    return labels.to_numpy()
+    labels = labels.to_numpy()
+    if not allow_new_levels:
+        known = set(g.levels)
+        new = list(dict.fromkeys(lab for lab in labels if lab not in known))
+        if new:
+            shown = ", ".join(map(repr, new[:5])) + (", ..." if len(new) > 5 else "")
+            raise ValueError(
+                f"{what}: newdata has {len(new)} level(s) of '{g.factor}' ({g.text}) that the "
+                f"model was not fitted to: {shown}. Pass allow_new_levels=True to predict them "
+                "from the population distribution of the group effects (draw-based fits draw "
+                "new effects, MAP and classic fits use the population mean 0), or "
+                "re='exclude' for population-level predictions of every row.")
+    return labels
 
 
 def _re_draws(fit: Any, draws: np.ndarray, g: Any, labels: np.ndarray,
@@ -205,10 +223,12 @@ def _values(fit: Any, what: str, point_ok: bool) -> tuple[np.ndarray, bool]:
 
 
 def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.random.Generator,
-                     what: str, point_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     what: str, point_ok: bool = False, allow_new_levels: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(values (S, n) of the linear predictor for ``newdata`` (None: the fitted data), the
     fixed-effect design rows [1, X] (n, 1 + K)). Estimate fits (``point_ok``) give one row:
-    random effects at their conditional modes, new grouping levels at 0 (the population)."""
+    random effects at their conditional modes, new grouping levels (``allow_new_levels``) at
+    0 (the population)."""
     spec = model_spec(fit, what)
     values, draw_based = _values(fit, what, point_ok)
     nd = spec.data if newdata is None else newdata
@@ -232,8 +252,8 @@ def linear_predictor(fit: Any, newdata: pd.DataFrame | None, re_: str, rng: np.r
                         "the fixed part, so it cannot be evaluated on new data; use re='exclude'"
                     )
                 Z[:, c] = X[:, fixed_cols[coef_name]]
-            r = _re_draws(fit, values, g, _group_labels(spec, g, nd_c),
-                          rng if draw_based else None)
+            labels = _group_labels(spec, g, nd_c, allow_new_levels, what)
+            r = _re_draws(fit, values, g, labels, rng if draw_based else None)
             eta = eta + np.einsum("snq,nq->sn", r, Z)
     return eta, A
 
@@ -258,10 +278,13 @@ def _family_params(fit: Any, draws: np.ndarray, spec: Any,
 
 
 def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
-            prob: float = 0.95, summary: bool = True, seed: int | None = None):
+            prob: float = 0.95, summary: bool = True, seed: int | None = None,
+            allow_new_levels: bool = False):
     """Expected response (inverse link of the linear predictor) for ``newdata`` (default: the
-    fitted data). ``re="include"``: with the random effects of the fitted groups (levels not in
-    the data are drawn from the population); ``"exclude"``: population-level (effects 0).
+    fitted data). ``re="include"``: with the random effects of the fitted groups; levels of a
+    grouping column the model was not fitted to are an error unless ``allow_new_levels=True``
+    (as in brms), which draws their effects from the population (MAP and classic fits: the
+    population mean 0); ``"exclude"``: population-level (effects 0) for every row.
     Draw-based fits: ``summary=True`` gives a DataFrame with estimate (posterior mean), se (sd),
     lower, upper (central ``prob`` interval) per row; ``summary=False`` the draws, an array
     (draws, rows). MAP and classic fits: the estimate (random effects at their conditional
@@ -271,7 +294,7 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     classic fits: delta-method SE over the coefficients of both parts)."""
     spec = model_spec(fit, "predict()")
     eta, A = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()",
-                              point_ok=True)
+                              point_ok=True, allow_new_levels=allow_new_levels)
     link = (lambda x: np.asarray(x, dtype=float)) if spec.family.ordinal else spec.family.linkinv
     mu = link(eta)
     draws = pooled_draws(fit)
@@ -343,15 +366,18 @@ def summarise_draws(x: np.ndarray, prob: float) -> pd.DataFrame:
 
 
 def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
-                      seed: int | None = None) -> np.ndarray:
+                      seed: int | None = None, allow_new_levels: bool = False) -> np.ndarray:
     """Draws of new observations (draws, rows) from the family's distribution at each
-    posterior draw (the family table's rng); new grouping levels drawn from the population."""
+    posterior draw (the family table's rng); levels of a grouping column the model was not
+    fitted to are an error unless ``allow_new_levels=True``, which draws their effects from
+    the population (as :func:`predict`)."""
     spec = model_spec(fit, "posterior_predict()")
     if spec.family.needs_trials and newdata is not None:
         raise ValueError("posterior_predict(newdata=...) for the binomial family needs the "
                          "number of trials per row, which new data cannot give yet")
     rng = np.random.default_rng(seed)
-    eta, _ = linear_predictor(fit, newdata, re, rng, "posterior_predict()")
+    eta, _ = linear_predictor(fit, newdata, re, rng, "posterior_predict()",
+                              allow_new_levels=allow_new_levels)
     if getattr(spec, "resid", None) is not None:
         return eta + correlated_residuals(fit, spec, newdata, rng)
     params = _family_params(fit, pooled_draws(fit), spec, newdata)

@@ -111,17 +111,20 @@ class Fit:
 
     # post-estimation (bayesglmm.post, bayesglmm.plots) --------------------------------
     def predict(self, newdata: Any = None, re: str = "include", prob: float = 0.95,
-                summary: bool = True, seed: int | None = None):
+                summary: bool = True, seed: int | None = None, allow_new_levels: bool = False):
         """Expected response for ``newdata``: see :func:`bayesglmm.post.predict.predict`."""
         from ..post.predict import predict
 
-        return predict(self, newdata, re=re, prob=prob, summary=summary, seed=seed)
+        return predict(self, newdata, re=re, prob=prob, summary=summary, seed=seed,
+                       allow_new_levels=allow_new_levels)
 
-    def posterior_predict(self, newdata: Any = None, re: str = "include", seed: int | None = None):
+    def posterior_predict(self, newdata: Any = None, re: str = "include", seed: int | None = None,
+                          allow_new_levels: bool = False):
         """Draws of new observations: see :func:`bayesglmm.post.predict.posterior_predict`."""
         from ..post.predict import posterior_predict
 
-        return posterior_predict(self, newdata, re=re, seed=seed)
+        return posterior_predict(self, newdata, re=re, seed=seed,
+                                 allow_new_levels=allow_new_levels)
 
     def loo(self):
         """PSIS-LOO through arviz (see :func:`bayesglmm.post.loo.loo`)."""
