@@ -117,6 +117,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
             "intercept_only": g.intercept_only,
             "corr": g.has_corr,
             "uncorrelated": (not g.correlated) and g.q > 1,
+            "centered": g.centered,
         }
         for g in spec.groups
     ]
@@ -135,6 +136,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "alpha_vector": alpha_vector,
         "alpha": alpha,
         "groups": groups,
+        "centred_any": any(g.centered for g in spec.groups),
         "proper": spec.prior.name != "flat",
         "prior_blocks": blocks,
         "held": bool(spec.held),

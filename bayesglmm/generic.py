@@ -10,7 +10,9 @@ the same templates with every such choice turned into Stan data:
   ``centre`` = 0 leaves it as it is (``means_X`` = 0), which is the flat prior's ``Intercept``;
 * :data:`GENERIC_SLOTS` grouping-term slots, each with ``re_kind_k`` (0: unused, 1: group
   intercepts, 2: design columns ``Z_k``), ``N_k``, ``M_k`` and ``has_corr_k`` (LKJ-correlated
-  coefficients); unused parts have size 0 (``L_k`` is ``cholesky_factor_corr[has_corr_k ? M_k : 0]``);
+  coefficients) and ``centered_k`` (1: ``z_k`` holds the effects themselves, the centred
+  parameterisation of :mod:`bayesglmm.reparam`; 0: standardised effects); unused parts have
+  size 0 (``L_k`` is ``cholesky_factor_corr[has_corr_k ? M_k : 0]``);
 * offsets (``has_offset``), held coefficients (``K_fixed`` may be 0: ``beta_free`` is then all of
   ``beta``), residual correlation (``resid_kind``; ``rho_resid`` is a vector of size 0 or 1);
 * every prior term of :data:`bayesglmm.priors.PRIOR_TABLE` that adds no parameters gets a flag
@@ -243,6 +245,7 @@ def generic_data(spec: ModelSpec) -> dict[str, Any]:
         d[f"N_{k}"] = 0 if g is None else int(g.n_groups)
         d[f"M_{k}"] = 0 if g is None else int(g.q)
         d[f"has_corr_{k}"] = int(g is not None and g.has_corr)
+        d[f"centered_{k}"] = int(g is not None and g.centered)
         d[f"J_{k}"] = base[f"J_{k}"] if g is not None else np.zeros(0, dtype=np.int64)
         d[f"Z_{k}"] = base[f"Z_{k}"] if kind == 2 else np.zeros((0, 0))
     if fam.resid_corr:

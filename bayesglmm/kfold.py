@@ -225,12 +225,27 @@ def _training_values(fit: Any, bs: Any, names: list[str]) -> np.ndarray:
     return arr[:, [cols[nm] for nm in names]]
 
 
+def _new_centred_effect(values: np.ndarray, pos: dict[str, int], k: int, m: int, j: int,
+                        fresh: dict, rng: np.random.Generator) -> np.ndarray:
+    """Coefficient m of a new group j of centred term k per draw: sd_k[m] (L_k[m, ] e) with
+    one standard normal vector e per group and draw, shared by the group's coefficients."""
+    S = values.shape[0]
+    M = sum(1 for nm in pos if nm.startswith(f"sd_{k}["))
+    e = fresh.setdefault((k, j), rng.standard_normal((S, M)))
+    sd = values[:, pos[f"sd_{k}[{m}]"]]
+    if f"L_{k}[{m},1]" not in pos:
+        return sd * e[:, m - 1]
+    L_row = values[:, [pos[f"L_{k}[{m},{col}]"] for col in range(1, M + 1)]]
+    return sd * np.sum(L_row * e, axis=1)
+
+
 def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_full: Any,
                 rng: np.random.Generator, draws: bool) -> np.ndarray:
     """Parameter vectors of the full model (its parameter block, in its order): same-named
-    parameters copied, the standardised group-level effects ``z_k`` matched by group label
+    parameters copied, the group-level effects ``z_k`` matched by group label
     (groups without training rows: N(0, 1) draws, or 0 at a mode), ``Intercept_c`` moved to
-    the full data's predictor means."""
+    the full data's predictor means. A centred term's ``z_k`` holds the effects: a new group
+    then gets diag(sd_k) L_k e."""
     ts, fs = train.spec, full.spec
     if tuple(ts.fixed.names) != tuple(fs.fixed.names):
         raise ValueError("the training rows of a fold lack a level of a categorical predictor "
@@ -241,6 +256,8 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
     S = values.shape[0]
     out = np.empty((S, len(target)))
     level_maps = {}
+    centred = {g.k: g.centered for g in fs.groups}
+    fresh: dict[tuple[int, int], np.ndarray] = {}  # (term, group) -> e, (S, M_k)
     for g_t, g_f in zip(ts.groups, fs.groups):
         where = {lab: j for j, lab in enumerate(g_t.levels)}
         level_maps[g_f.k] = [where.get(lab) for lab in g_f.levels]
@@ -258,8 +275,12 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
             jt = level_maps[k][j - 1]
             if jt is not None:
                 out[:, i] = values[:, pos[f"{head}[{m},{jt + 1}]"]]
-            else:  # a group without training rows: a new effect from its distribution
-                out[:, i] = rng.standard_normal(S) if draws else 0.0
+            elif not draws:  # a group without training rows: its effect at the mode, 0
+                out[:, i] = 0.0
+            elif not centred[k]:  # ... a new standardised effect, N(0, 1)
+                out[:, i] = rng.standard_normal(S)
+            else:  # ... a new effect diag(sd_k) L_k e of a centred term, e ~ N(0, I)
+                out[:, i] = _new_centred_effect(values, pos, k, m, j, fresh, rng)
         elif nm in pos:
             out[:, i] = values[:, pos[nm]]
         else:

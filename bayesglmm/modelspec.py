@@ -64,6 +64,8 @@ class GroupTerm:
     levels: tuple[str, ...]  # group labels, index j -> levels[j - 1]
     index: np.ndarray = field(repr=False)  # N, 1-based group index
     Z: np.ndarray = field(repr=False)  # N x q
+    # centred parameterisation of its effects (param=, bayesglmm/reparam.py); False: non-centred
+    centered: bool = False
 
     @property
     def q(self) -> int:
@@ -138,6 +140,7 @@ class ModelSpec:
                 f"  grouping term {g.k}: {g.text}: {g.n_groups} groups "
                 f"(size {sizes.min()}-{sizes.max()}), coefficients {', '.join(g.coefs)}"
                 + ("" if g.correlated or g.q == 1 else " (uncorrelated)")
+                + ("; centred" if g.centered else "")
             )
         if self.zi is not None:
             lines.append("  zero inflation (logit): "

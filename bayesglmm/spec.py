@@ -31,6 +31,7 @@ from .formula import Bar, FormulaError, ParsedFormula, contr_poly, inject_contra
 from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
 from .prepare import prepare_data
 from .priors import Prior, make_prior, resolve_prior
+from .reparam import resolve_param
 from .residcorr import build_resid, check_redundancy, check_resid_args, default_group
 from .zero_inflation import zero_part, zi_columns, zi_effects, zi_rhs
 
@@ -67,6 +68,7 @@ def build_spec(
     resid_group: str | None = None,
     hold: dict[str, float] | None = None,
     zi: str | None = None,
+    param: Any = "auto",
 ) -> ModelSpec:
     """Formula + data -> ModelSpec.
 
@@ -82,7 +84,9 @@ def build_spec(
     hold: coefficients held at given values (the wrappers' ``fixed=``), e.g. ``{"b[talk]": 0}``
     (see :func:`hold_coefficients`);
     zi: the zero-inflation formula of the zero-inflated families (default ``"~ 1"``; see
-    :mod:`bayesglmm.zero_inflation`).
+    :mod:`bayesglmm.zero_inflation`);
+    param: centred or non-centred group-level effects per grouping term, "auto" (default),
+    "centered", "noncentered" or a dict by grouping factor or term (see :mod:`bayesglmm.reparam`).
     """
     fam = get_family(family)
     if zi is not None and not fam.zero_inflated:
@@ -120,6 +124,7 @@ def build_spec(
         group_term(k, bar, df, lev_str, wrap)
         for k, bar in enumerate(parsed.bars, start=1)
     )
+    groups = tuple(replace(g, centered=c) for g, c in zip(groups, resolve_param(param, groups)))
     resid = None
     if resid_corr is not None:
         resid = build_resid(resid_corr, df, group=resid_group, time=resid_time)

@@ -105,6 +105,16 @@ CASES: dict[str, tuple] = {
     # no grouping term (scalar intercept), the weak prior of the zero part with an override
     "zip_glm_weak": ("zero_inflated_poisson", "talk ~ perf", prior_weak(
         overrides={"b_zi[sat]": (0.5, 2.0)}), {"zi": "~ sat"}, None, "generic_eq_zip_glm"),
+    # centred terms (param=, bayesglmm/reparam.py): correlated (1 + talk | group), uncorrelated
+    # (perf || cond) and an intercept term (1 | perf), next to non-centred ones
+    "gaussian_six_centred": ("gaussian", SIX,
+                             prior_normal(overrides={"b[talk]": (0.5, 2.0), "sd_1": 0.5,
+                                                     "corr": 2.0, "sigma": 0.7}),
+                             {"param": {"group": "centered", "cond": "centered",
+                                        "perf": "centred"}},
+                             None, "generic_eq_six_centred"),
+    "bernoulli_centred": ("bernoulli", "hi ~ talk + perf + (1 + talk | group)", prior_normal(),
+                          {"param": "centered"}, None, "generic_eq_bernoulli_centred"),
 }
 
 

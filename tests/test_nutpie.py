@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import SEED, load_reference
+from mcmc_agree import means_agree
 
 from bayesglmm.inference.diagnostics import SamplingWarning
 from bayesglmm.inference.nutpie import NUTPIE_STATS, SUPPORTED, import_nutpie
@@ -78,14 +79,9 @@ def test_sampler_arguments_are_checked(debate_model):
 
 
 def _agree(fit_a, fit_b, nsd: float = 4.0, inc_random: bool = True):
-    """Posterior means agree within ``nsd`` combined MCSEs for every quantity (lp excluded:
-    both samplers report Stan's lp__ up to the same dropped constants, but compare it too)."""
-    a = fit_a.summary(inc_random=inc_random, mcse=True)
-    b = fit_b.summary(inc_random=inc_random, mcse=True)
-    assert list(a.index) == list(b.index)
-    z = (a["mean"] - b["mean"]).abs() / np.hypot(a["mcse_mean"], b["mcse_mean"])
-    bad = z[z > nsd]
-    assert bad.empty, bad
+    """Posterior means agree within ``nsd`` combined MCSEs for every quantity (lp included:
+    both samplers report Stan's lp__ up to the same dropped constants)."""
+    means_agree(fit_a, fit_b, nsd, inc_random)
 
 
 @pytest.fixture(scope="module")

@@ -56,8 +56,18 @@ def make_recipe(model: Any) -> ModelRecipe:
     if getattr(model, "_builder", None) is None:
         raise ValueError("fit_many() needs a model built by glmer(), lmer(), glm(), lm() or "
                          "from_stan()")
-    return ModelRecipe(key, type(model), model._builder, dict(model._build_args), None,
+    return ModelRecipe(key, type(model), model._builder, recipe_args(model), None,
                        model.name, model.stan_code, compiled)
+
+
+def recipe_args(model: Any) -> dict[str, Any]:
+    """The wrapper arguments of ``model`` for its datasets: its own, with ``param=`` pinned to
+    the parameterisation it resolved to (``"auto"`` could choose differently for another
+    dataset, and every dataset is to run the base model's program)."""
+    args = dict(model._build_args)
+    if "param" in args and model.re_param:
+        args["param"] = model.re_param
+    return args
 
 
 MODEL_CACHE: dict[str, Any] = {}  # recipe key -> Model, per process (workers keep theirs)

@@ -31,10 +31,11 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy import linalg as sla
 from scipy import optimize as sopt
 from scipy import sparse
 
-from .lmm_factor import AFactor, Layout, WFactor
+from .lmm_factor import AFactor, CentredFactor, Layout, WFactor
 from .optimize import JointMode, LaplaceCov, fd_grad, fd_hess, hessian_inverse
 
 __all__ = ["ExactLMM", "NotExact", "exact_lmm"]
@@ -107,8 +108,10 @@ def _fd_grad_bounded(F: Any, x: np.ndarray, lower: np.ndarray, h: float) -> np.n
 class _Term:
     """One grouping term: M coefficients, G groups, unconstrained positions of sd, L, z."""
 
-    def __init__(self, M: int, G: int, sd: np.ndarray, L: np.ndarray, z: np.ndarray, off: int):
+    def __init__(self, M: int, G: int, sd: np.ndarray, L: np.ndarray, z: np.ndarray, off: int,
+                 centered: bool = False):
         self.M, self.G, self.sd, self.L, self.z, self.off = M, G, sd, L, z, off
+        self.centered = centered  # the program's z holds the effects b = diag(sd) L z
 
     def factor(self, u_sd: np.ndarray, u_L: np.ndarray, scale: float) -> np.ndarray:
         """diag(exp(u_sd) / scale) L (M x M)."""
@@ -156,7 +159,7 @@ class ExactLMM:
             if [names[i] for i in zpos] != [f"z_{g.k}.{m}.{j}" for j in range(1, G + 1)
                                              for m in range(1, M + 1)]:
                 raise NotExact(f"layout of z_{g.k}")
-            t = _Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off)
+            t = _Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off, bool(g.centered))
             if t.sd.size != M or t.L.size not in (0, M * (M - 1) // 2):
                 raise NotExact(f"layout of term {g.k}")
             J = np.asarray(data[f"J_{g.k}"], dtype=np.int64) - 1
@@ -199,13 +202,19 @@ class ExactLMM:
         """-log p(y, u) without Jacobian (what BridgeStan's ``log_density`` gives, negated)."""
         sigma = math.exp(u[self.sigma[0]])
         b = np.empty(self.q)
+        zz = 0.0
         for t, T in zip(self.terms, self._Ts(u, 1.0)):
             zk = u[t.z].reshape(t.G, t.M)
-            b[t.off:t.off + t.M * t.G] = (zk @ T.T).ravel()
+            if t.centered:  # zk holds the effects: their density is N(0, T T') per group
+                b[t.off:t.off + t.M * t.G] = zk.ravel()
+                zs = sla.solve_triangular(T, zk.T, lower=True)
+                zz += float(np.sum(zs ** 2)) + 2 * t.G * float(np.sum(np.log(np.diag(T))))
+            else:
+                b[t.off:t.off + t.M * t.G] = (zk @ T.T).ravel()
+                zz += float(np.sum(zk ** 2))
         beta = u[self.fixed]
         rss = (self.yty - 2 * (beta @ self.Xty + b @ self.Zty) + b @ (self.ZtZ @ b)
                + 2 * b @ (self.ZtX @ beta) + beta @ self.XtX @ beta)
-        zz = float(u[self.zpos] @ u[self.zpos])
         return (self.N * math.log(sigma) + 0.5 * (self.N + self.q) * LOG2PI
                 + 0.5 * rss / sigma ** 2 + 0.5 * zz + self.const)
 
@@ -300,9 +309,32 @@ class ExactLMM:
     def integrated_index(self, reml: bool) -> np.ndarray:
         return np.sort(np.concatenate([self.zpos] + ([self.fixed] if reml else []))).astype(int)
 
-    def inner(self, u: np.ndarray, reml: bool):
+    def inner(self, u: np.ndarray, reml: bool, program: bool = False):
         """(w^ on the integrated coordinates, f at the mode, :class:`WFactor`) at the outer
-        coordinates of ``u``, as the generic ``LaplaceObjective.inner``."""
+        coordinates of ``u``, as the generic ``LaplaceObjective.inner``: in the standardised
+        coordinates (z), or with ``program`` in the program's own (the effects themselves for
+        a centred term, see :class:`CentredFactor`). F = f + log|H| / 2 is the same in both."""
+        w, f, fac = self._inner_z(u, reml)
+        centred = [t for t in self.terms if t.centered]
+        if not program or not centred:
+            return w, f, fac
+        # b = K z on the integrated coordinates: K = diag(sd) L per group of a centred term
+        integ = self.integrated_index(reml)
+        where = {int(i): k for k, i in enumerate(integ)}
+        blocks, logdet = [sparse.identity(fac.p)], 0.0
+        for t, T in zip(self.terms, self._Ts(u, 1.0)):
+            blk = sparse.kron(sparse.identity(t.G), sparse.csr_matrix(T)) if t.centered \
+                else sparse.identity(t.M * t.G)
+            blocks.append(blk)
+            if t.centered:
+                logdet += t.G * float(np.sum(np.log(np.diag(T))))
+        K = sparse.block_diag(blocks, format="csr")
+        order = np.array([where[int(i)] for i in np.concatenate([self.fixed[:fac.p], self.zpos])])
+        wz = np.empty(integ.size)
+        wz[order] = K @ w[order]
+        return wz, f + logdet, CentredFactor(fac, K, logdet)
+
+    def _inner_z(self, u: np.ndarray, reml: bool):
         sigma = math.exp(u[self.sigma[0]])
         Ts = self._Ts(u, sigma)
         af, prss, uhat, beta, _S, C = self._pls(Ts, None if reml else u[self.fixed])
@@ -440,7 +472,7 @@ class ExactLMM:
         Ht = fd_hess(F, theta)
         Ht = 0.5 * (Ht + Ht.T)
         integ = self.integrated_index(reml)
-        w, _f, fac = self.inner(u, reml)
+        w, _f, fac = self.inner(u, reml, program=True)
         u[integ] = w
         # dw^/dtheta by central differences of the closed-form solution (the generic path:
         # -H_ww^-1 H_wtheta from gradient differences; the same derivative)
@@ -450,7 +482,7 @@ class ExactLMM:
             up, dn = u.copy(), u.copy()
             up[i] += h
             dn[i] -= h
-            Aw[:, k] = (self.inner(up, reml)[0] - self.inner(dn, reml)[0]) / (2 * h)
+            Aw[:, k] = (self.inner(up, reml, True)[0] - self.inner(dn, reml, True)[0]) / (2 * h)
         logjac = float(self.bs.log_density(u, propto=False, jacobian=True)
                        - self.bs.log_density(u, propto=False, jacobian=False))
         cov_t, logdet_t, bad_t = hessian_inverse(Ht)

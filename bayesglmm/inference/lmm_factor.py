@@ -18,7 +18,8 @@ T in one of four ways:
 * ``sparse``: otherwise, a sparse LU with a symmetric fill-reducing ordering and no pivoting
   (a Cholesky factor).
 
-:class:`WFactor` adds the fixed effects (REML) with the interface of the generic Laplace factor.
+:class:`WFactor` adds the fixed effects (REML) with the interface of the generic Laplace factor;
+:class:`CentredFactor` maps it to a program whose centred terms declare the effects themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from scipy import linalg as sla
 from scipy import sparse
 
-__all__ = ["AFactor", "DENSE_MAX", "Layout", "SparseLowRank", "WFactor"]
+__all__ = ["AFactor", "CentredFactor", "DENSE_MAX", "Layout", "SparseLowRank", "WFactor"]
 
 #: Largest dense factorisation (random effects) of the ``dense`` and ``schur`` modes.
 DENSE_MAX = 1000
@@ -307,3 +308,33 @@ class SparseLowRank:
         return JP + np.asarray(J @ self.V) @ self.W @ self.V.T
 
 
+class CentredFactor:
+    """The Hessian over the program's integrated coordinates w = K v when the factor ``fac``
+    is over v (the standardised effects) and the program declares the effects themselves for
+    some terms (``K``: diag(sd) L per group of a centred term, identity elsewhere):
+    H_w = K^-T H_v K^-1, so H_w^-1 = K H_v^-1 K' and log|H_w| = log|H_v| - 2 log|K|."""
+
+    def __init__(self, fac: WFactor, K: Any, logdet_K: float):
+        self.fac, self.K, self.logdet_K = fac, K, logdet_K
+        self.q, self.mode, self.p, self.af = fac.q, fac.mode, fac.p, fac.af
+
+    def half_logdet(self) -> float:
+        return self.fac.half_logdet() - self.logdet_K
+
+    def solve_many(self, G: np.ndarray) -> np.ndarray:
+        G = np.asarray(G, dtype=float)
+        return self.K @ self.fac.solve_many(self.K.T @ G)
+
+    solve = solve_many
+
+    def fixed_inverse(self) -> np.ndarray:
+        return self.fac.fixed_inverse()  # K is the identity on the fixed effects
+
+    def inverse(self) -> np.ndarray:
+        return np.asarray(self.K @ (self.K @ self.fac.inverse()).T)
+
+    def inverse_sparse(self) -> Any:
+        Hi = self.fac.inverse_sparse()
+        if isinstance(Hi, SparseLowRank):
+            return SparseLowRank((self.K @ Hi.P @ self.K.T).tocsr(), np.asarray(self.K @ Hi.V), Hi.W)
+        return (self.K @ Hi @ self.K.T).tocsr()

@@ -98,6 +98,19 @@ class Model:
         """User-facing names of every reported quantity, in display order."""
         return [p.user for p in getattr(self.program, "params", ()) or ()]
 
+    @property
+    def re_param(self) -> dict[str, str]:
+        """How each grouping term's effects are sampled: term (as written) -> ``"centered"``
+        or ``"noncentered"`` (the ``param=`` argument resolved; empty without grouping terms).
+
+        Examples
+        --------
+        >>> m.re_param  # doctest: +SKIP
+        {'(Days | Subject)': 'noncentered'}
+        """
+        groups = getattr(self.spec, "groups", ()) or ()
+        return {g.text: "centered" if g.centered else "noncentered" for g in groups}
+
     def with_fixed(self, fixed: Mapping[str, float]) -> Model:
         """The same model with some coefficients held at given values.
 

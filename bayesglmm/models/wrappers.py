@@ -45,6 +45,7 @@ def glmer(
     fixed: dict[str, float] | None = None,
     category_specific: bool | None = None,
     zi: str | None = None,
+    param: str | dict[str, str] = "auto",
     backend: str = "auto",
 ) -> Model:
     """Generalized linear mixed model from an lme4-style formula.
@@ -104,6 +105,14 @@ def glmer(
         Zero-inflated families: the formula of the zero-inflation probability,
         logit P(structural zero) = X_zi b_zi (default ``"~ 1"``); its coefficients are
         ``b_zi[Intercept]``, ``b_zi[x]``, ...
+    param : {"auto", "centered", "noncentered"} or dict
+        How the group-level effects are sampled: ``"noncentered"`` (standardised effects, right
+        for groups with few observations), ``"centered"`` (the effects themselves, right when
+        every group has many observations) or ``"auto"`` (default: centred for a term whose
+        groups have a median of at least 20 observations). A dict sets it per grouping factor
+        or term, e.g. ``{"Subject": "centered"}`` or ``{"(Days | Subject)": "noncentered"}``;
+        terms not named are ``"auto"``. The model and every result are the same either way;
+        only the sampler's efficiency differs (see docs/inference.md).
 
     Returns
     -------
@@ -143,13 +152,14 @@ def lmer(
     resid_time: str | None = None,
     resid_group: str | None = None,
     fixed: dict[str, float] | None = None,
+    param: str | dict[str, str] = "auto",
     backend: str = "auto",
 ) -> Model:
     """Linear mixed model: ``glmer(family="gaussian")`` with sum-to-zero contrasts by default.
 
     Parameters
     ----------
-    formula, data, prior, y_range, dropna, factors, within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
+    formula, data, prior, y_range, dropna, factors, within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed, param
         As for :func:`glmer`.
     contrasts : {"sum", "treatment"}
         "sum" (default): sum-to-zero coding of factors, as lmerTest users set it for type III
@@ -271,12 +281,12 @@ def _no_bars(formula: Any, wrapper: str) -> None:
 
 
 _OPTIONS = ("within", "cwc", "gmc", "centering", "resid_corr", "resid_time", "resid_group",
-            "fixed", "backend")
+            "fixed", "backend", "param")
 
 
 def _options(args: dict[str, Any]) -> dict[str, Any]:
     """The data/residual options of a wrapper call (its locals())."""
-    return {k: args[k] for k in _OPTIONS}
+    return {k: args[k] for k in _OPTIONS if k in args}
 
 
 def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_range: Any,
@@ -284,7 +294,7 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
            levels: Any = None, within: Any = None, cwc: Any = None, gmc: Any = None,
            centering: Any = None, resid_corr: Any = None, resid_time: Any = None,
            resid_group: Any = None, fixed: Any = None, zi: Any = None,
-           backend: str = "auto") -> Model:
+           param: Any = "auto", backend: str = "auto") -> Model:
     check_backend(backend)
 
     if not isinstance(formula, str) or not formula.strip():
@@ -302,7 +312,8 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
     spec = build_spec(frame.formula, frame.data, family=family, prior=prior, contrasts=contrasts,
                       y_range=y_range, dropna=dropna, allow_random=wrapper in ("glmer", "lmer"),
                       factors=factors, trials=trials, levels=levels, resid_corr=resid_corr,
-                      resid_time=resid_time, resid_group=resid_group, hold=fixed, zi=zi)
+                      resid_time=resid_time, resid_group=resid_group, hold=fixed, zi=zi,
+                      param=param)
     program = generate(spec)
     fam = getattr(getattr(spec, "family", None), "name", None) or str(family)
     model = Model(program, wrapper=wrapper, formula=formula.strip(), family=fam, prior=prior,
@@ -314,5 +325,6 @@ def _build(wrapper: str, formula: Any, data: Any, *, family: Any, prior: Any, y_
                              y_range=y_range, contrasts=contrasts, dropna=dropna, factors=factors,
                              trials=trials, levels=levels, within=within, cwc=cwc, gmc=gmc,
                              centering=centering, resid_corr=resid_corr, resid_time=resid_time,
-                             resid_group=resid_group, fixed=fixed, zi=zi, backend=backend)
+                             resid_group=resid_group, fixed=fixed, zi=zi, param=param,
+                             backend=backend)
     return model
