@@ -187,6 +187,11 @@ def render_code(spec: ModelSpec, threads: bool = False) -> str:
 # ----------------------------------------------------------------------------- data
 
 
+LOG_LIK_IN_PROGRAM_MAX_ROWS = 5000
+"""Rows up to which the program writes ``log_lik`` while sampling (``compute_log_lik`` = 1);
+for more, the fits compute it on demand (:mod:`bayesglmm.inference.loglik`)."""
+
+
 def stan_data(spec: ModelSpec) -> dict[str, Any]:
     """The Stan data dict of ``spec`` (observations, design, groups, prior hyperparameters)."""
     fam = spec.family
@@ -222,7 +227,9 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
         d["fixed_val"] = np.asarray([v for _, v in spec.held], dtype=float)
         d["free_idx"] = np.asarray([j for j in range(1, spec.fixed.K + 1) if j not in fixed_idx],
                                    dtype=np.int64)
-    d["compute_log_lik"] = 1  # set to 0 to skip the pointwise log-likelihood (large N)
+    # the pointwise log-likelihood is written by the program for small data only; above the
+    # threshold it is computed on demand from the draws (bayesglmm.inference.loglik)
+    d["compute_log_lik"] = int(spec.n_obs <= LOG_LIK_IN_PROGRAM_MAX_ROWS)
     return d
 
 

@@ -32,6 +32,7 @@ from scipy.special import logsumexp
 
 from .batch import execute
 from .core.naming import bracket_name
+from .inference.loglik import log_lik_model
 
 __all__ = ["KFoldResult", "kfold", "make_folds"]
 
@@ -197,7 +198,7 @@ def heldout_elpd(fit: Any, train: Any, full: Any, rows: np.ndarray, seed: int | 
     """``elpd_i`` of ``rows`` of the full model ``full`` from the training fit ``fit`` (of the
     model ``train``): the log mean of the likelihood over the draws, or the plug-in at the mode.
     Runs where the fit ran (a worker)."""
-    bs_train, bs_full = train.bridgestan_model(False), full.bridgestan_model(False)
+    bs_train, bs_full = train.bridgestan_model(False), log_lik_model(full)
     names = [bracket_name(s) for s in bs_train.param_names(include_tp=True)]
     values = _training_values(fit, bs_train, names)  # (S, params + tparams)
     rng = np.random.default_rng(seed)

@@ -1,8 +1,10 @@
 """How each fit class is saved and loaded (registered with :mod:`bayesglmm.persist`).
 
 * MCMC (Stan or nutpie) and variational fits keep their draws: the reported quantities, the
-  sampler statistics, the pointwise log-likelihood, CmdStan's full output (every column: bridge
-  sampling unconstrains the draws from it) or nutpie's unconstrained draws.
+  sampler statistics, the pointwise log-likelihood when the program wrote it (one computed on
+  demand is computed again after loading), CmdStan's full output (every column: bridge
+  sampling and the log-likelihood on demand unconstrain the draws from it) or the
+  unconstrained draws (nutpie; variational fits of large data).
 * MAP and classic fits keep their estimate table and the settings of the call; loading runs the
   (deterministic) optimiser again with those settings, which rebuilds what the table alone does
   not hold (the covariance on the unconstrained scale used by lsmeans, anova, predict,
@@ -51,11 +53,12 @@ def _save_draws(fit: MCMCFit, ar: Archive) -> dict[str, Any]:
     ar.put("fit.draws", fit._draws)
     for k, v in fit._stats.items():
         ar.put(f"fit.stats.{k}", v)
-    if fit._log_lik is not None:
-        ar.put("fit.log_lik", fit._log_lik)
+    written = fit._log_lik_written  # one computed on demand is computed again after loading
+    if written is not None:
+        ar.put("fit.log_lik", written)
     s: dict[str, Any] = {
         "params": [p.stan for p in fit._params], "users": [p.user for p in fit._params],
-        "stats": list(fit._stats), "log_lik": fit._log_lik is not None,
+        "stats": list(fit._stats), "log_lik": written is not None,
         "chains": fit.chains, "warmup": fit.warmup, "sampling": fit.sampling, "thin": fit.thin,
         "seed": fit.seed, "delta": fit.delta, "max_treedepth": fit.max_treedepth,
         "elapsed": fit.elapsed, "sampler": getattr(fit, "sampler", "stan"),
@@ -107,6 +110,7 @@ def _load_variational(model: Any, s: dict[str, Any], arrays: dict[str, np.ndarra
     fit = VariationalFit(model, params, draws, stats["lp"], log_lik, algorithm=s["algorithm"],
                          pareto_k=decode(s["pareto_k"], arrays), seed=s["seed"],
                          elapsed=s["elapsed"], stan_fits=[None], settings=s["settings"])
+    fit.unconstrained = arrays.get("fit.unconstrained")
     fit.saved_settings = decode(s["call"], arrays)
     return fit
 

@@ -77,14 +77,14 @@ def plot_trace(fit: Any, pars: Sequence[str] | str | None = None):
     """Per-chain densities and traces, one row per variable. Returns the Figure."""
     _draws_only(fit, "plot_trace()")
     names = select_names(fit, pars)
-    return _arviz_figure("plot_trace", fit.idata, var_names=names, compact=False)
+    return _arviz_figure("plot_trace", fit.posterior_idata, var_names=names, compact=False)
 
 
 def plot_dens(fit: Any, pars: Sequence[str] | str | None = None):
     """One panel per variable with a density curve per chain. Returns the Figure."""
     _draws_only(fit, "plot_dens()")
     names = select_names(fit, pars)
-    post = fit.idata.posterior
+    post = fit.posterior_idata.posterior
     chains = [post.sel(chain=[c]) for c in post.chain.values]
     return _arviz_figure("plot_density", chains, var_names=names, shade=0.1, hdi_prob=1.0,
                          data_labels=[f"chain {c + 1}" for c in range(len(chains))])
@@ -94,7 +94,7 @@ def plot_acf(fit: Any, pars: str | None = None, max_lag: int = 40):
     """Autocorrelation of one variable (default the first parameter), one panel per chain."""
     _draws_only(fit, "plot_acf()")
     names = select_names(fit, pars)[:1]
-    fig = _arviz_figure("plot_autocorr", fit.idata, var_names=names, combined=False,
+    fig = _arviz_figure("plot_autocorr", fit.posterior_idata, var_names=names, combined=False,
                         max_lag=max_lag)
     for c, ax in enumerate(a for a in fig.axes if a.get_visible()):
         ax.set_title(f"{names[0]}, chain {c + 1}")
@@ -110,7 +110,7 @@ def plot_forest(fit: Any, pars: Sequence[str] | str | None = None, prob: float =
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
     names = select_names(fit, pars)
     if getattr(fit, "_draws", None) is not None:
-        return _arviz_figure("plot_forest", fit.idata, var_names=names, combined=True,
+        return _arviz_figure("plot_forest", fit.posterior_idata, var_names=names, combined=True,
                              hdi_prob=prob)
     import matplotlib.pyplot as plt
 
@@ -172,7 +172,7 @@ def plot_pairs(fit: Any, pars: Sequence[str] | str | None = None):
     names = select_names(fit, pars)
     if len(names) < 2:
         raise ValueError("plot_pairs() needs at least two parameters")
-    return _arviz_figure("plot_pair", fit.idata, var_names=names, kind="scatter",
+    return _arviz_figure("plot_pair", fit.posterior_idata, var_names=names, kind="scatter",
                          scatter_kwargs={"alpha": 0.3})
 
 

@@ -25,6 +25,7 @@ from ..core.naming import log_lik_names, resolve_params
 from ..core.validate import check_int, check_seed
 from ..results import MCMCFit
 from ..toolchain._common import stop_children_on_interrupt
+from .loglik import computes_on_demand, log_lik_model, param_columns, unconstrain_rows
 from .sampling import cmdstan_output_errors, new_seed, quiet_cmdstanpy
 
 __all__ = [
@@ -118,6 +119,16 @@ def _scratch(kind: str) -> Iterator[str]:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _unconstrained(model: Any, fit: Any, arr: np.ndarray) -> np.ndarray | None:
+    """The draws ``arr`` (draw, column) of a CmdStan run on the unconstrained scale when the
+    program ran without its pointwise log-likelihood (large data: computed from these on
+    demand, also after saving and loading the fit), else None."""
+    if not computes_on_demand(model.run_program.data):
+        return None
+    bs = log_lik_model(model)
+    return unconstrain_rows(bs, arr[:, param_columns(list(fit.column_names), bs)])
+
+
 def _check(seed: Any, draws: Any) -> int:
 
     check_int("draws", draws, 1)
@@ -155,16 +166,19 @@ def run_advi(model: Any, *, method: str = "meanfield", iter: int = 5000, draws: 
         params, d, ll, pos = _columns(vb, arr, model.program)
         log_p = arr[:, pos["log_p__"]]
         ks.append(pareto_k(log_p - arr[:, pos["log_g__"]])[1])
-        runs.append((d, log_p, ll))
+        runs.append((d, log_p, ll, _unconstrained(model, vb, arr)))
         fits.append(vb)
     k_max = max(ks)
     _warn(f"ADVI ({method})", k_max)
     log_lik = None if runs[0][2] is None else np.stack([r[2] for r in runs])
-    return VariationalFit(
+    fit = VariationalFit(
         model, params, np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs]), log_lik,
         algorithm=method, pareto_k=k_max, seed=seed, elapsed=time.perf_counter() - t0,
         stan_fits=fits, settings=f"Runs: {num_estimate}, iter: {iter}, tol_rel_obj: {tol_rel_obj}",
     )
+    if runs[0][3] is not None:
+        fit.unconstrained = np.stack([r[3] for r in runs])
+    return fit
 
 
 def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: int | None = None,
@@ -194,9 +208,13 @@ def run_pathfinder(model: Any, *, draws: int = 1000, num_paths: int = 4, seed: i
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(ok)[rng.choice(int(ok.sum()), size=draws, replace=True, p=w / w.sum())]
     _warn("Pathfinder", k)
-    return VariationalFit(
+    fit = VariationalFit(
         model, params, d[idx][None], log_p[idx][None], None if ll is None else ll[idx][None],
         algorithm="pathfinder", pareto_k=k, seed=seed, elapsed=time.perf_counter() - t0,
         stan_fits=[pf], settings=f"Paths: {num_paths}, PSIS resampling of {draws * num_paths}",
     )
+    unc = _unconstrained(model, pf, arr[idx])
+    if unc is not None:
+        fit.unconstrained = unc[None]
+    return fit
 

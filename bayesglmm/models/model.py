@@ -69,6 +69,7 @@ class Model:
         state = dict(self.__dict__)
         state["_bs_model"] = None
         state.pop("_bs_exact_check", None)  # the exact LMM path's small instance (inference/lmm)
+        state.pop("_bs_log_lik", None)  # the log-likelihood instance (inference/loglik)
         return state
 
     # ---- the program -------------------------------------------------------------

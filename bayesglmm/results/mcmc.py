@@ -64,13 +64,62 @@ class MCMCFit(Fit):
         self.unconstrained = unconstrained  # (chain, draw, D) when the sampler returned them
         self._draws = np.asarray(draws, dtype=float)  # (chain, draw, P)
         self._stats = {k: np.asarray(v) for k, v in sample_stats.items()}
-        self._log_lik = log_lik
+        self._log_lik_written = log_lik  # written by the program (None: on demand, or none)
         self.chains, self.warmup, self.sampling, self.thin = chains, warmup, sampling, thin
         self.seed, self.delta, self.max_treedepth = seed, delta, max_treedepth
         self.elapsed = elapsed
         self.stan_fit = stan_fit
 
     # raw access --------------------------------------------------------------
+    @property
+    def _log_lik(self) -> np.ndarray | None:
+        """The pointwise log-likelihood (chain, draw, N): as the program wrote it, or computed
+        on first use when the program was run without it (large data); None when the program
+        has no ``log_lik``."""
+        if self._log_lik_written is not None:
+            return self._log_lik_written
+        cached = self.__dict__.get("_log_lik_computed")
+        if cached is None and self.log_lik_on_demand:
+            from ..inference.loglik import pointwise_log_lik
+
+            cached = pointwise_log_lik(self.model, unconstrained=self.unconstrained,
+                                       stan_output=self.stan_fit)
+            self.__dict__["_log_lik_computed"] = cached
+        return cached
+
+    @property
+    def log_lik_on_demand(self) -> bool:
+        """True when the program ran without its pointwise log-likelihood (``compute_log_lik``
+        = 0, data above :data:`bayesglmm.codegen.LOG_LIK_IN_PROGRAM_MAX_ROWS` rows): it is
+        computed from the draws when first needed (:meth:`log_lik`, ``loo()``, ``idata``)."""
+        if self._log_lik_written is not None:
+            return False
+        run = getattr(self.model, "run_program", None)
+        data = getattr(run, "data", None) or {}
+        return int(data.get("compute_log_lik", 1)) == 0
+
+    def log_lik(self) -> np.ndarray:
+        """The pointwise log-likelihood ``log p(y_n | theta)`` of every draw.
+
+        Returns
+        -------
+        ndarray
+            Shape (chain, draw, N). Written by the program while sampling for small data; for
+            larger data computed on the first call from the draws (BridgeStan, the same
+            generated-quantities code) and kept.
+
+        Examples
+        --------
+        >>> ll = fit.log_lik()  # doctest: +SKIP
+        >>> ll.shape  # doctest: +SKIP
+        (4, 1000, 180)
+        """
+        ll = self._log_lik
+        if ll is None:
+            raise ValueError("this fit has no pointwise log-likelihood: its Stan program has no "
+                             "generated quantity 'log_lik'")
+        return ll
+
     @property
     def lp(self) -> np.ndarray:
         """Log posterior per draw incl. Jacobians (Stan ``lp__``), shape (chain, draw)."""
@@ -188,9 +237,27 @@ class MCMCFit(Fit):
     # arviz --------------------------------------------------------------------
     @cached_property
     def idata(self):
-        """arviz InferenceData: posterior (user names), sample_stats, log_likelihood, observed_data."""
+        """arviz InferenceData: posterior (user names), sample_stats, log_likelihood, observed_data.
+
+        For large data the log_likelihood group is computed on first access (see
+        :meth:`log_lik`); :attr:`posterior_idata` is the same without it."""
         posterior = {p.user: self._draws[:, :, i] for i, p in enumerate(self._params)}
         return inference_data(posterior, self._stats, self._log_lik, observed_response(self.model))
+
+    @property
+    def posterior_idata(self):
+        """arviz InferenceData for plots: :attr:`idata` when it exists or the pointwise
+        log-likelihood is at hand, else the same groups without log_likelihood (which is not
+        computed for this)."""
+        if "idata" in self.__dict__ or not self.log_lik_on_demand \
+                or "_log_lik_computed" in self.__dict__:
+            return self.idata
+        cached = self.__dict__.get("_posterior_idata")
+        if cached is None:
+            posterior = {p.user: self._draws[:, :, i] for i, p in enumerate(self._params)}
+            cached = inference_data(posterior, self._stats, None, observed_response(self.model))
+            self.__dict__["_posterior_idata"] = cached
+        return cached
 
     # bridge sampling and Bayes factors (bayesglmm/post) ---------------------------
     def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
