@@ -248,7 +248,8 @@ def save_model(model: Any, ar: Archive) -> dict[str, Any] | None:
     if wrapper not in _MODELS:
         raise FitFileError(f"saving a fit of a {wrapper!r} model is not supported")
     ar.stan_code = model.stan_code
-    meta = {"wrapper": wrapper, "name": model.name, "inputs": _MODELS[wrapper][0](model, ar)}
+    meta = {"wrapper": wrapper, "name": model.name, "inputs": _MODELS[wrapper][0](model, ar),
+            "backend": getattr(model, "backend", None)}
     meta["stan_data"] = encode(dict(model.program.data), ar, "stan_data")
     return meta
 
@@ -268,6 +269,13 @@ def load_model(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray], stan_
         raise FitFileError(f"the model saved in {where} cannot be rebuilt from its inputs "
                            f"(a corrupt or crafted file?): {type(e).__name__}: {e}") from None
     model.name = meta["name"]
+    saved = meta.get("backend")  # the Stan program the saved fit ran: generic or specific
+    if saved is not None and getattr(model, "backend", saved) != saved:
+        try:
+            model.use_backend(saved)
+        except ValueError as e:
+            raise FitFileError(f"the fit saved in {where} ran the {saved} Stan program, which "
+                               f"this version cannot run for its model: {e}") from None
     why = _differs(model, stan_code, decode(meta["stan_data"], arrays))
     if why:
         __version__ = _version()

@@ -212,7 +212,7 @@ def test_predict_map_point_and_delta_se(interaction_map, debate):
     fixed = (est["Intercept"] + est["b[talk]"] * row.talk + est["b[perf]"] * row.perf
              + est["b[talk:perf]"] * row.talk * row.perf)
     assert p_exc["estimate"].iloc[0] == pytest.approx(fixed, abs=1e-7)
-    p_inc = interaction_map.predict(nd)
+    p_inc = interaction_map.predict(nd, allow_new_levels=True)  # group 10001 is new
     re = interaction_map.random_effects(scale="natural").set_index("level")["estimate"]
     level = str(debate["group"].iloc[0])
     assert p_inc["estimate"].iloc[0] == pytest.approx(fixed + re[level], abs=1e-7)

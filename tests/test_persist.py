@@ -237,6 +237,35 @@ def test_map_classic_variational_round_trip(debate_map, debate_classic, debate_m
     back = bayesglmm.load(vb.save(tmp_path / "vb"))
     assert back.algorithm == vb.algorithm and back.pareto_k == vb.pareto_k
     pd.testing.assert_frame_equal(back.summary(), vb.summary())
+    # bridge sampling needs posterior draws: refused for the variational fit, saved or not
+    for f in (vb, back):
+        with pytest.raises(ValueError, match="bridge sampling needs draws from the posterior: "
+                                             "the draws of variational"):
+            f.bridgesampling(verbose=False)
+
+
+@pytest.mark.slow
+def test_saved_fit_restores_its_backend(debate_map, tmp_path):
+    """The file records the Stan program the fit ran (generic or specific); loading runs the
+    model on that program even when backend="auto" would now choose the other one (here: a
+    file edited to say the fit ran the specific program)."""
+    assert debate_map.model.backend_requested == "auto" and debate_map.backend == "generic"
+    p = debate_map.save(tmp_path / "m")
+    back = bayesglmm.load(p)
+    assert back.backend == back.model.backend == "generic"
+    with zipfile.ZipFile(p) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(members["manifest.json"])
+    assert meta["model"]["backend"] == "generic"
+    meta["model"]["backend"] = "specific"
+    members["manifest.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(p, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    back = bayesglmm.load(p)  # re-optimises on the specific program: same estimates to 1e-6
+    assert back.backend == back.model.backend == "specific"
+    assert back.model.backend_requested == "auto"
+    pd.testing.assert_frame_equal(back.summary(), debate_map.summary(), rtol=1e-5)
 
 
 @pytest.mark.slow

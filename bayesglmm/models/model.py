@@ -64,6 +64,19 @@ class Model:
         self._build_args: dict[str, Any] | None = None  # the wrapper's arguments (update())
         self._builder: Any = None  # the wrapper function that built the model
 
+    def use_backend(self, backend: str) -> None:
+        """Run the fits of this model on ``backend`` ("generic" or "specific"), keeping
+        ``backend_requested``; :func:`bayesglmm.load` uses it to run a reloaded model on the
+        program its saved fit ran, even where ``backend="auto"`` would now choose the other.
+
+        Raises
+        ------
+        ValueError
+            ``"generic"`` for a model the generic program does not cover.
+        """
+        self.backend, self.backend_reason = choose_backend(self.program, backend, self.wrapper)
+        self._run = self._compiled = self._bs_model = None
+
     def __getstate__(self) -> dict[str, Any]:
         # the BridgeStan model is an open library handle: rebuilt on demand after unpickling
         state = dict(self.__dict__)

@@ -334,7 +334,8 @@ def bridge_sampler(
     ----------
     fit : MCMCFit
         A fit returned by ``Model.sample()`` (needs proper priors: with flat priors the
-        marginal likelihood does not exist).
+        marginal likelihood does not exist). Fits of ``variational()`` and ``pathfinder()``
+        are refused: their draws are not posterior draws.
     method : {"normal", "warp3"}
         Proposal: multivariate normal, or warp-III.
     repetitions : int
@@ -379,6 +380,13 @@ def bridge_sampler(
             "bridge sampling needs proper priors: this model has flat (improper) priors, so its "
             "marginal likelihood does not exist. Refit with e.g. prior=prior_normal()."
         )
+    if getattr(fit, "method", None) == "variational":
+        raise ValueError(
+            "bridge sampling needs draws from the posterior: the draws of variational() and "
+            "pathfinder() come from an approximation, and the estimate would carry its error "
+            "(the bridge iteration averages over the draws as posterior draws). Use "
+            "model.sample() for bridge sampling and bayes_factor(), or optimize(), whose "
+            "log_ml is the Laplace estimate of the log marginal likelihood.")
     unc, bs = unconstrained_draws(fit)
     C, S, D = unc.shape
     if S < 4:
