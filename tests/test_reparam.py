@@ -25,6 +25,9 @@ from bayesglmm.reparam import AUTO_MIN_ROWS, auto_centered, resolve_param
 from bayesglmm.spec import build_spec
 
 SEED = 20261205
+# lp__ is the log density in each program's own coordinates (the centred one lacks the
+# Jacobian of b = diag(sd) L z): not a quantity the two parameterisations share
+NOT_SHARED = ("lp",)
 
 
 def simulate_rich(groups: int = 30, per_group: int = 40, seed: int = 15) -> pd.DataFrame:
@@ -241,7 +244,7 @@ def test_same_posterior_data_rich(rich_fits):
     """30 groups x 40 rows: both parameterisations give the same posterior; the centred one
     samples the SDs more efficiently (more effective draws per gradient evaluation)."""
     nc, c = rich_fits
-    a, b = means_agree(nc, c)
+    a, b = means_agree(nc, c, exclude=NOT_SHARED)
     assert nc.num_divergent == 0 and c.num_divergent == 0
     for name in ("sd[g:Int]", "sd[g:x]", "sigma"):
         ess_grad = [s.loc[name, "ess_bulk"] / f._stats["n_steps"].sum() for s, f in ((a, nc), (b, c))]
@@ -257,7 +260,7 @@ def test_same_posterior_data_poor(debate, toolchain):
     kw = dict(chains=4, warmup=1000, sampling=1000, seed=SEED, verbose=False, delta=0.95)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # divergences of the centred funnel
-        means_agree(nc.sample(**kw), c.sample(**kw))
+        means_agree(nc.sample(**kw), c.sample(**kw), exclude=NOT_SHARED)
 
 
 @pytest.mark.slow
