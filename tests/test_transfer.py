@@ -37,6 +37,7 @@ def test_pack_install_probe(debate_compiled, other_home):
     assert probe(debate_compiled.code, debate_compiled.name) == "missing"
     cm = install_packed(packed)
     assert cm is not None and cm.directory.parent == other_home / "models"
+    assert (other_home / "models").stat().st_mode & 0o777 == 0o700  # created private
     assert cm.exe_file.read_bytes() == debate_compiled.exe_file.read_bytes()
     assert json.loads((cm.directory / "MANIFEST.json").read_text())["installed_from"] == {
         "hash": debate_compiled.hash, "host_platform": packed.platform}

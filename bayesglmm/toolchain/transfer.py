@@ -26,7 +26,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._common import ToolchainError, file_lock, models_dir, remove_tree, sha256_file, write_atomic
+from ._common import (
+    ToolchainError,
+    file_lock,
+    models_dir,
+    private_dir,
+    remove_tree,
+    sha256_file,
+    write_atomic,
+)
 from .cache import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -169,7 +177,7 @@ def install_packed(packed: PackedProgram, *, verbose: bool = False) -> CompiledM
             print(f"bayesglmm: program {packed.name} ({packed.hash}) not installed: {why}",
                   file=sys.stderr, flush=True)
         return None
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     with file_lock(root / f"{key}.lock", "Waiting for another process installing or compiling "
                    "the same Stan program ...", verbose):
         ok, _, m = validate_entry(entry, key)
