@@ -180,7 +180,8 @@ def main() -> None:
     a = ap.parse_args()
     res_dir = REPO / "bench" / "results"
     if a.recovery:
-        res = {"machine": machine(), **recovery(a.n, a.sample_n, a.check_n, a.check_sample_n)}
+        res = {"machine": machine(), "note": "shared 2-core machine: see the load averages; the seconds depend on the load, bias and coverage do not",
+               **recovery(a.n, a.sample_n, a.check_n, a.check_sample_n)}
         res["machine"]["load_average_at_end"] = list(os.getloadavg())
         (res_dir / "batch_recovery.json").write_text(json.dumps(res, indent=1) + "\n")
         return
