@@ -71,8 +71,18 @@ def test_sampler_arguments_are_checked(debate_model):
         debate_model.sample(low_rank=True)
     with pytest.raises(ValueError, match="low_rank must be True or False"):
         debate_model.sample(sampler="nutpie", low_rank="yes")
-    with pytest.raises(ValueError, match="init= is not available with sampler='nutpie'"):
-        debate_model.sample(sampler="nutpie", init=0.5)
+    with pytest.raises(ValueError, match="warmup=0 is not available with sampler='nutpie'"):
+        debate_model.sample(sampler="nutpie", warmup=0)
+    with pytest.raises(ValueError, match="init radius must be a non-negative number"):
+        debate_model.sample(sampler="nutpie", init=-1.0)
+
+
+def test_uses_rng():
+    from bayesglmm.inference.nutpie_init import uses_rng
+
+    assert uses_rng("generated quantities { vector[n] y = to_vector(normal_rng(mu, 1)); }")
+    assert uses_rng("generated quantities { int k = poisson_log_rng (eta); }")
+    assert not uses_rng("model { y ~ normal(mu, sigma); } // strange_name(1)")
 
 
 # ----------------------------------------------------------------------------- slow
@@ -256,3 +266,106 @@ def test_nutpie_outputs_equal_param_constrain(sleep_model):
     order = [pos[n] for n in names]
     np.testing.assert_allclose(values, ref[:, :, order], rtol=1e-12, atol=1e-12)
     assert stats["lp"].shape == (2, 50)
+
+
+# ----------------------------------------------------------------------------- init=
+
+
+def _stay_at_start(model, init, seed=3, chains=2):
+    """Run nutpie with trajectories of depth 0 (every transition returns its starting point),
+    so each chain's draws are exactly its initial point: (unconstrained draws, outputs)."""
+    from bayesglmm.inference.nutpie import run_nutpie
+
+    unc, stats, (values, names) = run_nutpie(
+        model.compile(verbose=False), model.run_program.data, chains=chains, warmup=5,
+        sampling=2, thin=1, seed=seed, delta=0.8, max_treedepth=0, verbose=False, init=init,
+        bs=model.bridgestan_model(verbose=False))
+    assert (stats["n_steps"] == 0).all()
+    np.testing.assert_array_equal(unc[:, 0], unc[:, 1])
+    return unc[:, 0], dict(zip(names, np.moveaxis(values[:, 0], -1, 0)))
+
+
+@pytest.mark.slow
+def test_init_dict_starts_every_chain_there(debate_model, debate_compiled):
+    """Given values start every chain exactly there (as CmdStan's init file); the parameters
+    left out start uniformly in (-2, 2) on the unconstrained scale, differently per chain."""
+    unc, out = _stay_at_start(debate_model, {"sigma": 2.5, "Intercept_c": 1.0,
+                                             "beta_free": [0.25, -0.5]})
+    np.testing.assert_array_equal(out["sigma"], 2.5)
+    np.testing.assert_array_equal(out["Intercept_c"], 1.0)
+    np.testing.assert_allclose(out["beta_free[1]"], 0.25, rtol=1e-15)
+    np.testing.assert_allclose(out["beta_free[2]"], -0.5, rtol=1e-15)
+    bs = debate_model.bridgestan_model(verbose=False)
+    free = [i for i, n in enumerate(bs.param_unc_names())
+            if not n.startswith(("Intercept_c", "beta_free", "sigma"))]
+    rest = unc[:, free]
+    assert np.all(np.abs(rest) < 2) and rest.std() > 0.5  # uniform(-2, 2): sd 1.15
+    assert not np.array_equal(rest[0], rest[1])
+    # generated quantities are computed from the start: Intercept = Intercept_c - mean(x)'b
+    X = np.asarray(debate_model.stan_data["X"], dtype=float)
+    np.testing.assert_allclose(out["Intercept"], 1.0 - X.mean(axis=0) @ [0.25, -0.5],
+                               rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_init_radius(debate_model, debate_compiled):
+    """init=0: every unconstrained coordinate at 0 (sigma = 1); init=r: uniform in (-r, r);
+    the same seed gives the same starts."""
+    unc0, out0 = _stay_at_start(debate_model, 0)
+    assert not unc0.any() and np.all(out0["sigma"] == 1.0)
+    unc, _ = _stay_at_start(debate_model, 0.3, seed=5)
+    assert np.all(np.abs(unc) < 0.3) and unc.std() > 0.1
+    again, _ = _stay_at_start(debate_model, 0.3, seed=5)
+    np.testing.assert_array_equal(unc, again)
+
+
+@pytest.mark.slow
+def test_bad_init_names_the_problem(debate_model, debate_compiled):
+    with pytest.raises(ValueError, match=r"init names \['tau'\] that are not parameters"):
+        debate_model.sample(sampler="nutpie", init={"tau": 1.0}, verbose=False)
+    with pytest.raises(ValueError, match=r"invalid init for sampler='nutpie' \(the value of "
+                       r"'sigma'\).*Lower bounded variable is -1"):
+        debate_model.sample(sampler="nutpie", init={"sigma": -1.0}, verbose=False)
+
+
+@pytest.mark.slow
+def test_init_run_agrees_with_stan(debate_model, debate_mcmc, debate_nutpie):
+    """A full run from given starting values samples the same posterior (within MCSE of
+    Stan's run), reports the same rows and is reproducible with its seed."""
+    init = {"sigma": 1.0, "sd_1": [0.5]}
+    fit = debate_model.sample(sampler="nutpie", init=init, seed=SEED, verbose=False)
+    _agree(fit, debate_mcmc)
+    assert list(fit.summary(inc_random=True).index) == list(debate_nutpie.summary(
+        inc_random=True).index)
+    assert fit.idata.groups() == debate_nutpie.idata.groups()
+    again = debate_model.sample(sampler="nutpie", init=init, seed=SEED, verbose=False)
+    np.testing.assert_array_equal(again._draws, fit._draws)
+
+
+RNG_PROGRAM = """
+data { int<lower=1> n; vector[n] y; real<lower=0> s; }
+parameters { real mu; }
+model {
+  target += normal_lpdf(mu | 0, s);
+  target += normal_lpdf(y | mu, 1);
+}
+generated quantities { real y_new = normal_rng(mu, 1); }
+"""
+
+
+@pytest.mark.slow
+def test_init_with_random_generated_quantities(toolchain, tmp_path):
+    """A program whose generated quantities draw random numbers: y_new ~ N(mu, 1) per draw,
+    reproducible with the seed (the draws come from one seeded generator after sampling)."""
+    import bayesglmm
+
+    y = load_reference("bridge_conjugate.json")["y"]
+    (tmp_path / "rng.stan").write_text(RNG_PROGRAM)
+    m = bayesglmm.from_stan(tmp_path / "rng.stan", {"n": len(y), "y": y, "s": 10.0})
+    fit = m.sample(sampler="nutpie", init={"mu": 0.0}, seed=11, verbose=False)
+    d = fit.draws()
+    resid = d["y_new"] - d["mu"]  # N(0, 1) given mu, independent across draws
+    assert abs(resid.mean()) < 4 / math.sqrt(len(resid))
+    assert resid.std() == pytest.approx(1.0, abs=0.05)
+    again = m.sample(sampler="nutpie", init={"mu": 0.0}, seed=11, verbose=False)
+    np.testing.assert_array_equal(again.draws()["y_new"], d["y_new"])

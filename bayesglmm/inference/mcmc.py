@@ -18,8 +18,23 @@ from .within_chain import check_threads_per_chain, threaded_program
 __all__ = ["check_sampler", "fit_nuts"]
 
 
-def check_sampler(sampler: Any, init: Any, low_rank: Any) -> None:
-    """Check ``sampler`` ("stan" or "nutpie") and the options that only one of them has."""
+def check_sampler(sampler: Any, low_rank: Any, warmup: int = 1) -> None:
+    """Check ``sampler`` ("stan" or "nutpie") and the options that only one of them has.
+
+    Parameters
+    ----------
+    sampler : Any
+        The ``sampler`` argument of :meth:`bayesglmm.Model.sample`.
+    low_rank : Any
+        Its ``low_rank`` argument (True only with ``sampler="nutpie"``).
+    warmup : int
+        Its ``warmup`` argument (nutpie needs at least one warm-up iteration).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument that is wrong.
+    """
     if sampler not in ("stan", "nutpie"):
         raise ValueError(f"sampler must be 'stan' or 'nutpie', got {sampler!r}")
     if not isinstance(low_rank, bool):
@@ -27,10 +42,10 @@ def check_sampler(sampler: Any, init: Any, low_rank: Any) -> None:
     if sampler == "stan" and low_rank:
         raise ValueError("low_rank=True is an option of sampler='nutpie' (Stan's NUTS adapts a "
                          "diagonal mass matrix here)")
-    if sampler == "nutpie" and init is not None:
-        raise ValueError("init= is not available with sampler='nutpie': nutpie draws its own "
-                         "initial values (standard normal on the unconstrained scale); use "
-                         "sampler='stan' to set them")
+    if sampler == "nutpie" and warmup < 1:
+        raise ValueError("warmup=0 is not available with sampler='nutpie' (nutpie always "
+                         "adapts its step size and mass matrix): use warmup >= 1, or "
+                         "sampler='stan' for a run without adaptation")
 
 
 def fit_nuts(
@@ -86,7 +101,7 @@ def fit_nuts(
     if seed is None:
         seed = new_seed()
     init = check_init(init)
-    check_sampler(sampler, init, low_rank)
+    check_sampler(sampler, low_rank, warmup)
     threads = check_threads_per_chain(threads_per_chain, sampler)
     t0 = time.perf_counter()
     settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
@@ -99,7 +114,7 @@ def fit_nuts(
         params, draws, stats, log_lik, unc = sample_nutpie(
             model.compile(verbose), model.bridgestan_model(verbose), model.program,
             data=model.run_program.data,
-            low_rank=low_rank, verbose=verbose, **settings)
+            low_rank=low_rank, verbose=verbose, init=init, **settings)
     else:
         if threads > 1:
             compiled, data = threaded_program(model, threads, chains, verbose)

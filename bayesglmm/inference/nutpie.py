@@ -116,8 +116,17 @@ def run_nutpie(
     max_treedepth: int,
     low_rank: bool = False,
     verbose: bool = True,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    init: Any = None,
+    bs: Any = None,
+    save_warmup: bool = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, list[str]]]:
     """Run nutpie on ``compiled``'s BridgeStan library.
+
+    ``init`` (None, a radius or a dict, as Stan's) chooses the chains' starting points; it
+    needs ``bs``, the program's ``bridgestan.StanModel`` with ``data``
+    (:mod:`bayesglmm.inference.nutpie_init`). None: nutpie's own starting points (standard
+    normal on the unconstrained scale). ``save_warmup=True`` also returns the warm-up sampler
+    statistics (under the key ``"warmup"`` of the statistics, a dict of (chain, draw) arrays).
 
     Returns ``(unc, stats, (values, names))``: the kept draws on the unconstrained scale,
     shape (chain, draw, D), the sampler statistics under arviz's names
@@ -126,17 +135,25 @@ def run_nutpie(
     kept, as Stan does.
     """
     nutpie = import_nutpie()
-    model = nutpie_model(compiled, data, seed)
+    if init is None:
+        model, flat_names = nutpie_model(compiled, data, seed), None
+    else:
+        from .nutpie_init import nutpie_model_with_init
+
+        model, flat_names = nutpie_model_with_init(bs, compiled.code, init, seed, verbose)
     cores = max(1, min(chains, os.cpu_count() or 1))
     idata = nutpie.sample(
         model, draws=sampling, tune=warmup, chains=chains, cores=cores, seed=seed,
-        save_warmup=False, progress_bar=show_progress(verbose),
+        save_warmup=save_warmup, progress_bar=show_progress(verbose),
         low_rank_modified_mass_matrix=bool(low_rank), store_unconstrained=True,
         target_accept=float(delta), maxdepth=int(max_treedepth),
     )
     ss = idata.sample_stats
     unc = np.asarray(ss["unconstrained_draw"].values, dtype=float)[:, ::thin]
-    values, names = flat_posterior(idata.posterior, thin)
+    if flat_names is None:
+        values, names = flat_posterior(idata.posterior, thin)
+    else:
+        values, names = np.asarray(idata.posterior["theta"].values)[:, ::thin], flat_names
     stats = {}
     for src, name in NUTPIE_STATS.items():
         if src in ss:
@@ -146,6 +163,10 @@ def run_nutpie(
             stats[k] = stats[k].astype(np.int64)
     if "diverging" in stats:
         stats["diverging"] = stats["diverging"].astype(float)
+    if save_warmup and "warmup_sample_stats" in idata.groups():
+        wss = idata.warmup_sample_stats
+        stats["warmup"] = {name: np.asarray(wss[src].values) for src, name in NUTPIE_STATS.items()
+                           if src in wss}
     return unc, stats, (values, names)
 
 
@@ -203,7 +224,7 @@ def sample_nutpie(compiled: Any, bs: Any, program: Any, data: Any = None, **sett
     from .sampling import split_columns
 
     unc, stats, (values, names) = run_nutpie(compiled, program.data if data is None else data,
-                                             **settings)
+                                             bs=bs, **settings)
     if sorted(names) != sorted(bridgestan_names(bs)):  # e.g. tuples, which nutpie names its own way
         values, names = constrain_draws(bs, unc, settings["seed"])
     params = resolve_params(program, names)

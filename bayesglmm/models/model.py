@@ -314,8 +314,11 @@ class Model:
         max_treedepth : int
             Maximum depth of the NUTS trajectory tree.
         init : None, float or dict
-            None: Stan's uniform(-2, 2) on the unconstrained scale; a number: that radius
-            instead; a dict: initial values keyed by Stan names (e.g. ``{"sigma": 1.0}``).
+            None: Stan's uniform(-2, 2) on the unconstrained scale (with ``sampler="nutpie"``:
+            nutpie's standard normal); a number: uniform(-r, r) instead (``0``: every
+            unconstrained value at 0); a dict: initial values keyed by Stan names (e.g.
+            ``{"sigma": 1.0}``), the parameters it leaves out uniform(-2, 2). The same forms
+            work with both samplers.
         verbose : bool
             Print compilation and sampling progress.
         output_dir : path, optional
@@ -324,8 +327,7 @@ class Model:
             ``"stan"``: CmdStan's NUTS. ``"nutpie"``: nutpie's NUTS on the same compiled
             program (no second compile); in our benchmark it gave 1.5-1.8 times the
             effective draws per second of CmdStan (median over seeds);
-            needs ``pip install 'bayesglmm[nutpie]'``. nutpie draws its own initial values,
-            so ``init`` must be None with it.
+            needs ``pip install 'bayesglmm[nutpie]'`` and ``warmup >= 1``.
         low_rank : bool
             nutpie only: adapt a low-rank modified mass matrix (for strongly correlated
             posteriors).
