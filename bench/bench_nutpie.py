@@ -21,9 +21,10 @@ effects, sigma, SDs, correlations; not lp or the standardised random effects) pe
 the time to the draws (``fit.elapsed``: ``sample()`` until the fit holds the draws, generated
 quantities included), per second of the whole ``sample()`` call (which adds the sampling
 diagnostics, a posterior summary of every quantity: the same fixed cost for both samplers),
-and per 1000 leapfrog steps of the sampling phase (gradient evaluations: robust to the
-machine load). The machine load average is
-recorded before each run.
+per 1000 leapfrog steps of the sampling phase, and per 1000 leapfrog steps of warm-up and
+sampling together (gradient evaluations: robust to the machine load; the warm-up steps come
+from an untimed rerun of the same seed with the warm-up kept, checked to take the same
+sampling-phase steps). The machine load average is recorded before each run.
 
 Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]``.
 """
@@ -47,10 +48,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import arviz as az
+import numpy as np
 import pandas as pd
 from bench_core import PARAMS, brms_data, our_model
 
 import bayesglmm
+from bayesglmm.inference.nutpie import run_nutpie
+from bayesglmm.inference.sampling import run_nuts
 
 SAMPLERS = ("stan", "nutpie")
 
@@ -83,6 +87,25 @@ def min_ess(fit, stan_names: list[str] | None) -> tuple[float, str]:
     return ess[worst], worst
 
 
+def warmup_steps(model, sampler: str, seed: int, args) -> tuple[int, int]:
+    """(leapfrog steps of the warm-up, of the sampling phase) of the run ``run()`` timed: the
+    same sampler, program, data, seed and settings, rerun untimed with the warm-up kept (both
+    samplers are deterministic given the seed; ``run()`` checks that the sampling-phase count
+    is the timed run's)."""
+    settings = dict(chains=args.chains, warmup=args.warmup, sampling=args.sampling, thin=1,
+                    seed=seed, delta=0.8, max_treedepth=10)
+    compiled = model.compile(verbose=False)
+    if sampler == "nutpie":
+        _, stats, _ = run_nutpie(compiled, model.run_program.data, save_warmup=True,
+                                 verbose=False, **settings)
+        return int(stats["warmup"]["n_steps"].sum()), int(stats["n_steps"].sum())
+    fit = run_nuts(compiled.cmdstan_model(), model.run_program.data, save_warmup=True,
+                   verbose=False, **settings)
+    col = list(fit.column_names).index("n_leapfrog__")
+    steps = np.asarray(fit.draws(inc_warmup=True, concat_chains=False))[:, :, col]
+    return int(steps[: args.warmup].sum()), int(steps[args.warmup:].sum())
+
+
 def run(model, names, sampler: str, seed: int, args) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -93,12 +116,19 @@ def run(model, names, sampler: str, seed: int, args) -> dict:
     wall = time.perf_counter() - t0
     ess, worst = min_ess(fit, names)
     steps = int(fit._stats["n_steps"].sum())
+    warm, again = warmup_steps(model, sampler, seed, args)
+    if again != steps:
+        raise RuntimeError(f"{sampler} seed {seed}: the rerun with the warm-up kept took "
+                           f"{again} sampling steps, the timed run {steps}")
     return {"seed": seed, "sampler": sampler, "min_ess_bulk": round(ess, 1),
             "min_ess_variable": worst, "draws_s": round(fit.elapsed, 3),
             "wall_s": round(wall, 3), "leapfrog_steps": steps,
+            "leapfrog_steps_warmup": warm,
             "divergent": fit.num_divergent, "ess_per_s": round(ess / fit.elapsed, 2),
             "ess_per_wall_s": round(ess / wall, 2),
-            "ess_per_1000_steps": round(1000 * ess / steps, 3), "loadavg_1min": round(load, 2)}
+            "ess_per_1000_steps": round(1000 * ess / steps, 3),
+            "ess_per_1000_steps_with_warmup": round(1000 * ess / (steps + warm), 3),
+            "loadavg_1min": round(load, 2)}
 
 
 def ratios(a: list[dict], b: list[dict]) -> dict:
@@ -106,12 +136,18 @@ def ratios(a: list[dict], b: list[dict]) -> dict:
     per_s = [x["ess_per_s"] / y["ess_per_s"] for x, y in zip(a, b)]
     per_wall = [x["ess_per_wall_s"] / y["ess_per_wall_s"] for x, y in zip(a, b)]
     per_step = [x["ess_per_1000_steps"] / y["ess_per_1000_steps"] for x, y in zip(a, b)]
+    per_step_all = [x["ess_per_1000_steps_with_warmup"] / y["ess_per_1000_steps_with_warmup"]
+                    for x, y in zip(a, b)]
     return {"ess_per_s": {"per_seed": [round(r, 3) for r in per_s],
                           "median": round(statistics.median(per_s), 3)},
             "ess_per_wall_s": {"per_seed": [round(r, 3) for r in per_wall],
                                "median": round(statistics.median(per_wall), 3)},
             "ess_per_step": {"per_seed": [round(r, 3) for r in per_step],
                              "median": round(statistics.median(per_step), 3)},
+            "ess_per_step_with_warmup": {"per_seed": [round(r, 3) for r in per_step_all],
+                                         "median": round(statistics.median(per_step_all), 3)},
+            "warmup_steps_median": [statistics.median(x["leapfrog_steps_warmup"] for x in a),
+                                    statistics.median(y["leapfrog_steps_warmup"] for y in b)],
             "draws_s_median": [round(statistics.median(x["draws_s"] for x in a), 3),
                                round(statistics.median(y["draws_s"] for y in b), 3)],
             "wall_s_median": [round(statistics.median(x["wall_s"] for x in a), 3),
@@ -149,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"seed {seed} {key:16s} {sampler:6s} min ESS_bulk {r['min_ess_bulk']:7.1f} "
                       f"({r['min_ess_variable']}) draws {r['draws_s']:6.2f} s -> "
                       f"{r['ess_per_s']:7.1f} ESS/s, {r['ess_per_1000_steps']:6.2f} per 1000 "
-                      f"steps, load {r['loadavg_1min']}", flush=True)
+                      f"steps ({r['ess_per_1000_steps_with_warmup']:6.2f} with warm-up), "
+                      f"load {r['loadavg_1min']}", flush=True)
     nutpie_vs_stan = {k: ratios(v["nutpie"], v["stan"]) for k, v in runs.items()}
     main_programs = [k for k in ("sleepstudy", "cbpp", "debate") if k in runs]
     result = {
@@ -172,9 +209,12 @@ def main(argv: list[str] | None = None) -> dict:
                   "draws and for nutpie flattening its generated quantities; not the sampling "
                   "diagnostics that follow), per second of the whole Model.sample() call "
                   "(ess_per_wall_s: adds the diagnostics' posterior summary of every "
-                  "quantity, the same fixed cost for both samplers), and per 1000 leapfrog "
-                  "steps of the sampling phase (ess_per_1000_steps; warm-up steps not "
-                  "counted)",
+                  "quantity, the same fixed cost for both samplers), per 1000 leapfrog "
+                  "steps of the sampling phase (ess_per_1000_steps), and per 1000 leapfrog "
+                  "steps of warm-up and sampling together (ess_per_1000_steps_with_warmup; "
+                  "the warm-up steps counted by an untimed rerun with the same seed and the "
+                  "warm-up kept, whose sampling-phase steps equal the timed run's). A "
+                  "leapfrog step is one gradient evaluation",
         "compared_parameters": {
             "sleepstudy": list(PARAMS), "brms_sleepstudy": list(PARAMS.values()),
             "cbpp": "every reported parameter except r_re", "debate": "every reported "

@@ -31,14 +31,13 @@ import re
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.naming import bridgestan_names
 from ..toolchain._common import file_lock, home_dir
-from ..toolchain.install import check_build_tools
+from ..toolchain.buildtools import check_build_tools
 
 __all__ = ["adaptor_library", "initial_point_function", "nutpie_model_with_init",
            "uses_rng"]

@@ -91,8 +91,10 @@ def run_nuts(
     verbose: bool = True,
     output_dir: str | None = None,
     threads_per_chain: int = 1,
+    save_warmup: bool = False,
 ):
-    """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``.
+    """Run NUTS with Stan's defaults except the named settings; returns a ``CmdStanMCMC``
+    (with the warm-up iterations too if ``save_warmup``).
 
     Ctrl-C raises KeyboardInterrupt at once: the CmdStan process is stopped and its output
     directory removed (cmdstanpy alone would let CmdStan run on in a worker thread).
@@ -126,6 +128,7 @@ def run_nuts(
             show_progress=show_progress(verbose),
             show_console=False,
             output_dir=output_dir,
+            save_warmup=save_warmup,
         )
 
 
