@@ -28,8 +28,8 @@ from pathlib import Path
 
 from ._common import ToolchainError
 
-__all__ = ["UnsafePermissionsError", "check_toolchain", "check_trusted", "path_problem",
-           "toolchain_programs"]
+__all__ = ["UnsafePermissionsError", "check_toolchain", "check_trusted", "describe_home",
+           "path_problem", "toolchain_programs"]
 
 
 class UnsafePermissionsError(ToolchainError):
@@ -136,3 +136,25 @@ def check_toolchain(root: Path, uid: int | None = None) -> None:
     its programs (see :func:`check_trusted`)."""
     check_trusted(toolchain_programs(root), "the Stan toolchain's", f"the toolchain {root}",
                   uid)
+
+
+def describe_home(home: Path) -> str:
+    """One line for ``status``: whether programs under ``home`` would be refused, and whether
+    the home is private."""
+    home = Path(home)
+    if not home.exists():
+        return "not created yet (it will be private: mode 0700)"
+    seen: set[Path] = set()
+    targets = [home, home / "models"]
+    root = home / "toolchain"
+    if root.is_dir():
+        targets += toolchain_programs(root)
+    for p in targets:
+        why = path_problem(p, seen=seen)
+        if why is not None:
+            return f"UNSAFE, compiled programs are refused: {why}"
+    mode = stat.S_IMODE(home.stat().st_mode)
+    if mode & 0o077:
+        return (f"ok (readable by others: mode {stat.filemode(home.stat().st_mode)}; "
+                f"`chmod 700 {home}` makes it private)")
+    return "ok (private)"

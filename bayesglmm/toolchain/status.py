@@ -9,6 +9,7 @@ from ._common import ToolchainError, home_dir, toolchain_root
 from .cache import cache_stats
 from .install import read_ready, ready_status, stan_version
 from .locate import bridgestan_version_of, cmdstan_version_of, select
+from .permissions import describe_home
 from .programs import programs_status
 from .sources import source_hash
 
@@ -56,6 +57,7 @@ def status(home: os.PathLike | str | None = None) -> dict:
             "bridgestan_version": None,
         },
         "cache": cache_stats(home),
+        "permissions": describe_home(home_dir(home)),
         "programs": programs_status(home),
     }
     cs, bs = sel["cmdstan"][0], sel["bridgestan"][0]
@@ -82,6 +84,8 @@ def format_status(st: dict) -> str:
         for label, key in (("CmdStan", "cmdstan"), ("BridgeStan", "bridgestan")):
             if e[key]:
                 lines.append(f"{label} (ignored): {e[key]} ({e[key + '_source']})")
+    if st.get("permissions"):
+        lines.append(f"Permissions:      {st['permissions']}")
     lines += [
         "Bundled toolchain:",
         f"  root:           {b['root']}",

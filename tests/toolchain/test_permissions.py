@@ -142,6 +142,24 @@ def test_toolchain_check_covers_libraries_objects_and_headers(tmp_path, rel):
         check_toolchain(root)
 
 
+def test_status_reports_the_home(tmp_path):
+    from bayesglmm.toolchain.permissions import describe_home
+    from bayesglmm.toolchain.status import format_status, status
+
+    home = tmp_path / "home"
+    assert describe_home(home) == "not created yet (it will be private: mode 0700)"
+    fake_toolchain(home / "toolchain")
+    os.chmod(home, 0o700)
+    assert describe_home(home) == "ok (private)"
+    os.chmod(home, 0o755)
+    assert describe_home(home) == (f"ok (readable by others: mode drwxr-xr-x; `chmod 700 {home}` "
+                                   "makes it private)")
+    os.chmod(home / "toolchain" / "build", 0o777)
+    assert describe_home(home).startswith("UNSAFE, compiled programs are refused: the directory "
+                                          f"{home / 'toolchain' / 'build'} can be written by")
+    assert "Permissions:      UNSAFE" in format_status(status(home))
+
+
 # --------------------------------------------------------------------------- real programs
 
 
