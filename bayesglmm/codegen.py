@@ -118,6 +118,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
             "corr": g.has_corr,
             "uncorrelated": (not g.correlated) and g.q > 1,
             "centered": g.centered,
+            "means": [("0" if i == 0 else icpt if i == 1 else f"beta[{i - 1}]") for i in g.means],
         }
         for g in spec.groups
     ]

@@ -129,8 +129,9 @@ def covers(spec: ModelSpec | None) -> str | None:
 
 
 def _context(family: Family) -> dict[str, Any]:
-    slots = [{"k": k, "generic": True} for k in _SLOTS]
     intercept = family.has_intercept
+    slots = [{"k": k, "generic": True, "beta_vector": not family.category_specific,
+              "icpt": "Intercept_c" if intercept else None} for k in _SLOTS]
     offset = family.allows_offset
     resid_kinds = ([{"kind": kind, "function": fn, "lower": RESID_LOWER[kind], "snippet": file}
                     for kind, (fn, file, _) in RESID_KINDS.items()] if family.resid_corr else [])
@@ -246,6 +247,8 @@ def generic_data(spec: ModelSpec) -> dict[str, Any]:
         d[f"M_{k}"] = 0 if g is None else int(g.q)
         d[f"has_corr_{k}"] = int(g is not None and g.has_corr)
         d[f"centered_{k}"] = int(g is not None and g.centered)
+        d[f"mu_idx_{k}"] = np.asarray(
+            (g.means or (0,) * g.q) if g is not None else (), dtype=np.int64)
         d[f"J_{k}"] = base[f"J_{k}"] if g is not None else np.zeros(0, dtype=np.int64)
         d[f"Z_{k}"] = base[f"Z_{k}"] if kind == 2 else np.zeros((0, 0))
     if fam.resid_corr:

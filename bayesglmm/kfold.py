@@ -226,6 +226,17 @@ def _training_values(fit: Any, bs: Any, names: list[str]) -> np.ndarray:
     return arr[:, [cols[nm] for nm in names]]
 
 
+def _centred_mean(values: np.ndarray, pos: dict[str, int], means: tuple[int, ...],
+                  m: int) -> np.ndarray | float:
+    """The mean of coefficient m of a centred term per draw: the intercept, beta[j] or 0."""
+    code = means[m - 1] if means else 0
+    if code == 1:
+        return values[:, pos["Intercept_c"] if "Intercept_c" in pos else pos["Intercept"]]
+    if code > 1:
+        return values[:, pos[f"beta[{code - 1}]"]]
+    return 0.0
+
+
 def _new_centred_effect(values: np.ndarray, pos: dict[str, int], k: int, m: int, j: int,
                         fresh: dict, rng: np.random.Generator) -> np.ndarray:
     """Coefficient m of a new group j of centred term k per draw: sd_k[m] (L_k[m, ] e) with
@@ -245,8 +256,9 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
     """Parameter vectors of the full model (its parameter block, in its order): same-named
     parameters copied, the group-level effects ``z_k`` matched by group label
     (groups without training rows: N(0, 1) draws, or 0 at a mode), ``Intercept_c`` moved to
-    the full data's predictor means. A centred term's ``z_k`` holds the effects: a new group
-    then gets diag(sd_k) L_k e."""
+    the full data's predictor means. A centred term's ``z_k`` holds the groups' coefficients:
+    a new group then gets mu_k + diag(sd_k) L_k e (mu_k: the intercept or beta[j] they scatter
+    around, else 0), and at a mode mu_k (its effect 0)."""
     ts, fs = train.spec, full.spec
     if tuple(ts.fixed.names) != tuple(fs.fixed.names):
         raise ValueError("the training rows of a fold lack a level of a categorical predictor "
@@ -258,6 +270,7 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
     out = np.empty((S, len(target)))
     level_maps = {}
     centred = {g.k: g.centered for g in fs.groups}
+    means = {g.k: tuple(getattr(g, "means", ()) or ()) for g in fs.groups}
     fresh: dict[tuple[int, int], np.ndarray] = {}  # (term, group) -> e, (S, M_k)
     for g_t, g_f in zip(ts.groups, fs.groups):
         where = {lab: j for j, lab in enumerate(g_t.levels)}
@@ -277,11 +290,12 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
             if jt is not None:
                 out[:, i] = values[:, pos[f"{head}[{m},{jt + 1}]"]]
             elif not draws:  # a group without training rows: its effect at the mode, 0
-                out[:, i] = 0.0
+                out[:, i] = _centred_mean(values, pos, means[k], m) if centred[k] else 0.0
             elif not centred[k]:  # ... a new standardised effect, N(0, 1)
                 out[:, i] = rng.standard_normal(S)
             else:  # ... a new effect diag(sd_k) L_k e of a centred term, e ~ N(0, I)
-                out[:, i] = _new_centred_effect(values, pos, k, m, j, fresh, rng)
+                out[:, i] = (_new_centred_effect(values, pos, k, m, j, fresh, rng)
+                             + _centred_mean(values, pos, means[k], m))
         elif nm in pos:
             out[:, i] = values[:, pos[nm]]
         else:

@@ -66,6 +66,9 @@ class GroupTerm:
     Z: np.ndarray = field(repr=False)  # N x q
     # centred parameterisation of its effects (param=, bayesglmm/reparam.py); False: non-centred
     centered: bool = False
+    # centred terms: per coefficient, the population-level coefficient that is the mean of the
+    # group's coefficient (0: none, 1: the intercept, j + 1: beta[j]); () when none is shared
+    means: tuple[int, ...] = ()
 
     @property
     def q(self) -> int:

@@ -31,7 +31,7 @@ from .formula import Bar, FormulaError, ParsedFormula, contr_poly, inject_contra
 from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
 from .prepare import prepare_data
 from .priors import Prior, make_prior, resolve_prior
-from .reparam import resolve_param
+from .reparam import resolve_param, shared_means
 from .residcorr import build_resid, check_redundancy, check_resid_args, default_group
 from .zero_inflation import zero_part, zi_columns, zi_effects, zi_rhs
 
@@ -131,6 +131,8 @@ def build_spec(
         redundant = check_redundancy(resid, [g.factor for g in groups if "Int" in g.coefs])
         notes.extend(n for n in (resid_note, redundant) if n)
     has_intercept = fixed.intercept and fam.has_intercept
+    groups = tuple(replace(g, means=shared_means(g, fixed.names, fixed.X, has_intercept,
+                                                 fam.category_specific)) for g in groups)
     sd_names = tuple(tuple(sd_name(g.k, m, g.factor, c, len(groups) > 1).user
                            for m, c in enumerate(g.coefs, start=1)) for g in groups)
     zi_fe = zi_effects(zi_part, df, lev_str, wrap) if zi_part is not None else None

@@ -115,18 +115,29 @@ def test_centred_code(sleepstudy):
     assert "  matrix[M_1, N_1] z_1;  // group-level effects, one column per group (centred " \
            "parameterisation)\n" in code
     assert "  matrix[M_2, N_2] z_2;  // standardised group-level effects (non-centred)\n" in code
-    assert "matrix[N_1, M_1] r_1 = z_1';  // term 1 is centred: z_1 holds the effects" in code
-    assert ("  // term 1 (centred): each group's effects ~ multi_normal_cholesky(0, "
+    # hierarchical centring: the groups' intercepts and slopes scatter around Intercept, b[Days]
+    assert ("  vector[M_1] mu_1 = [Intercept, beta[1]]';  // term 1: the coefficients its "
+            "groups' coefficients scatter around\n  matrix[N_1, M_1] r_1 = (z_1 - rep_matrix("
+            "mu_1, N_1))';  // term 1 is centred: z_1 holds the groups' coefficients\n") in code
+    assert ("  // term 1 (centred): each group's coefficients ~ multi_normal_cholesky(mu_1, "
             "diag(sd_1) * L_1)\n  target += std_normal_lpdf(to_vector(mdivide_left_tri_low("
-            "diag_pre_multiply(sd_1, L_1), z_1)))\n    - N_1 * (sum(log(sd_1)) + "
-            "sum(log(diagonal(L_1))));\n") in code
+            "diag_pre_multiply(sd_1, L_1), z_1 - rep_matrix(mu_1, N_1))))\n    - N_1 * "
+            "(sum(log(sd_1)) + sum(log(diagonal(L_1))));\n") in code
     assert "  target += std_normal_lpdf(to_vector(z_2));  // term 2 (non-centred)\n" in code
     # r_re is the same quantity either way: the effects divided by their SDs
-    assert "matrix[N_1, M_1] r_re_1 = (diag_pre_multiply(inv(sd_1), z_1))';" in code
-    unc = render_code(build_spec("Reaction ~ Days + (Days || Subject)", sleepstudy,
-                                 param="centered"))
-    assert ("  // term 1 (centred): each group's effects ~ normal(0, sd_1)\n  target += "
-            "normal_lpdf(to_vector(z_1) | 0, to_vector(rep_matrix(sd_1, N_1)));\n") in unc
+    assert "r_re_1 = (diag_pre_multiply(inv(sd_1), z_1 - rep_matrix(mu_1, N_1)))';" in code
+    unc = render_code(build_spec("Reaction ~ Days + (0 + Days || Subject) + (1 | Days)",
+                                 sleepstudy, param="centered"))
+    assert "vector[M_1] mu_1 = [beta[1]]';" in unc
+    assert ("  // term 2 (centred): each group's coefficients ~ normal(mu_2, sd_2)\n  target += "
+            "normal_lpdf(to_vector(z_2) | to_vector(rep_matrix(mu_2, N_2)), "
+            "to_vector(rep_matrix(sd_2, N_2)));\n") in unc
+    # a coefficient without a population-level counterpart scatters around 0
+    d = sleepstudy.assign(w=sleepstudy.Days % 3)
+    own = render_code(build_spec("Reaction ~ Days + (0 + w | Subject)", d, param="centered"))
+    assert "mu_1" not in own and "matrix[N_1, M_1] r_1 = z_1';  // term 1 is centred: z_1 " \
+        "holds the effects" in own
+    assert ("normal_lpdf(to_vector(z_1) | 0, to_vector(rep_matrix(sd_1, N_1)))") in own
     spec = build_spec(f, sleepstudy, param={"Subject": "centered"})
     assert "(size 10-10), coefficients Int, Days; centred" in str(spec)
 
@@ -136,6 +147,11 @@ def test_generic_data_flag(sleepstudy):
                       param={"(1 | Days)": "centered"})
     d = generic.generic_data(spec)
     assert [d[f"centered_{k}"] for k in range(1, generic.GENERIC_SLOTS + 1)] == [0, 1, 0, 0, 0, 0]
+    assert d["mu_idx_1"].tolist() == [0, 0] and d["mu_idx_2"].tolist() == [1]
+    assert d["mu_idx_3"].tolist() == []
+    both = generic.generic_data(build_spec("Reaction ~ Days + (Days | Subject)", sleepstudy,
+                                           param="centered"))
+    assert both["mu_idx_1"].tolist() == [1, 2]  # the intercept and beta[1] (Days)
 
 
 def test_fit_many_keeps_the_base_programs_choice(rich):

@@ -160,6 +160,14 @@ class ExactLMM:
                                              for m in range(1, M + 1)]:
                 raise NotExact(f"layout of z_{g.k}")
             t = _Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off, bool(g.centered))
+            # a centred term's z holds mu + b: mu = S beta1 (beta1 = u[self.fixed], X1's order)
+            t.S = np.zeros((M, self.fixed.size))
+            n_icpt = pos(icpt).size
+            for m, code in enumerate(getattr(g, "means", ()) or ()):
+                if code == 1 and n_icpt:
+                    t.S[m, 0] = 1.0
+                elif code > 1:
+                    t.S[m, n_icpt + code - 2] = 1.0
             if t.sd.size != M or t.L.size not in (0, M * (M - 1) // 2):
                 raise NotExact(f"layout of term {g.k}")
             J = np.asarray(data[f"J_{g.k}"], dtype=np.int64) - 1
@@ -205,9 +213,10 @@ class ExactLMM:
         zz = 0.0
         for t, T in zip(self.terms, self._Ts(u, 1.0)):
             zk = u[t.z].reshape(t.G, t.M)
-            if t.centered:  # zk holds the effects: their density is N(0, T T') per group
-                b[t.off:t.off + t.M * t.G] = zk.ravel()
-                zs = sla.solve_triangular(T, zk.T, lower=True)
+            if t.centered:  # zk holds mu + b: b's density is N(0, T T') per group
+                bk = zk - (t.S @ u[self.fixed])[None, :]
+                b[t.off:t.off + t.M * t.G] = bk.ravel()
+                zs = sla.solve_triangular(T, bk.T, lower=True)
                 zz += float(np.sum(zs ** 2)) + 2 * t.G * float(np.sum(np.log(np.diag(T))))
             else:
                 b[t.off:t.off + t.M * t.G] = (zk @ T.T).ravel()
@@ -318,20 +327,25 @@ class ExactLMM:
         centred = [t for t in self.terms if t.centered]
         if not program or not centred:
             return w, f, fac
-        # b = K z on the integrated coordinates: K = diag(sd) L per group of a centred term
-        integ = self.integrated_index(reml)
-        where = {int(i): k for k, i in enumerate(integ)}
-        blocks, logdet = [sparse.identity(fac.p)], 0.0
+        # w = K v on the integrated coordinates (fixed effects first for REML, then the
+        # effects): per group of a centred term, its coefficients mu + b = S beta1 + diag(sd) L v
+        blocks, shifts, logdet = [], [], 0.0
         for t, T in zip(self.terms, self._Ts(u, 1.0)):
             blk = sparse.kron(sparse.identity(t.G), sparse.csr_matrix(T)) if t.centered \
                 else sparse.identity(t.M * t.G)
             blocks.append(blk)
+            S = t.S if t.centered else np.zeros((t.M, self.fixed.size))
+            shifts.append(np.tile(S, (t.G, 1)))
             if t.centered:
                 logdet += t.G * float(np.sum(np.log(np.diag(T))))
-        K = sparse.block_diag(blocks, format="csr")
-        order = np.array([where[int(i)] for i in np.concatenate([self.fixed[:fac.p], self.zpos])])
-        wz = np.empty(integ.size)
-        wz[order] = K @ w[order]
+        Kz = sparse.block_diag(blocks, format="csr")
+        Sfull = sparse.csr_matrix(np.vstack(shifts))  # q x p
+        if fac.p:  # REML: beta1 is integrated too, K = [[I, 0], [S, Kz]]
+            K = sparse.bmat([[sparse.identity(fac.p), None], [Sfull, Kz]], format="csr")
+            wz = K @ w
+        else:  # ML: beta1 is an outer parameter, the shift a constant
+            K = Kz
+            wz = Kz @ w + Sfull @ u[self.fixed]
         return wz, f + logdet, CentredFactor(fac, K, logdet)
 
     def _inner_z(self, u: np.ndarray, reml: bool):

@@ -35,7 +35,9 @@ def glm_warm_start(objective: Objective, lap: LaplaceObjective, u0: np.ndarray,
     in_t[lap.t] = True
     sub = np.array([i for i in range(lap.n) if in_t[i] and names[i].split(".")[0] in heads],
                    dtype=int)
-    if sub.size == 0:
+    if sub.size == 0 or any(getattr(g, "means", ()) for g in getattr(spec, "groups", ())):
+        # (hierarchically centred terms: with their coefficients held, the likelihood does not
+        # depend on the population coefficients they scatter around: no GLM to fit)
         return theta0
     u = np.asarray(u0, dtype=float).copy()
     u[lap.z] = 0.0
