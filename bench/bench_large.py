@@ -11,7 +11,11 @@ children, max RSS) belongs to it alone:
   data;
 * ``classic()`` (REML, exact path) at 10,000, 100,000 and 1,000,000 rows: time per row and the
   log-log slope of time against rows;
-* ``optimize()`` (flat prior, Laplace = exact ML) at 100,000 rows, exact and generic.
+* ``optimize()`` (flat prior, Laplace = exact ML) at 100,000 rows, exact and generic;
+* ``sample()`` (4 chains) at 100,000 rows: peak memory of Python and of CmdStan (max RSS),
+  with the pointwise log-likelihood on demand (the default for this size) and, for
+  comparison, written by CmdStan; then the time to compute it on demand
+  (``--sample-iters W,S`` reduces the iterations, ``--no-sample`` skips these runs).
 
 The wall time of ``classic()``/``optimize()`` is measured on a fresh model object (the
 program is compiled and cached; ``lmer()`` itself, the formula and design step, is timed
@@ -20,7 +24,8 @@ loads the full data into BridgeStan (~15 us per row), the exact path a 64-row in
 The machine is shared (2 cores, several agents): the load average is recorded before and after
 each measurement; times vary with it, ratios measured in one run are more robust.
 
-Usage: ``python bench/bench_large.py [--quick]`` (``--quick``: no 1M rows, no generic path).
+Usage: ``python bench/bench_large.py [--quick] [--sample-iters 1000,1000] [--no-sample]``
+(``--quick``: no 1M rows, no generic path).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ def child(case: str, n: int) -> dict:
         return out
     import bayesglmm
 
+    if case.startswith("sample"):
+        return sample_child(case, d, out)
     t0 = time.perf_counter()
     m = bayesglmm.lmer("y ~ x + (x | g)", data=d)
     out["model_s"] = time.perf_counter() - t0
@@ -105,6 +112,41 @@ def child(case: str, n: int) -> dict:
     return out
 
 
+def sample_child(case: str, d: pd.DataFrame, out: dict) -> dict:
+    """sample() (4 chains) and its peak memory: ``sample`` with the pointwise log-likelihood
+    on demand (the default above codegen.LOG_LIK_IN_PROGRAM_MAX_ROWS rows), ``sample_written``
+    with it written by CmdStan (the threshold raised), as before. Then the log-likelihood is
+    computed (``log_lik_s``) and the peak after that reported separately."""
+    import warnings
+
+    import bayesglmm
+    import bayesglmm.codegen as codegen
+
+    if case == "sample_written":
+        codegen.LOG_LIK_IN_PROGRAM_MAX_ROWS = len(d)
+    warmup, sampling = (int(v) for v in os.environ.get("BENCH_SAMPLE_ITERS", "1000,1000").split(","))
+    m = bayesglmm.lmer("y ~ x + (x | g)", data=d)
+    out["compute_log_lik"] = int(m.run_program.data["compute_log_lik"])
+    m.compile(verbose=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.sample(chains=4, warmup=warmup, sampling=sampling, seed=15, verbose=False)
+    out["fit_s"] = time.perf_counter() - t0
+    out.update(chains=4, warmup=warmup, sampling=sampling)
+    s = fit.summary()
+    out["max_rhat"] = float(s["rhat"].max())
+    out["min_ess_bulk"] = float(s["ess_bulk"].min())
+    out.update(_peak_mb())
+    out["peak_rss_sum_mb"] = out["peak_rss_mb"] + out["peak_rss_children_mb"]
+    t0 = time.perf_counter()
+    ll = fit.log_lik()
+    out["log_lik_s"] = time.perf_counter() - t0
+    out["log_lik_shape"] = list(ll.shape)
+    out["peak_rss_after_log_lik_mb"] = _peak_mb()["peak_rss_mb"]
+    return out
+
+
 def run(case: str, n: int) -> dict:
     load0 = os.getloadavg()
     p = subprocess.run([sys.executable, __file__, "--child", case, str(n)], capture_output=True,
@@ -122,6 +164,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", nargs=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sample-iters", default="1000,1000",
+                    help="warmup,sampling per chain of the 100k sample() memory run")
+    ap.add_argument("--no-sample", action="store_true", help="skip the 100k sample() runs")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.child[0], int(a.child[1]))))
@@ -139,6 +184,12 @@ def main() -> None:
     runs.append(run("optimize", 100_000))
     if not a.quick:
         runs.append(run("optimize_generic", 100_000))
+    # sample() at 100k: peak memory with log_lik on demand (default) and written (as before)
+    samples = []
+    if not a.no_sample:
+        os.environ["BENCH_SAMPLE_ITERS"] = a.sample_iters
+        samples = [run("sample", 100_000), run("sample_written", 100_000)]
+        runs.extend(samples)
     # scaling (exact path)
     sizes = [10_000, 100_000] + ([] if a.quick else [1_000_000])
     scaling = {n: run("classic", n) for n in sizes if n != 100_000}
@@ -163,6 +214,11 @@ def main() -> None:
         "classic_REML_1M_s": scaling.get(1_000_000, {}).get("fit_s", math.nan),
         "classic_REML_1M_peak_rss_mb": scaling.get(1_000_000, {}).get("peak_rss_mb", math.nan),
     }
+    for r in samples:
+        key = "sample_100k_log_lik_on_demand" if r["case"] == "sample" else "sample_100k_log_lik_written"
+        summary[key] = {k: r[k] for k in ("warmup", "sampling", "fit_s", "peak_rss_mb",
+                                          "peak_rss_children_mb", "peak_rss_sum_mb", "log_lik_s",
+                                          "peak_rss_after_log_lik_mb", "max_rhat", "min_ess_bulk")}
     summary["speedup_classic_vs_generic"] = (summary["classic_REML_100k_generic_s"]
                                              / summary["classic_REML_100k_exact_s"])
     summary["speedup_classic_vs_statsmodels"] = (summary["statsmodels_MixedLM_REML_100k_s"]
@@ -175,9 +231,12 @@ def main() -> None:
                             "see load_before/load_after of each run"},
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "targets": {"classic_REML_100k_s": 1.0, "classic_REML_1M_s": 10.0, "optimize_100k_s": 2.0,
-                    "loglog_slope": 1.05, "classic_1M_peak_mb": 2000},
+                    "loglog_slope": 1.05, "classic_1M_peak_mb": 2000,
+                    "sample_100k_peak_mb (Python + CmdStan, 4 x (1000 + 1000))": 600},
         "summary": summary,
-        "sample": "not run (100k x 1,000 sampling is expensive on this shared machine)",
+        "sample": "peak memory of sample() at 100k rows (4 chains, iterations as given in "
+                  "each run): peak_rss_sum_mb = Python's peak + CmdStan's peak (an upper bound "
+                  "of the process tree's peak); log_lik on demand vs written by CmdStan",
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

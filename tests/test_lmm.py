@@ -19,7 +19,8 @@ import pytest
 
 import bayesglmm
 from bayesglmm.inference.classic import fit_classic
-from bayesglmm.inference.lmm import cholesky_corr, exact_lmm
+from bayesglmm.inference.lmm_coords import cholesky_corr
+from bayesglmm.inference.lmm_select import exact_lmm
 
 
 def assert_same_fit(a, b) -> None:

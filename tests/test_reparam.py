@@ -214,7 +214,7 @@ def test_laplace_and_classic_do_not_depend_on_the_parameterisation(sleep_specifi
 def test_exact_path_takes_centred_programs(sleep_specific_pair):
     """The exact LMM path reproduces the centred program's log density (it is checked at
     construction) and reports the effects in the program's coordinates at the mode."""
-    from bayesglmm.inference.lmm import exact_lmm
+    from bayesglmm.inference.lmm_select import exact_lmm
 
     nc, c = sleep_specific_pair
     la, lb = exact_lmm(nc), exact_lmm(c)

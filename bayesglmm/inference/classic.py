@@ -122,7 +122,7 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     """Fit ``model`` (flat prior) by REML (gaussian, default) or ML (see module docstring).
     ``exact``: normal-errors mixed models use the closed-form (RE)ML of
     :mod:`bayesglmm.inference.lmm` (False: the generic Laplace path, the same numbers)."""
-    from .lmm import exact_lmm
+    from .lmm_select import exact_lmm
 
     spec = model.spec
     t0 = time.perf_counter()

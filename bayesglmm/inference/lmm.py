@@ -23,6 +23,12 @@ that every table built from it is unchanged. It is only used when it reproduces 
 log density: at construction it is compared with BridgeStan at two random points (priors,
 residual correlation, held coefficients or a template the reconstruction does not know make the
 comparison fail, and the caller keeps the generic path).
+
+The stages: :mod:`~bayesglmm.inference.lmm_select` decides whether the exact path applies and
+builds it (:func:`~bayesglmm.inference.lmm_select.exact_lmm`); this module holds the model
+(:class:`ExactLMM`: reconstruction, profiled objective, optimiser, covariance);
+:mod:`~bayesglmm.inference.lmm_coords` the map between Stan's unconstrained coordinates and the
+relative covariance factors; :mod:`~bayesglmm.inference.lmm_factor` the factorisations.
 """
 
 from __future__ import annotations
@@ -35,88 +41,38 @@ from scipy import linalg as sla
 from scipy import optimize as sopt
 from scipy import sparse
 
+from .lmm_coords import (
+    CORR_BOUND,
+    SD_FLOOR,
+    Term,
+    cholesky_corr,
+    corr_unconstrain,
+    fd_grad_bounded,
+)
 from .lmm_factor import AFactor, CentredFactor, Layout, WFactor
 from .optimize import JointMode, LaplaceCov, fd_grad, fd_hess, hessian_inverse
 
-__all__ = ["ExactLMM", "NotExact", "exact_lmm"]
+__all__ = ["ExactLMM", "NotExact", "check_applies"]
 
 LOG2PI = math.log(2 * math.pi)
-
-#: Largest |unconstrained correlation coordinate| of a fit (tanh(10) = 1 - 4e-9): a singular fit
-#: whose correlation tends to +-1 stops there, where the correlation matrix is still positive
-#: definite in double precision (at tanh(y) = 1 exactly Stan rejects it) and the objective is flat
-#: to ~1e-8.
-CORR_BOUND = 10.0
-#: log of the smallest relative standard deviation (sd / sigma) of a fit: a variance estimated
-#: at 0 (lme4's "boundary (singular) fit") is reported at this value.
-SD_FLOOR = math.log(1e-7)
 
 
 class NotExact(Exception):
     """The model is outside what the exact path reproduces (the reason is the message)."""
 
 
-def cholesky_corr(y: np.ndarray, M: int) -> np.ndarray:
-    """Stan's ``cholesky_factor_corr`` constraining transform: canonical partial correlations
-    tanh(y), filled row by row below the diagonal."""
-    z = np.tanh(np.asarray(y, dtype=float))
-    L = np.zeros((M, M))
-    L[0, 0] = 1.0
-    k = 0
-    for i in range(1, M):
-        ss = 0.0
-        for j in range(i):
-            L[i, j] = z[k] * math.sqrt(max(1.0 - ss, 0.0))
-            ss += L[i, j] ** 2
-            k += 1
-        L[i, i] = math.sqrt(max(1.0 - ss, 0.0))
-    return L
+def check_applies(program: Any) -> None:
+    """Raise :class:`NotExact` unless ``program`` is a normal-errors mixed model without
+    residual correlation, held coefficients or family parameters besides the scale."""
+    spec = getattr(program, "spec", None)
+    fam = getattr(spec, "family", None)
+    if spec is None or not getattr(fam, "quadratic", False):
+        raise NotExact("the family is not normal on the link scale")
+    if spec.resid is not None or spec.held or fam.category_specific or not spec.groups:
+        raise NotExact("residual correlation, held coefficients or no grouping term")
+    if tuple(fam.extra_names) != (fam.re_scale,):
+        raise NotExact("the family has parameters other than its scale")
 
-
-def _corr_unconstrain(T: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Stan's unconstrained coordinates of the correlation Cholesky factor of T T' (inverse of
-    :func:`cholesky_corr`), clipped to +-CORR_BOUND; rows of T that are 0 give correlations 0."""
-    M = T.shape[0]
-    out = []
-    for i in range(1, M):
-        row = T[i] / s[i] if s[i] > 0 else np.eye(M)[i]
-        rem = 1.0
-        for j in range(i):
-            z = row[j] / math.sqrt(rem) if rem > 0 else 0.0
-            z = min(max(z, -1.0), 1.0)
-            out.append(float(np.clip(np.arctanh(z) if abs(z) < 1 else math.copysign(np.inf, z),
-                                     -CORR_BOUND, CORR_BOUND)))
-            rem -= row[j] ** 2
-    return np.array(out)
-
-
-def _fd_grad_bounded(F: Any, x: np.ndarray, lower: np.ndarray, h: float) -> np.ndarray:
-    """Central differences, one-sided (forward) where the backward point leaves the bounds."""
-    g = np.empty(x.size)
-    f0 = None
-    for i in range(x.size):
-        e = np.zeros(x.size)
-        e[i] = h * max(1.0, abs(x[i]))
-        if x[i] - e[i] >= lower[i]:
-            g[i] = (F(x + e) - F(x - e)) / (2 * e[i])
-        else:
-            f0 = F(x) if f0 is None else f0
-            g[i] = (F(x + e) - f0) / e[i]
-    return g
-
-
-class _Term:
-    """One grouping term: M coefficients, G groups, unconstrained positions of sd, L, z."""
-
-    def __init__(self, M: int, G: int, sd: np.ndarray, L: np.ndarray, z: np.ndarray, off: int,
-                 centered: bool = False):
-        self.M, self.G, self.sd, self.L, self.z, self.off = M, G, sd, L, z, off
-        self.centered = centered  # the program's z holds the effects b = diag(sd) L z
-
-    def factor(self, u_sd: np.ndarray, u_L: np.ndarray, scale: float) -> np.ndarray:
-        """diag(exp(u_sd) / scale) L (M x M)."""
-        Lc = cholesky_corr(u_L, self.M) if self.L.size else np.eye(self.M)
-        return (np.exp(u_sd) / scale)[:, None] * Lc
 
 
 class ExactLMM:
@@ -127,7 +83,7 @@ class ExactLMM:
     def __init__(self, bs_model: Any, program: Any, data: Any = None, validate: bool = True):
         spec = program.spec
         fam = spec.family
-        _check_applies(program)
+        check_applies(program)
         self.bs = bs_model
         data = program.data if data is None else data
         names = list(bs_model.param_unc_names())
@@ -150,7 +106,7 @@ class ExactLMM:
         y = np.asarray(data["y"], dtype=float)
         if "offsets" in data:
             y = y - np.asarray(data["offsets"], dtype=float)
-        self.terms: list[_Term] = []
+        self.terms: list[Term] = []
         zblocks, off = [], 0
         for g in spec.groups:
             M, G = int(data[f"M_{g.k}"]), int(data[f"N_{g.k}"])
@@ -159,7 +115,7 @@ class ExactLMM:
             if [names[i] for i in zpos] != [f"z_{g.k}.{m}.{j}" for j in range(1, G + 1)
                                              for m in range(1, M + 1)]:
                 raise NotExact(f"layout of z_{g.k}")
-            t = _Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off, bool(g.centered))
+            t = Term(M, G, pos(f"sd_{g.k}"), pos(f"L_{g.k}"), zpos, off, bool(g.centered))
             # a centred term's z holds mu + b: mu = S beta1 (beta1 = u[self.fixed], X1's order)
             t.S = np.zeros((M, self.fixed.size))
             n_icpt = pos(icpt).size
@@ -392,7 +348,7 @@ class ExactLMM:
             f = self.profiled(v, reml)
             if not np.isfinite(f):
                 return np.inf, np.zeros(v.size)
-            return f, _fd_grad_bounded(lambda w: self.profiled(w, reml), v, lower, 1e-6)
+            return f, fd_grad_bounded(lambda w: self.profiled(w, reml), v, lower, 1e-6)
 
         # lme4's coordinates: the diagonal of each T_k >= 0, so that a variance or a
         # correlation on the boundary (0, +-1) is reached at a bound rather than at infinity
@@ -463,7 +419,7 @@ class ExactLMM:
             with np.errstate(divide="ignore"):
                 u[t.sd] = np.maximum(np.log(s), SD_FLOOR) + math.log(sigma)
             if t.L.size:
-                u[t.L] = _corr_unconstrain(T, s)
+                u[t.L] = corr_unconstrain(T, s)
         return u
 
     def _objective_at(self, u: np.ndarray, t_idx: np.ndarray, reml: bool) -> Any:
@@ -552,58 +508,3 @@ class ExactLMM:
         :func:`bayesglmm.inference.boundary.boundary_sds`)."""
         reml = bool(np.intersect1d(mode.extra["z_index"], self.fixed).size)
         return lambda v: self.value(v, reml)
-
-
-def _check_applies(program: Any) -> None:
-    spec = getattr(program, "spec", None)
-    fam = getattr(spec, "family", None)
-    if spec is None or not getattr(fam, "quadratic", False):
-        raise NotExact("the family is not normal on the link scale")
-    if spec.resid is not None or spec.held or fam.category_specific or not spec.groups:
-        raise NotExact("residual correlation, held coefficients or no grouping term")
-    if tuple(fam.extra_names) != (fam.re_scale,):
-        raise NotExact("the family has parameters other than its scale")
-
-
-CHECK_ROWS = 64  # rows of the small program instance the reconstruction is checked on
-
-
-def _row_subset(program: Any, n: int) -> dict:
-    """The program's data restricted to its first ``n`` rows (the groups, the design columns
-    and every other dimension unchanged) and without the pointwise log-likelihood."""
-    data = dict(program.data)
-    keys = ["y", "X", "offsets"] + [f"{h}_{g.k}" for g in program.spec.groups for h in "JZ"]
-    for k in keys:
-        if k in data:
-            data[k] = np.asarray(data[k])[:n]
-    data["N"] = min(n, int(program.data["N"]))
-    data["compute_log_lik"] = 0
-    return data
-
-
-def exact_lmm(model: Any, verbose: bool = False) -> ExactLMM | None:
-    """An :class:`ExactLMM` for ``model`` (a :class:`bayesglmm.models.Model`), or None when
-    the exact path does not apply (see the module docstring).
-
-    The reconstruction is checked against a BridgeStan instance of the program on the first
-    :data:`CHECK_ROWS` rows (the log density of those rows, at two random points), which also
-    serves the parameter names and transforms: the full data are never loaded into Stan (a
-    fixed cost of ~15 us per row). A centred design (intercept at the predictor means) needs
-    the full instance for its generated intercept."""
-    program = model.program
-    try:
-        _check_applies(program)
-        if getattr(model, "backend", "specific") == "generic":
-            # the generic program's data cannot be cut to rows here: check on the full data
-            bs = model.bridgestan_model(verbose)
-            ExactLMM(bs, program)
-            return ExactLMM(bs, program, validate=False)
-        small = getattr(model, "_bs_exact_check", None)
-        if small is None:
-            small = model.compile(verbose).bridgestan_model(_row_subset(program, CHECK_ROWS))
-            model._bs_exact_check = small
-        ExactLMM(small, program, _row_subset(program, CHECK_ROWS))
-        bs = model.bridgestan_model(verbose) if program.spec.centred else small
-        return ExactLMM(bs, program, validate=False)
-    except NotExact:
-        return None

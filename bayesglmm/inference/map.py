@@ -70,7 +70,7 @@ def fit_map(
     program = model.program
     lmm = None
     if exact and laplace and init is None:
-        from .lmm import exact_lmm
+        from .lmm_select import exact_lmm
 
         lmm = exact_lmm(model, verbose)
     # compiles (or loads from the cache) after the checks

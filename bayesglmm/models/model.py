@@ -81,7 +81,7 @@ class Model:
         # the BridgeStan model is an open library handle: rebuilt on demand after unpickling
         state = dict(self.__dict__)
         state["_bs_model"] = None
-        state.pop("_bs_exact_check", None)  # the exact LMM path's small instance (inference/lmm)
+        state.pop("_bs_exact_check", None)  # the exact LMM path's small instance (inference/lmm_select)
         state.pop("_bs_log_lik", None)  # the log-likelihood instance (inference/loglik)
         return state
 
