@@ -15,7 +15,12 @@ so the only difference is the cost of a gradient:
 The machine is shared (2 cores, other jobs running): the JSON records the load average before
 and after; ratios from alternating blocks are robust to slow drifts of the load, not to bursts.
 
-Usage: ``python bench/bench_generic.py [--rounds 30] [--evals 200] [--nuts]``.
+* instructions (``--callgrind N``): valgrind's callgrind counts the instructions executed in
+  Stan's gradient of the log density (``stan::math::gradient``) over N gradients
+  (bench/gradient_child.py); exact, and
+  independent of the machine load.
+
+Usage: ``python bench/bench_generic.py [--rounds 30] [--evals 200] [--nuts] [--callgrind 200]``.
 """
 
 from __future__ import annotations
@@ -94,6 +99,27 @@ def time_gradients(bs_a, bs_b, points, rounds: int) -> dict:
             ).tolist()}
 
 
+def callgrind_instructions(cm, data, n: int, tmp: Path) -> float:
+    """Instructions per gradient inside Stan's gradient of the log density (valgrind's callgrind,
+    collection switched on in Stan's gradient of the log density only): exact counts, independent of the load."""
+    import re
+    import subprocess
+
+    from bayesglmm.toolchain.cache import encode_data
+
+    dfile = tmp / f"{cm.hash}.json"
+    dfile.write_text(encode_data(data))
+    out = tmp / f"{cm.hash}.callgrind"
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+           "--toggle-collect=*stan::math::gradient<*log_density_fn*", sys.executable,
+           str(REPO / "bench" / "gradient_child.py"), str(cm.so_file), str(dfile), str(n)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=3600)
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.M)
+    if m is None:
+        raise RuntimeError(f"no instruction total in {out}")
+    return int(m.group(1)) / n
+
+
 def nuts(cm, data, seed: int) -> dict:
     import cmdstanpy
 
@@ -117,13 +143,16 @@ def main() -> None:
     ap.add_argument("--nuts", action="store_true")
     ap.add_argument("--nuts-reps", type=int, default=2)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="also count instructions per gradient with valgrind over N gradients")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generic.json"))
     a = ap.parse_args()
     out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "loadavg_before": os.getloadavg()},
            "note": "shared 2-core machine with other jobs running: absolute times are noisy; "
                    "the ratios come from alternating blocks in one run",
-           "settings": {"rounds": a.rounds, "evals": a.evals, "nuts": a.nuts}, "models": {}}
+           "settings": {"rounds": a.rounds, "evals": a.evals, "nuts": a.nuts,
+                        "callgrind": a.callgrind}, "models": {}}
     for name, m in models().items():
         if a.only and name not in a.only:
             continue
@@ -135,6 +164,16 @@ def main() -> None:
         points = [rng.normal(0, 0.5, size=n) for _ in range(a.evals)]
         rec = {"formula": m.spec.formula, "family": m.spec.family.name, "n_obs": m.spec.n_obs,
                "n_unconstrained": n, "gradient": time_gradients(bs_s, bs_g, points, a.rounds)}
+        if a.callgrind:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                ins = {k: callgrind_instructions(c, d, a.callgrind, Path(tmp))
+                       for k, c, d in (("specific", cs, ds), ("generic", cg, dg))}
+            rec["instructions_per_gradient"] = ins
+            rec["instructions_ratio_generic_over_specific"] = ins["generic"] / ins["specific"]
+            print(name, "instructions", json.dumps(ins), round(ins["generic"] / ins["specific"], 4),
+                  flush=True)
         if a.nuts:
             runs: dict[str, list[dict]] = {"specific": [], "generic": []}
             for r in range(a.nuts_reps):
