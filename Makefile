@@ -6,8 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bayesglmm-installed
 PYTEST_ARGS ?=
+# generic programs `make programs` builds ahead ("all", or e.g. "gaussian,binomial")
+PROGRAMS ?= all
 
-.PHONY: setup test test-fast demo bench lint docs docs-examples clean toolchain
+.PHONY: setup test test-fast demo bench lint docs docs-examples clean toolchain programs
 
 setup: $(STAMP) toolchain
 
@@ -21,10 +23,18 @@ $(STAMP): pyproject.toml
 toolchain: $(STAMP)
 	$(PY) -m bayesglmm.toolchain install
 
+# The precompiled generic programs (one per family, bayesglmm/generic.py). The slow tests use
+# every family's (tests/test_generic.py checks each against the specific programs), so CI builds
+# them all ahead, one after the other, as a visible step of its own: a failing build is reported
+# as such, and no test waits for a compile inside its time limit. Idempotent: programs already in
+# the cache are not rebuilt.
+programs: toolchain
+	$(PY) -m bayesglmm.toolchain install --programs $(PROGRAMS)
+
 # pytest exits 5 when it collects no test (e.g. a -k filter that matches nothing):
 # reported, not treated as a crash.  BAYESGLMM_STRICT_TESTS=1 turns every skip for a missing need
 # (toolchain, binaries, optional extras) into a failure (tests/conftest.py).
-test: setup
+test: setup programs
 	BAYESGLMM_STRICT_TESTS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 

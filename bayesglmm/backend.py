@@ -66,10 +66,6 @@ def choose_backend(program: Any, backend: str, wrapper: str = "") -> tuple[str, 
     if spec is None:
         reason = ("a program given to from_stan()" if wrapper == "from_stan"
                   else f"the {wrapper or 'model'}'s own program")
-    elif getattr(spec, "resid", None) is not None:
-        # the generic program names the correlation rho_resid[1] (a vector of size 0 or 1):
-        # the fits read it under the specific program's name rho_resid
-        reason = "residual correlation (resid_corr=)"
     else:
         from .generic import covers
 

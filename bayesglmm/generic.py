@@ -14,7 +14,7 @@ the same templates with every such choice turned into Stan data:
   parameterisation of :mod:`bayesglmm.reparam`; 0: standardised effects); unused parts have
   size 0 (``L_k`` is ``cholesky_factor_corr[has_corr_k ? M_k : 0]``);
 * offsets (``has_offset``), held coefficients (``K_fixed`` may be 0: ``beta_free`` is then all of
-  ``beta``), residual correlation (``resid_kind``; ``rho_resid`` is a vector of size 0 or 1);
+  ``beta``), residual correlation (``resid_kind``; ``rho_resid_v`` is a vector of size 0 or 1);
 * every prior term of :data:`bayesglmm.priors.PRIOR_TABLE` that adds no parameters gets a flag
   ``prior_<term>`` (0: flat) and its hyperparameters as data.
 
@@ -35,7 +35,9 @@ generic             specific                      when
                                                   also outputs ``Intercept`` (= ``Intercept_c``)
 ``beta_free``       ``beta`` (parameter)          no held coefficients; the generic program
                                                   also outputs ``beta`` (transformed parameter)
-``rho_resid[1]``    ``rho_resid``                 residual correlation
+``rho_resid_v[1]``  ``rho_resid``                 residual correlation; the generic program
+                                                  also outputs ``rho_resid`` (generated,
+                                                  0 without residual correlation)
 ==================  ============================  =======================================
 """
 
@@ -133,7 +135,8 @@ def _context(family: Family) -> dict[str, Any]:
     slots = [{"k": k, "generic": True, "beta_vector": not family.category_specific,
               "icpt": "Intercept_c" if intercept else None} for k in _SLOTS]
     offset = family.allows_offset
-    resid_kinds = ([{"kind": kind, "function": fn, "lower": RESID_LOWER[kind], "snippet": file}
+    resid_kinds = ([{"kind": kind, "function": fn, "lower": RESID_LOWER[kind], "snippet": file,
+                     "rho": "rho_resid_v"}
                     for kind, (fn, file, _) in RESID_KINDS.items()] if family.resid_corr else [])
     fam = family_context(family)
     base = {
@@ -151,7 +154,8 @@ def _context(family: Family) -> dict[str, Any]:
         "offset": offset,
         "held": not family.category_specific,
         "slots": slots,
-        "use_eta": " || ".join((["has_offset"] if offset else [])
+        "use_eta": " || ".join((["resid_kind > 0"] if resid_kinds else [])
+                               + (["has_offset"] if offset else [])
                                + [f"re_kind_{k} > 0" for k in _SLOTS]),
         "resid_kinds": resid_kinds,
         "prior_rows": _prior_rows(family),
@@ -285,9 +289,10 @@ def specific_names(spec: ModelSpec, names: list[str], *, unconstrained: bool = F
         CmdStan's (``"beta_free[2]"``).
     unconstrained : bool
         True for unconstrained parameter names (``param_unc_names()``): the generic program's
-        ``Intercept_c`` / ``beta_free`` are then the specific program's ``Intercept`` / ``beta``.
-        False for constrained names (draws, ``param_names()``), where the generic program also
-        outputs ``Intercept`` and ``beta`` themselves: the duplicates map to None.
+        ``Intercept_c`` / ``beta_free`` / ``rho_resid_v`` are then the specific program's
+        ``Intercept`` / ``beta`` / ``rho_resid``. False for constrained names (draws,
+        ``param_names()``), where the generic program also outputs ``Intercept``, ``beta`` and
+        ``rho_resid`` themselves: the duplicates map to None.
 
     Returns
     -------
@@ -303,8 +308,10 @@ def specific_names(spec: ModelSpec, names: list[str], *, unconstrained: bool = F
             out.append("Intercept" if unconstrained else None)
         elif head == "beta_free" and free_is_beta:
             out.append(f"beta{sep}{rest}" if unconstrained else None)
-        elif head == "rho_resid":
-            out.append("rho_resid")
+        elif head == "rho_resid_v":
+            out.append("rho_resid" if unconstrained else None)
+        elif head == "rho_resid" and spec.resid is None:
+            out.append(None)  # the generated 0 of a model without residual correlation
         else:
             out.append(n)
     return out

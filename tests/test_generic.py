@@ -246,12 +246,14 @@ def test_prior_overrides_reach_the_generic_data(data):
 
 def test_specific_names(data):
     flat = case_spec("gaussian_ar1", data)
-    names = ["Intercept_c", "beta_free.1", "sigma", "rho_resid.1", "sd_1.1"]
+    names = ["Intercept_c", "beta_free.1", "sigma", "rho_resid_v.1", "sd_1.1"]
     assert generic.specific_names(flat, names, unconstrained=True) == [
         "Intercept", "beta.1", "sigma", "rho_resid", "sd_1.1"]
     assert generic.specific_names(flat, ["Intercept_c", "beta_free[1]", "beta[1]",
-                                         "rho_resid[1]", "Intercept"]) == [
-        None, None, "beta[1]", "rho_resid", "Intercept"]
+                                         "rho_resid_v[1]", "rho_resid", "Intercept"]) == [
+        None, None, "beta[1]", None, "rho_resid", "Intercept"]
+    no_resid = case_spec("gaussian_lm", data)  # the generated rho_resid (0) is not a quantity
+    assert generic.specific_names(no_resid, ["rho_resid", "sigma"]) == [None, "sigma"]
     held = case_spec("gaussian_held", data)  # centred and held: the names coincide
     assert generic.specific_names(held, ["Intercept_c", "beta_free.1"], unconstrained=True) == [
         "Intercept_c", "beta_free.1"]

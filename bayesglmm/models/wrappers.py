@@ -113,6 +113,18 @@ def glmer(
         or term, e.g. ``{"Subject": "centered"}`` or ``{"(Days | Subject)": "noncentered"}``;
         terms not named are ``"auto"``. The model and every result are the same either way;
         only the sampler's efficiency differs (see docs/inference.md).
+    backend : {"auto", "specific", "generic"}
+        Which compiled Stan program fits the model. Every family has one precompiled
+        *generic* program that takes the model's structure (design columns, up to 6
+        grouping terms, offsets, held coefficients, residual correlation, the prior of each
+        parameter class) as data: it is built once per machine and then fits a new formula
+        without a C++ compile, with the same parameters and log density as the model's own
+        program. ``"auto"`` (default) uses it when it covers the model and otherwise compiles
+        the model's own (*specific*) program, with a one-line note saying why (shrinkage
+        priors, more than 6 grouping terms, no intercept); ``"specific"`` always compiles
+        the model's own program; ``"generic"`` insists and raises a ValueError naming what
+        the generic program cannot cover. The fit header and ``fit.backend`` say which
+        program ran; ``print_code()`` and ``export()`` always show the specific program.
 
     Returns
     -------
@@ -164,6 +176,9 @@ def lmer(
     contrasts : {"sum", "treatment"}
         "sum" (default): sum-to-zero coding of factors, as lmerTest users set it for type III
         tests; "treatment": R's default dummy coding.
+    backend : {"auto", "specific", "generic"}
+        The precompiled generic program of the family (no compile; ``"auto"``, the default,
+        when it covers the model) or the model's own program; see :func:`glmer`.
 
     Returns
     -------
@@ -209,6 +224,9 @@ def glm(
         As for :func:`glmer`; the formula may not contain random-effect terms ``( | )``.
     within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
         As for :func:`glmer`.
+    backend : {"auto", "specific", "generic"}
+        The precompiled generic program of the family (no compile; ``"auto"``, the default,
+        when it covers the model) or the model's own program; see :func:`glmer`.
 
     Returns
     -------
@@ -252,6 +270,9 @@ def lm(
     ----------
     formula, data, prior, y_range, contrasts, dropna, factors, within, cwc, gmc, centering, resid_corr, resid_time, resid_group, fixed
         As for :func:`glmer`; the formula may not contain random-effect terms ``( | )``.
+    backend : {"auto", "specific", "generic"}
+        The precompiled generic program of the family (no compile; ``"auto"``, the default,
+        when it covers the model) or the model's own program; see :func:`glmer`.
 
     Returns
     -------
