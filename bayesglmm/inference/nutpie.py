@@ -10,8 +10,11 @@ The reported quantities (parameters, transformed parameters, generated quantitie
 ``Intercept`` and ``log_lik``) of each draw are computed by BridgeStan's ``param_constrain``
 with transformed parameters and generated quantities included (the same ``write_array`` code
 that CmdStan runs after each draw), with a random-number generator per chain seeded from
-``seed``: nutpie does this as it samples; its arrays are flattened here to CmdStan's element
-names, so both samplers report the same quantities under the same names. nutpie also returns
+``seed``: nutpie does this as it samples, in the chains' threads. Its raw trace (Arrow record
+batches) is read directly into arrays (:mod:`bayesglmm.inference.nutpie_trace`; nutpie's own
+conversion to arviz cost a sixth of a whole ``sample()`` call on small models), flattened to
+CmdStan's element names, so both samplers report the same quantities under the same names.
+nutpie also returns
 the draws on the unconstrained scale (kept for bridge sampling); :func:`constrain_draws`
 recomputes the quantities from them (used for programs whose outputs nutpie names in its own
 way, such as tuples).
@@ -27,9 +30,10 @@ import numpy as np
 
 from ..core.display import show_progress
 from ..core.naming import bridgestan_names
+from .nutpie_trace import arrow_batches, read_trace
 
-__all__ = ["NUTPIE_STATS", "SUPPORTED", "constrain_draws", "flat_posterior", "import_nutpie",
-           "run_nutpie", "sample_nutpie"]
+__all__ = ["NUTPIE_STATS", "SUPPORTED", "constrain_draws", "import_nutpie", "run_nutpie",
+           "sample_nutpie"]
 
 # nutpie versions whose loading path (nutpie._lib.StanLibrary + CompiledStanModel) is used here.
 SUPPORTED = ((0, 16), (0, 17))  # >= 0.16, < 0.17
@@ -142,53 +146,23 @@ def run_nutpie(
 
         model, flat_names = nutpie_model_with_init(bs, compiled.code, init, seed, verbose)
     cores = max(1, min(chains, os.cpu_count() or 1))
-    idata = nutpie.sample(
+    raw = nutpie.sample(
         model, draws=sampling, tune=warmup, chains=chains, cores=cores, seed=seed,
         save_warmup=save_warmup, progress_bar=show_progress(verbose),
         low_rank_modified_mass_matrix=bool(low_rank), store_unconstrained=True,
-        target_accept=float(delta), maxdepth=int(max_treedepth),
+        target_accept=float(delta), maxdepth=int(max_treedepth), return_raw_trace=True,
     )
-    ss = idata.sample_stats
-    unc = np.asarray(ss["unconstrained_draw"].values, dtype=float)[:, ::thin]
-    if flat_names is None:
-        values, names = flat_posterior(idata.posterior, thin)
-    else:
-        values, names = np.asarray(idata.posterior["theta"].values)[:, ::thin], flat_names
-    stats = {}
-    for src, name in NUTPIE_STATS.items():
-        if src in ss:
-            stats[name] = np.asarray(ss[src].values)[:, ::thin]
+    trace = read_trace(arrow_batches(raw), NUTPIE_STATS, thin, warmup_stats=save_warmup)
+    stats = trace.stats
     for k in ("tree_depth", "n_steps"):
         if k in stats:
             stats[k] = stats[k].astype(np.int64)
     if "diverging" in stats:
         stats["diverging"] = stats["diverging"].astype(float)
-    if save_warmup and "warmup_sample_stats" in idata.groups():
-        wss = idata.warmup_sample_stats
-        stats["warmup"] = {name: np.asarray(wss[src].values) for src, name in NUTPIE_STATS.items()
-                           if src in wss}
-    return unc, stats, (values, names)
-
-
-def flat_posterior(posterior: Any, thin: int = 1) -> tuple[np.ndarray, list[str]]:
-    """nutpie's posterior (one array per Stan variable, C order) as one array (chain, draw, K)
-    with cmdstanpy's element names (``b[1]``, ``L[1,2]``: 1-based indices)."""
-    cols, names = [], []
-    for var in posterior.data_vars:
-        x = np.asarray(posterior[var].values, dtype=float)[:, ::thin]
-        shape = x.shape[2:]
-        if not shape:
-            cols.append(x[:, :, None])
-            names.append(str(var))
-            continue
-        flat = x.reshape(x.shape[0], x.shape[1], -1)
-        if flat.shape[2] == 0:
-            continue
-        cols.append(flat)
-        names.extend(f"{var}[{','.join(str(i + 1) for i in idx)}]" for idx in np.ndindex(shape))
-    if not cols:
-        return np.empty(0), []
-    return np.concatenate(cols, axis=2), names
+    if save_warmup:
+        stats["warmup"] = trace.warmup_stats
+    names = trace.names if flat_names is None else flat_names
+    return trace.unconstrained, stats, (trace.values, names)
 
 
 def constrain_draws(bs: Any, unc: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
