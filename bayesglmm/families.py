@@ -87,6 +87,8 @@ from .family_functions import (
     identity,
     log,
     logit,
+    probs_ordered,
+    probs_sequential_common,
     rng_bernoulli,
     rng_beta,
     rng_binomial,
@@ -172,6 +174,14 @@ class Family:
     # the extra parameter on the scale of the linear predictor: the Laplace optimiser starts the
     # group-level SDs at its value (lme4's start: relative covariance factor 1); None: SD 1
     re_scale: str | None = None
+    # ordinal families with one linear predictor per observation: the probabilities of the
+    # categories 1..C, (eta (S, n), cutpoints (S, C - 1)) -> (S, n, C); marginal means and
+    # effects use them for the mean class and the category probabilities (None: not available)
+    category_probs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(
+        default=None, repr=False)
+    # the same for the common-effect variant of a category-specific family
+    category_probs_common: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(
+        default=None, repr=False)
 
     @property
     def extra_names(self) -> tuple[str, ...]:
@@ -205,7 +215,8 @@ class Family:
                              f"family '{self.name}'; only the sequential family has "
                              "category-specific coefficients (category_specific=False turns "
                              "them into one coefficient per predictor).")
-        return replace(self, category_specific=False, rng=self.rng_common)
+        return replace(self, category_specific=False, rng=self.rng_common,
+                       category_probs=self.category_probs_common)
 
     @property
     def common_variant(self) -> bool:
@@ -283,7 +294,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "ordered", "cumulative_logit", logit, expit, (), "int",
             check_categories, "logit", rng_ordered,
-            has_intercept=False, ordinal=True,
+            has_intercept=False, ordinal=True, category_probs=probs_ordered,
             doc="cumulative logit: P(y <= k) = logistic(c_k - eta)",
         ),
         Family(
@@ -291,6 +302,7 @@ FAMILIES: dict[str, Family] = {
             check_categories, "logit", rng_sequential,
             has_intercept=False, ordinal=True, category_specific=True,
             snippets=("sequential.stan",), rng_common=rng_sequential_common,
+            category_probs_common=probs_sequential_common,
             doc="continuation ratio: P(y > k | y >= k) = logistic(eta_k - c_k)",
         ),
         Family(

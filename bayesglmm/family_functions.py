@@ -25,6 +25,8 @@ __all__ = [
     "identity",
     "log",
     "logit",
+    "probs_ordered",
+    "probs_sequential_common",
     "rng_bernoulli",
     "rng_beta",
     "rng_binomial",
@@ -252,3 +254,27 @@ def rng_sequential(eta, p, rng, trials=None):
     # category = 1 + number of leading successful transitions
     stop = np.cumprod(cont, axis=-1)
     return 1 + stop.sum(axis=-1)
+
+
+# ----------------------------------------------------------------------------- category probabilities
+# Ordinal families: P(y = k), k = 1..C, given the linear predictor ``eta`` (S, n) (without the
+# cutpoints, one value per observation) and the cutpoints (S, C - 1); returns (S, n, C).
+
+
+def probs_ordered(eta, cutpoints):
+    """Category probabilities of the cumulative logit model, P(y <= k) = logistic(c_k - eta)."""
+    eta, c = np.asarray(eta, dtype=float), np.asarray(cutpoints, dtype=float)
+    cdf = expit(c[:, None, :] - eta[:, :, None])
+    S, n = eta.shape
+    full = np.concatenate([np.zeros((S, n, 1)), cdf, np.ones((S, n, 1))], axis=-1)
+    return np.diff(full, axis=-1)
+
+
+def probs_sequential_common(eta, cutpoints):
+    """Category probabilities of the continuation-ratio model with one predictor for every
+    step: P(y = k | y >= k) = logistic(c_k - eta), k < C."""
+    eta, c = np.asarray(eta, dtype=float), np.asarray(cutpoints, dtype=float)
+    stop = expit(c[:, None, :] - eta[:, :, None])  # (S, n, C-1)
+    S, n = eta.shape
+    reach = np.cumprod(np.concatenate([np.ones((S, n, 1)), 1 - stop], axis=-1), axis=-1)
+    return reach * np.concatenate([stop, np.ones((S, n, 1))], axis=-1)

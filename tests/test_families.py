@@ -232,6 +232,39 @@ def test_ordinal_checks(debate):
     np.testing.assert_array_equal(s2.response.y, s.response.y)
 
 
+def test_category_probabilities():
+    """The table's category probabilities (marginal means and effects of ordinal families)
+    against the per-category likelihood of _reference_logp below (which the slow test checks
+    against Stan's log density) and against the family's rng (200,000 draws per row: binomial
+    SE <= 0.0011, asserted within 5 SE)."""
+    rng = np.random.default_rng(7)
+    eta = rng.normal(0, 1.5, size=(3, 4))  # 3 draws x 4 rows
+    c = np.sort(rng.normal(0, 2, size=(3, 4)), axis=1)  # C = 5
+    common = FAMILIES["sequential"].with_category_specific(False)
+    assert FAMILIES["sequential"].category_probs is None  # category-specific: no single eta
+    for fam in (FAMILIES["ordered"], common):
+        p = fam.category_probs(eta, c)
+        assert p.shape == (3, 4, 5) and np.all(p >= 0)
+        np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
+        for s in range(3):
+            for n in range(4):
+                mu, cs = eta[s, n], c[s]
+                for j in range(1, 6):
+                    if fam.common_variant:  # continuation ratio
+                        lp = log_expit(mu - cs[: j - 1]).sum()
+                        lp += log_expit(-(mu - cs[j - 1])) if j <= 4 else 0.0
+                        want = np.exp(lp)
+                    else:
+                        cc = np.concatenate([[-np.inf], cs, [np.inf]])
+                        want = expit(cc[j] - mu) - expit(cc[j - 1] - mu)
+                    assert p[s, n, j - 1] == pytest.approx(want, rel=1e-10, abs=1e-15)
+        # the rng draws categories with these probabilities (larger eta: higher categories)
+        y = fam.rng(np.repeat(eta[0], 200_000), {"cutpoints": c[0]}, rng).reshape(4, -1)
+        freq = np.stack([(y == k).mean(axis=1) for k in range(1, 6)], axis=-1)
+        se = np.sqrt(p[0] * (1 - p[0]) / 200_000)
+        assert np.all(np.abs(freq - p[0]) <= 5 * se + 1e-12), (fam.name, freq, p[0])
+
+
 # ---------------------------------------------------------------------------- log density (slow)
 
 # One structure per family (random effects, proper priors where the family has extras).

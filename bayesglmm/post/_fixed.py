@@ -43,8 +43,9 @@ def _inf(_L: np.ndarray) -> float:
     return math.inf
 
 
-def fixed_info(fit) -> FixedInfo:
-    """Fixed effects of a ClassicFit, MAPFit or MCMCFit (kinds Intercept and b)."""
+def fixed_info(fit, cutpoints: bool = False) -> FixedInfo:
+    """Fixed effects of a ClassicFit, MAPFit or MCMCFit (kinds Intercept and b; with
+    ``cutpoints``, the cutpoints of an ordinal family after them, with their joint covariance)."""
     params = [p for p in fit._params if p.kind in ("Intercept", "b")]
     names = [p.user for p in params]
     if not names:
@@ -52,8 +53,11 @@ def fixed_info(fit) -> FixedInfo:
     spec = fit.spec
     if spec is None:
         raise ValueError("anova() and lsmeans() need a model built from a formula (not from_stan)")
+    if cutpoints:
+        params += [p for p in fit._params if p.kind == "cutpoints"]
+        names = [p.user for p in params]
     gaussian = spec.family.reml  # t/F layout with denominator df
-    if isinstance(fit, ClassicFit):
+    if isinstance(fit, ClassicFit) and not cutpoints:  # else the delta method of MAP fits
         return FixedInfo(list(fit.fixed_names), fit.beta.copy(), fit.vcov.to_numpy(), fit.fixed_df,
                          None, fit.gaussian, "classic")
     if isinstance(fit, MCMCFit):
@@ -76,7 +80,8 @@ def fixed_info(fit) -> FixedInfo:
             e[i] = h
             J[:, i] = (c(u + e)[idx] - c(u - e)[idx]) / (2 * h)
         beta = fit.summary().loc[names, "estimate"].to_numpy()
-        return FixedInfo(names, beta, J @ fit.cov_unc @ J.T, _inf, None, gaussian, "map")
+        kind = "classic" if isinstance(fit, ClassicFit) else "map"
+        return FixedInfo(names, beta, J @ fit.cov_unc @ J.T, _inf, None, gaussian, kind)
     raise TypeError(f"expected a fit from classic(), optimize() or sample(), not {type(fit).__name__}")
 
 

@@ -9,6 +9,9 @@ each moderator value.
 Draw-based fits (sample, variational, pathfinder): mean, sd and central quantile interval over
 the draws. MAP fits and any fit providing ``fixed_effects_cov()`` (see
 :mod:`bayesglmm.post.predict`): delta-method SE and normal (or t(df)) interval.
+
+Ordinal families (ordered; sequential with ``category_specific=False``): the mean class, or
+with ``categorical=True`` the probability of each category (:mod:`bayesglmm.post.ordinal`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from scipy import stats
 from ..core.display import html_repr, note_table
 from ..design import fixed_design, predictor_names
 from ._zi import zi_mean_estimates, zi_weighted_estimates
+from .ordinal import ordinal_estimates, ordinal_response, plot_categories
 from .predict import Coefficients, coefficients, dlinkinv, model_spec
 
 __all__ = ["ConditionalEffects", "SimpleEffects", "conditional_effects", "simple_effects"]
@@ -34,9 +38,6 @@ STEP = 1e-4  # forward-difference step of simple slopes
 
 
 def _parse_effect(effect: Any, spec: Any, max_vars: int, fn: str) -> list[str]:
-    if spec.family.ordinal:
-        raise ValueError(f"{fn} predicts the mean response, which family '{spec.family.name}' "
-                         "(ordinal categories) does not have; use predict() for the latent scale")
     if not isinstance(effect, str) or not effect.strip():
         raise ValueError(f"{fn}: effect must be a string like 'talk' or 'talk:perf', got {effect!r}")
     names = [v.strip() for v in effect.split(":")]
@@ -136,19 +137,27 @@ def _estimate(spec: Any, coef: Coefficients, contrasts: list[tuple[np.ndarray, n
     return out
 
 
-def _zi_contrasts(fit: Any, spec: Any, contrasts: list[tuple[np.ndarray, np.ndarray,
-                  np.ndarray]], grids: list[pd.DataFrame], prob: float) -> pd.DataFrame:
-    """The estimates of :func:`_estimate` for a zero-inflated family: sum_i w_i m_i with
-    m_i = (1 - zi_i) exp(A_i b + o_i), the zero part evaluated on each contrast's grid rows."""
+def _stacked_contrasts(fit: Any, spec: Any, contrasts: list[tuple[np.ndarray, np.ndarray,
+                       np.ndarray]], grids: list[pd.DataFrame], prob: float) -> pd.DataFrame:
+    """The estimates of :func:`_estimate` for a zero-inflated family (sum_i w_i m_i with
+    m_i = (1 - zi_i) exp(A_i b + o_i), the zero part evaluated on each contrast's grid rows) or
+    an ordinal family (m_i the mean class at grid row i)."""
     sizes = [len(w) for _, _, w in contrasts]
     W = np.zeros((len(contrasts), sum(sizes)))
     start = 0
     for r, (_, _, w) in enumerate(contrasts):
         W[r, start:start + len(w)] = w
         start += len(w)
-    return zi_weighted_estimates(fit, spec, pd.concat(grids, ignore_index=True),
-                                 np.vstack([A for A, _, _ in contrasts]),
-                                 np.concatenate([o for _, o, _ in contrasts]), W, prob)
+    A = np.vstack([A for A, _, _ in contrasts])
+    o = np.concatenate([o for _, o, _ in contrasts])
+    if ordinal_response(spec):
+        return ordinal_estimates(fit, spec, A, _coef_names(spec), o, W, prob)
+    return zi_weighted_estimates(fit, spec, pd.concat(grids, ignore_index=True), A, o, W, prob)
+
+
+def _coef_names(spec: Any) -> list[str]:
+    """The coefficient names of the columns of :func:`_rows`' design."""
+    return ["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]
 
 
 # --------------------------------------------------------------------------- results
@@ -156,9 +165,10 @@ def _zi_contrasts(fit: Any, spec: Any, contrasts: list[tuple[np.ndarray, np.ndar
 
 @dataclass
 class ConditionalEffects:
-    """Result of :func:`conditional_effects`: ``data`` (columns focal, [moderator], estimate,
-    se, lower, upper), ``focal``, ``moderator``, ``moderator_values``, ``prob``, ``method``
-    ("draws" or "delta method")."""
+    """Result of :func:`conditional_effects`: ``data`` (columns focal, [moderator],
+    [category], estimate, se, lower, upper), ``focal``, ``moderator``, ``moderator_values``,
+    ``prob``, ``method`` ("draws" or "delta method"), ``quantity`` (what the estimates are),
+    ``categories`` (True: one row per grid point and response category, ordinal families)."""
 
     data: pd.DataFrame
     focal: str
@@ -170,6 +180,8 @@ class ConditionalEffects:
     categorical_focal: bool
     observed: pd.DataFrame = field(repr=False, default=None)
     response: str = "y"
+    quantity: str = "Predicted value"
+    categories: bool = False
 
     def format(self, max_rows: int = 20) -> str:
         title = f"Conditional effect of {self.focal}" + (f" by {self.moderator}" if self.moderator else "")
@@ -177,7 +189,7 @@ class ConditionalEffects:
         if self.moderator:
             vals = ", ".join(str(v) for v in self.moderator_values)
             lines.append(f"Moderator: {self.moderator} at {vals} ({self.moderator_rule})")
-        lines.append(f"Predicted value (random effects at 0), {self.prob:.0%} interval "
+        lines.append(f"{self.quantity} (random effects at 0), {self.prob:.0%} interval "
                      f"({self.method}); other predictors at their mean / most frequent level")
         lines.append(_table(self.data.head(max_rows), 3))
         if len(self.data) > max_rows:
@@ -209,8 +221,14 @@ class ConditionalEffects:
 
     def plot(self, observed: bool = False, ax: Any = None):
         """Line + band per moderator value (numeric focal) or points + error bars (categorical
-        focal); ``observed=True`` overlays the data. Returns the matplotlib Figure."""
+        focal); ``observed=True`` overlays the data. Category probabilities (``categories``):
+        one line or set of points per category, one panel per moderator value (``ax`` only
+        without a moderator; ``observed`` is not drawn). Returns the matplotlib Figure."""
         import matplotlib.pyplot as plt
+
+        if self.categories:
+            return plot_categories(self.data, self.focal, self.moderator,
+                                   self.moderator_values, self.categorical_focal, ax)
 
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 4))
@@ -240,7 +258,7 @@ class ConditionalEffects:
                 xs = xs + np.random.default_rng(1).uniform(-0.15, 0.15, len(xs))
             ax.scatter(xs, obs[self.response], s=8, color="0.4", alpha=0.4, label="observed")
         ax.set_xlabel(self.focal)
-        ax.set_ylabel("Predicted value")
+        ax.set_ylabel(self.quantity)
         ax.set_title(f"Conditional effect of {self.focal}"
                      + (f" by {self.moderator}" if self.moderator else ""))
         if self.moderator is not None:
@@ -291,7 +309,8 @@ def _method(coef: Coefficients) -> str:
 
 
 def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
-                        sd_slice: bool | None = None, resolution: int = 100) -> ConditionalEffects:
+                        sd_slice: bool | None = None, resolution: int = 100,
+                        categorical: bool = False) -> ConditionalEffects:
     """Predicted mean over the focal predictor of ``effect`` ("x" or "x:m").
 
     Numeric focal: ``resolution`` points from its minimum to its maximum; categorical: each
@@ -299,12 +318,23 @@ def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier
     mean, mean + k SD (k = ``sd_multiplier``, rounded to 2 decimals); otherwise every observed
     value (categorical: every level). Response scale, random effects at 0, the other predictors
     at their mean / most frequent level.
+
+    Ordinal families (ordered, and sequential with ``category_specific=False``): the mean class
+    sum_k k P(y = k), or with ``categorical=True`` the probability of each response category,
+    one row per grid point and category (column ``category``), as brms'
+    ``conditional_effects(categorical = TRUE)``.
     """
     fn = "conditional_effects()"
     spec = model_spec(fit, fn)
     names = _parse_effect(effect, spec, 2, fn)
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
         raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    ordinal = ordinal_response(spec)
+    if not isinstance(categorical, bool):
+        raise TypeError(f"categorical must be True or False, got {categorical!r}")
+    if categorical and not ordinal:
+        raise ValueError(f"categorical=True (probabilities of the response categories) needs an "
+                         f"ordinal family, not '{spec.family.name}'")
     coef = coefficients(fit, fn)
     focal = names[0]
     levels = _levels(spec)
@@ -322,21 +352,30 @@ def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier
     settings[focal] = fvals
     grid = _grid(spec, settings)
     A, o = _rows(spec, coef, grid)
+    cols = [focal] + ([moderator] if moderator else [])
+    keys = grid[cols].reset_index(drop=True)
+    quantity = "Predicted value"
     if spec.zi is not None:  # the mean includes the zero part
         est = zi_mean_estimates(fit, spec, grid, A, o, prob)
+    elif ordinal:
+        est = ordinal_estimates(fit, spec, A, _coef_names(spec), o, np.eye(len(grid)), prob,
+                                categories=categorical)
+        quantity = "Mean class" if not categorical else "Probability"
+        if categorical:  # rows: grid point r, category k
+            cats = list(spec.response.levels)
+            keys = keys.loc[keys.index.repeat(len(cats))].reset_index(drop=True)
+            keys["category"] = pd.Categorical(cats * len(grid), categories=cats, ordered=True)
     else:
         est = _estimate(spec, coef, [(A[i:i + 1], o[i:i + 1], np.ones(1))
                                      for i in range(len(grid))], prob)
-    cols = [focal] + ([moderator] if moderator else [])
-    data = pd.concat([grid[cols].reset_index(drop=True),
-                      est[["estimate", "se", "lower", "upper"]]], axis=1)
+    data = pd.concat([keys, est[["estimate", "se", "lower", "upper"]]], axis=1)
     if moderator is not None and moderator not in levels:
         data[moderator] = data[moderator].astype(float)
     observed = spec.data.copy()
     resp = spec.response.name
     observed[resp] = np.asarray(spec.response.y, dtype=float)
     return ConditionalEffects(data, focal, moderator, mvals, rule, prob, _method(coef),
-                              focal in levels, observed, resp)
+                              focal in levels, observed, resp, quantity, categorical)
 
 
 def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: float = 1,
@@ -347,7 +386,8 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
     1e-4, response scale; for an identity link b_x + b_x:m * m), term "Slope of <x>".
     Categorical focal: all pairwise differences of predicted means (later level minus earlier
     level), term "<B> - <A>". Zero-inflated families: the mean includes the zero part,
-    (1 - zi) exp(eta), as in :func:`conditional_effects`.
+    (1 - zi) exp(eta), as in :func:`conditional_effects`. Ordinal families: differences and
+    slopes of the mean class sum_k k P(y = k).
     """
     fn = "simple_effects()"
     spec = model_spec(fit, fn)
@@ -375,8 +415,8 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
             grids.append(grid)
             terms.append(f"Slope of {focal}")
             mcol.append(mv)
-    if spec.zi is not None:  # differences of the mean including the zero part
-        est = _zi_contrasts(fit, spec, contrasts, grids, prob)
+    if spec.zi is not None or ordinal_response(spec):  # the mean with the zero part / mean class
+        est = _stacked_contrasts(fit, spec, contrasts, grids, prob)
     else:
         est = _estimate(spec, coef, contrasts, prob)
     if "df" in est:  # classic fits: df, t value, Pr

@@ -29,6 +29,12 @@ gives the mean including the zero part, (1 - zi) exp(eta), averaged with equal w
 the reference-grid cells of each mean (zero-part predictors that are not in the model formula
 at their mean or most frequent level), with a delta-method SE over the joint covariance of
 (b, b_zi) or the draws of sampled fits.
+
+Ordinal families (``ordered``; ``sequential`` with ``category_specific=False``), see
+:mod:`bayesglmm.post.ordinal`: ``type="link"`` is emmeans' latent scale, x'b minus the mean of
+the cutpoints (its SE includes the cutpoints' covariance; contrasts equal differences of x'b);
+``type="response"`` the mean class and ``type="prob"`` the category probabilities, averaged
+over the reference-grid cells. Category-specific sequential models are refused.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from ._fixed import FixedInfo, design_of, fixed_info, grid, predictors
 from ._table import PrintedTable
 from ._zi import zi_weighted_estimates
 from .anova import wald_statistic
+from .ordinal import ordinal_estimates, ordinal_response
+from .predict import model_spec
 
 __all__ = ["LSMeans", "holm", "lsmeans"]
 
@@ -194,17 +202,25 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
         means per level, and the pairwise comparisons within each level.
     type
         "link" (default) or "response" (inverse link; delta-method SE; back-transformed CI).
+        Ordinal families (ordered, and sequential with ``category_specific=False``): "link" is
+        the latent scale, the linear predictor minus the mean cutpoint (emmeans' default
+        ``mode = "latent"``); "response" the mean class sum_k k P(y = k) (emmeans
+        ``mode = "mean.class"``) and "prob" the probability of each category (``mode =
+        "prob"``), one row per mean and category, averaged over the reference grid; the
+        contrasts stay on the latent scale, where they equal the coefficients.
     protect
         With ``simple``: pairwise p set to 1 in levels whose simple-effect test has p > .05.
     """
-    if type not in ("link", "response"):
-        raise ValueError(f"type must be 'link' or 'response', not {type!r}")
+    if type not in ("link", "response", "prob"):
+        raise ValueError(f"type must be 'link', 'response' or 'prob', not {type!r}")
     if adjust not in ADJUST:
         raise ValueError(f"adjust must be one of {', '.join(ADJUST)}, not {adjust!r}")
-    info = fixed_info(fit)
-    spec = fit.spec
-    if spec.family.ordinal:
-        raise ValueError(f"lsmeans() is not available for the {spec.family.name} family")
+    spec = model_spec(fit, "lsmeans()")
+    ordinal = ordinal_response(spec)
+    if type == "prob" and not ordinal:
+        raise ValueError(f"type='prob' (probabilities of the response categories) needs an "
+                         f"ordinal family, not '{spec.family.name}'; use 'link' or 'response'")
+    info = fixed_info(fit, cutpoints=ordinal)
     factors, numeric = predictors(spec)
     specs_l = _as_list(specs, "specs", factors)
     if not specs_l:
@@ -215,7 +231,11 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
     g = grid(spec, {k: [float(spec.data[k].mean())] for k in numeric})
     d = design_of(spec, g, "fit")
     pos = {n: i for i, n in enumerate(d.names)}
-    X = d.X[:, [pos[n] for n in info.names]]
+    nb = sum(n in pos for n in info.names)  # Intercept, b[...]; an ordinal fit's cutpoints after
+    Xb = d.X[:, [pos[n] for n in info.names[:nb]]]
+    # latent scale of an ordinal family: x'b - mean(cutpoints)
+    ncut = len(info.names) - nb
+    X = np.column_stack([Xb, np.full((len(g), ncut), -1 / max(ncut, 1))])
     keys = by_l + specs_l
     combos = list(itertools.product(*[factors[k] for k in keys]))
     W = np.zeros((len(combos), len(g)))  # equal weights of the grid rows of each mean
@@ -231,22 +251,38 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
         A = d.X[:, [pos[n] for n in ["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]]]
         zm = zi_weighted_estimates(fit, spec, g, A, np.zeros(len(g)), W, 0.95)
         res = {**res, **{c: zm[c].to_numpy() for c in zm.columns}}
+    elif ordinal and type != "link":  # mean class or category probabilities
+        om = ordinal_estimates(fit, spec, Xb, info.names[:nb], np.zeros(len(g)), W, 0.95,
+                               categories=type == "prob")
+        res = {"df": np.full(len(om), np.nan if info.draws is not None else math.inf),
+               **{c: om[c].to_numpy() for c in om.columns}}
     elif type == "response" and spec.family.link != "identity":
         res = _to_response(res, spec.family.linkinv, info)
-    labels = [_label(keys, v) for v in combos]
+    rows = [(_label(keys, v), _label(specs_l, v[len(by_l):]), _label(by_l, v[: len(by_l)]))
+            for v in combos]
+    by_shown = by_l
+    if type == "prob":  # one row per mean and category
+        resp = spec.response.name
+        rows = [(f"{lab}:{resp}={c}", sp, f"{b}:{resp}={c}" if b else f"{resp}={c}")
+                for lab, sp, b in rows for c in spec.response.levels]
+        by_shown = by_l + [resp]
     means = pd.DataFrame({c: res[c] for c in ("estimate", "se", "df", "lower", "upper")},
-                         index=pd.Index(labels, name="level"))
-    means["_spec"] = [_label(specs_l, v[len(by_l):]) for v in combos]
-    means["_by"] = [_label(by_l, v[: len(by_l)]) for v in combos] if by_l else ""
-    if not by_l:
+                         index=pd.Index([r[0] for r in rows], name="level"))
+    means["_spec"] = [r[1] for r in rows]
+    means["_by"] = [r[2] for r in rows]
+    if not by_shown:
         means = means.drop(columns="_by")
     scale = "response scale" if type == "response" and spec.family.link != "identity" else "link scale"
     if zero_part:
         scale = ("response scale: mean including the zero part" if type == "response"
                  else "link scale of the count part")
+    if ordinal:
+        scale = {"link": "latent scale: linear predictor minus the mean cutpoint",
+                 "response": f"response scale: mean class, sum of k P({spec.response.name} = k)",
+                 "prob": f"probabilities of the categories of {spec.response.name}"}[type]
     out = LSMeans(means, heading=f"Estimated marginal means ({scale}, equal weights)",
                   formats=FORMATS, headers=HEADERS)
-    out.specs, out.by = specs_l, by_l
+    out.specs, out.by = specs_l, by_shown
     out.contrasts = out.simple_tests = None
     # contrasts within each by group
     n_spec = int(np.prod([len(factors[k]) for k in specs_l]))
@@ -287,7 +323,8 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
     if pairwise or simple is not None:
         note = [f"P values adjusted by the {adjust} method" + (" within each level of " + ", ".join(by_l) if by_l else "")] if info.draws is None else []
         out.contrasts = PrintedTable(pd.DataFrame(rows).set_index("contrast"),
-                                     heading="Pairwise comparisons (link scale)", formats=FORMATS,
+                                     heading=f"Pairwise comparisons ({'latent' if ordinal else 'link'} scale)",
+                                     formats=FORMATS,
                                      headers=HEADERS, notes=note)
     if simple_rows:
         cols = (["level", "num_df", "den_df", "F", "p"] if len(simple_rows[0]) == 5

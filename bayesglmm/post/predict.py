@@ -25,7 +25,8 @@ from ..design import check_newdata, fixed_design
 from ..inference.optimize import constrain_fn, constrained_jacobian
 from ..zero_inflation import zi_design, zi_names, zi_probability
 
-__all__ = ["Coefficients", "coefficients", "fixed_design", "posterior_predict", "predict"]
+__all__ = ["Coefficients", "coefficients", "fixed_design", "point_coefficients",
+           "posterior_predict", "predict"]
 
 _CORR_RX = re.compile(r"^corr_(\d+)\[(\d+),(\d+)\]$")
 
@@ -42,7 +43,12 @@ def model_spec(fit: Any, what: str):
             "programs loaded with from_stan() have no formula to evaluate new data with"
         )
     if spec.family.category_specific:
-        raise ValueError(f"{what} is not available for family '{spec.family.name}'")
+        raise ValueError(
+            f"{what} is not available for family '{spec.family.name}' with category-specific "
+            "coefficients: each predictor has one coefficient per transition, so there is no "
+            "single linear predictor to average or vary. Fit the model with one coefficient per "
+            f"predictor, glmer(..., family='{spec.family.name}', category_specific=False), to "
+            "get marginal means and effects.")
     return spec
 
 
@@ -122,6 +128,15 @@ def _from_estimates(names: list[str], got: list[str], est: Any, cov: Any, *,
 
         return Coefficients(tuple(names), estimate=e, cov=c, df_fn=df_of)
     return Coefficients(tuple(names), estimate=e, cov=c, df=df)
+
+
+def point_coefficients(fit: Any, names: list[str]) -> Coefficients:
+    """The parameters ``names`` (user names, all in the fit) of a MAP or classic fit: the
+    estimates and their joint covariance by the delta method from the unconstrained scale."""
+    if getattr(fit, "theta_unc", None) is None or getattr(fit, "cov_unc", None) is None:
+        raise ValueError("the fit has no covariance of its estimates (se_method='none' or a "
+                         "singular Hessian)")
+    return _map_coefficients(fit, names, {p.user: i for i, p in enumerate(fit._params)})
 
 
 def _map_coefficients(fit: Any, names: list[str], pos: dict[str, int]) -> Coefficients:
