@@ -10,8 +10,10 @@ generated Stan program (code, data, parameter names) and fits it::
     fit.summary()
     mode = m.optimize()
 
-Modules: ``model`` (:class:`Model`), ``wrappers`` (``glmer``, ``lmer``, ``glm``, ``lm``),
-``external`` (:func:`from_stan`, :class:`ExternalProgram`).
+Modules: ``model`` (:class:`Model`: the program, its compilation, export, refits), ``fitting``
+(its fit methods: ``sample``, ``optimize``, ``variational``, ``pathfinder``, ``classic``),
+``wrappers`` (``glmer``, ``lmer``, ``glm``, ``lm``), ``external`` (:func:`from_stan`,
+:class:`ExternalProgram`).
 """
 
 from . import saved  # noqa: F401  (registers how models are saved)
