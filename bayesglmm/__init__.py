@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 from . import persist_fits  # noqa: F401  (registers how fits are saved)
 from .batch import BatchResult, fit_many
-from .datasets import load_debate, load_sleepstudy, load_training
+from .datasets import load_debate, load_sleepstudy, load_training, load_wine
 from .kfold import KFoldResult, kfold
 from .models import Model, from_stan, glm, glmer, lm, lmer
 from .persist import FitFileError, load
@@ -50,6 +50,7 @@ __all__ = [
     "load_debate",
     "load_sleepstudy",
     "load_training",
+    "load_wine",
     "plot_acf",
     "plot_dens",
     "plot_forest",

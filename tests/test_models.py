@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import SEED
 
@@ -32,6 +34,12 @@ def test_datasets():
     assert s.shape == (180, 3)
     assert list(s["Subject"].cat.categories[:3]) == ["308", "309", "310"]
     assert s["Reaction"].iloc[0] == pytest.approx(249.56)
+    w = bayesglmm.load_wine()  # the same rows as tests/reference/data/wine.csv (ordinal::wine)
+    ref = pd.read_csv(Path(__file__).parent / "reference" / "data" / "wine.csv")
+    assert w.shape == (72, 6) and list(w["temp"].cat.categories) == ["cold", "warm"]
+    np.testing.assert_array_equal(w["rating"], ref["rating"])
+    np.testing.assert_array_equal(w["judge"].astype(int), ref["judge"])
+    assert (w["contact"].astype(str) == ref["contact"]).all()
 
 
 # --------------------------------------------------------------------------- the model object

@@ -6,7 +6,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_debate", "load_sleepstudy", "load_training"]
+__all__ = ["load_debate", "load_sleepstudy", "load_training", "load_wine"]
 
 
 def _path(name: str):
@@ -48,3 +48,22 @@ def load_training() -> pd.DataFrame:
     """
     with resources.as_file(_path("training.csv")) as p:
         return pd.read_csv(p)
+
+
+def load_wine() -> pd.DataFrame:
+    """The wine data (R package ordinal, GPL; Randall 1989): bitterness ratings of white wine,
+    72 ratings by 9 judges.
+
+    Columns: ``response`` (bitterness score, 0..100), ``rating`` (the score in five ordered
+    categories, 1..5), ``temp`` (temperature, cold / warm), ``contact`` (skin contact during
+    pressing, no / yes), ``bottle`` (1..8) and ``judge`` (1..9). ``temp`` and ``contact`` are
+    categoricals in that level order; ``bottle`` and ``judge`` categoricals of their numbers.
+    The example of ``ordinal::clmm(rating ~ temp + contact + (1 | judge))``.
+    """
+    with resources.as_file(_path("wine.csv")) as p:
+        df = pd.read_csv(p, dtype={"bottle": str, "judge": str})
+    df["temp"] = pd.Categorical(df["temp"], categories=["cold", "warm"])
+    df["contact"] = pd.Categorical(df["contact"], categories=["no", "yes"])
+    for c in ("bottle", "judge"):
+        df[c] = pd.Categorical(df[c], categories=sorted(df[c].unique(), key=int))
+    return df

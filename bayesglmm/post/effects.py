@@ -228,7 +228,8 @@ class ConditionalEffects:
 
         if self.categories:
             return plot_categories(self.data, self.focal, self.moderator,
-                                   self.moderator_values, self.categorical_focal, ax)
+                                   self.moderator_values, self.categorical_focal, ax,
+                                   self.response)
 
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 4))

@@ -91,10 +91,11 @@ def ordinal_estimates(fit: Any, spec: Any, A: np.ndarray, names: list[str], o: n
 
 
 def plot_categories(data: pd.DataFrame, focal: str, moderator: str | None,
-                    moderator_values: list[Any], categorical_focal: bool, ax: Any = None):
+                    moderator_values: list[Any], categorical_focal: bool, ax: Any = None,
+                    response: str = "category"):
     """Category probabilities over the focal predictor: one line and band (numeric focal) or
-    one set of points with error bars (categorical focal) per category, one panel per
-    moderator value. Returns the matplotlib Figure."""
+    one set of points with error bars (categorical focal) per category of ``response``, one
+    panel per moderator value. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
     panels = [None] if moderator is None else list(moderator_values)
@@ -124,7 +125,8 @@ def plot_categories(data: pd.DataFrame, focal: str, moderator: str | None,
         if val is not None:
             a.set_title(f"{moderator} = {val}")
     axes[0].set_ylabel("Probability")
-    axes[-1].legend(title="category")
+    axes[-1].legend(title=response, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    borderaxespad=0.0)
     fig.suptitle(f"Conditional effect of {focal} on the category probabilities")
     fig.tight_layout()
     return fig
