@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.arviz_adapter import load_arviz
 from ..core.display import note_table
+from . import convergence
 
 __all__ = ["MAP_COLUMNS", "SUMMARY_COLUMNS", "IntFmt", "backend_lines", "call_line", "check_scale", "ess_fmt", "fmt_table", "kde_mode", "mcmc_summary_table", "observed_response"]
 
@@ -59,27 +59,16 @@ def kde_mode(x: np.ndarray, n_grid: int = 512, cut: float = 3.0) -> float:
 def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """Summary of draws ``arr`` with shape (chain, draw, variable), one row per name.
 
-    Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat, plus ``mcse_mean`` (Monte Carlo SE of the mean, arviz) kept
-    as the last column for tests and diagnostics.
+    Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat, plus ``mcse_mean`` (Monte Carlo SE of the mean) kept
+    as the last column for tests and diagnostics. ESS, R-hat and MCSE are arviz's definitions,
+    computed for all variables at once (:mod:`bayesglmm.results.convergence`).
     """
-    import xarray as xr
-
-    az = load_arviz()
     arr = np.asarray(arr, dtype=float)
     C, D, P = arr.shape
     pooled = arr.reshape(C * D, P)
-    ds = xr.Dataset(
-        {"x": (("chain", "draw", "v"), arr)},
-        coords={"chain": np.arange(C), "draw": np.arange(D), "v": np.arange(P)},
-    )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        ess_bulk = az.ess(ds, method="bulk")["x"].values
-        ess_lo = az.ess(ds, method="quantile", prob=0.025)["x"].values
-        ess_hi = az.ess(ds, method="quantile", prob=0.975)["x"].values
-        # split R-hat compares chains: NaN for one chain (single variational runs)
-        rhat = az.rhat(ds, method="rank")["x"].values if C > 1 else np.full(P, np.nan)
-        mcse = az.mcse(ds, method="mean")["x"].values
+        diag = convergence.summary_diagnostics(arr)  # R-hat compares chains: NaN for one
     q = np.percentile(pooled, [2.5, 97.5], axis=0)  # linear interpolation (R type 7)
     df = pd.DataFrame(
         {
@@ -88,10 +77,10 @@ def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
             "map": [kde_mode(pooled[:, i]) for i in range(P)],
             "q2.5": q[0],
             "q97.5": q[1],
-            "ess_bulk": ess_bulk,
-            "ess_tail": np.minimum(ess_lo, ess_hi),
-            "rhat": rhat,
-            "mcse_mean": mcse,
+            "ess_bulk": diag["ess_bulk"],
+            "ess_tail": diag["ess_tail"],
+            "rhat": diag["rhat"],
+            "mcse_mean": diag["mcse_mean"],
         },
         index=pd.Index(list(names), name="variable"),
     )

@@ -1,0 +1,213 @@
+"""Convergence diagnostics of MCMC draws, computed for every variable at once.
+
+The definitions are those of Vehtari, Gelman, Simpson, Carpenter and Buerkner (2021),
+"Rank-normalization, folding, and localization: an improved R-hat for assessing convergence of
+MCMC", Bayesian Analysis 16(2), as arviz (``arviz.ess``, ``arviz.rhat(method="rank")``,
+``arviz.mcse(method="mean")``) and Stan compute them:
+
+* chains are split in halves (the middle draw of an odd count is dropped);
+* rank normalisation: average ranks over all draws, ``(rank - 3/8) / (n + 1/4)``, through the
+  standard normal quantile function;
+* ESS: autocovariances by FFT, Geyer's initial positive sequence of pairs of
+  autocorrelations, made monotone, and ``tau`` bounded below by ``1 / log10(n)``;
+* bulk ESS: of the rank-normalised split chains; quantile ESS: of the indicator
+  ``draw <= quantile`` (type-7 quantile of all draws); mean ESS: of the split chains;
+* rank R-hat: the larger of the split R-hat of the rank-normalised draws and of the
+  rank-normalised absolute deviations from the median.
+
+arviz evaluates these one variable at a time in Python; a posterior summary of a few hundred
+quantities then costs more than sampling a small model. Here every step works on the array of
+all variables at once. A variable with a missing (NaN) draw or fewer than 4 draws per chain
+gets NaN, as in arviz; R-hat needs at least 2 chains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
+from scipy.special import ndtri
+
+__all__ = ["ess_bulk", "ess_mean", "ess_quantile", "mcse_mean", "rhat_rank",
+           "summary_diagnostics"]
+
+MIN_DRAWS = 4  # draws per chain below which every diagnostic is NaN (as arviz)
+
+
+def _split(x: np.ndarray) -> np.ndarray:
+    """(chain, draw, P) -> (2 chain, draw // 2, P): first and last halves of each chain."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
+
+
+def _invalid(x: np.ndarray, min_chains: int = 1) -> np.ndarray:
+    """(P,) True where a variable has a NaN draw, or the array too few draws or chains."""
+    bad = np.isnan(x).any(axis=(0, 1))
+    if x.shape[1] < MIN_DRAWS or x.shape[0] < min_chains:
+        bad[:] = True
+    return bad
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalised ``x`` (M, N, P): average ranks over the M*N draws of each variable."""
+    M, N, P = x.shape
+    n = M * N
+    flat = np.ascontiguousarray(x.reshape(n, P).T)  # (P, n): sort along contiguous rows
+    order = np.argsort(flat, axis=1)
+    s = np.take_along_axis(flat, order, axis=1)
+    idx = np.arange(n)
+    start = np.ones((P, n), dtype=bool)
+    np.not_equal(s[:, 1:], s[:, :-1], out=start[:, 1:])
+    end = np.ones((P, n), dtype=bool)
+    end[:, :-1] = start[:, 1:]
+    first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
+    last = np.minimum.accumulate(np.where(end, idx, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((P, n))
+    np.put_along_axis(ranks, order, (first + last) * 0.5 + 1.0, axis=1)
+    return ndtri((ranks.T - 0.375) / (n + 0.25)).reshape(M, N, P)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    """ESS (P,) of each variable of ``x`` (M chains, N draws, P), relative to nothing."""
+    x = np.asarray(x, dtype=float)
+    M, N, P = x.shape
+    out = np.full(P, np.nan)
+    ok = ~np.isnan(x).any(axis=(0, 1))
+    constant = ok & (x.max(axis=(0, 1)) - x.min(axis=(0, 1)) < np.finfo(float).resolution)
+    out[constant] = M * N
+    cols = np.flatnonzero(ok & ~constant)
+    if cols.size == 0 or N < 2:
+        return out
+    y = x[:, :, cols]
+    m = next_fast_len(2 * N, real=True)
+    centred = y - y.mean(axis=1, keepdims=True)
+    f = rfft(centred, n=m, axis=1)
+    acov = irfft(f * np.conjugate(f), n=m, axis=1)[:, :N] / N  # (M, N, p)
+    mean_acov = acov.mean(axis=0)  # (N, p)
+    mean_var = mean_acov[0] * N / (N - 1.0)
+    var_plus = mean_var * (N - 1.0) / N
+    if M > 1:
+        var_plus = var_plus + np.var(y.mean(axis=1), axis=0, ddof=1)
+    rho = 1.0 - (mean_var - mean_acov) / var_plus  # (N, p): autocorrelation at each lag
+    tau = _tau(rho)
+    ess = M * N / np.maximum(tau, 1.0 / np.log10(M * N))
+    out[cols] = np.where(np.isfinite(tau), ess, np.nan)
+    return out
+
+
+def _tau(rho: np.ndarray) -> np.ndarray:
+    """Integrated autocorrelation times (p,) from the autocorrelations ``rho`` (N lags, p).
+
+    Geyer's initial positive sequence: pair sums ``S_0 = 1 + rho_1``, ``S_k = rho_2k +
+    rho_2k+1`` are taken while the previous one is positive (up to lag N - 2); the kept pairs
+    are made non-increasing, and the even term of the first pair not kept is added when it is
+    positive or its pair sum is not negative:
+    ``tau = -1 + 2 sum_{k < k*} min(S_0..S_k) + rho_2k*``.
+    """
+    N, p = rho.shape
+    K = max(0, (N - 3) // 2)  # pairs 1..K can be examined
+    S = np.empty((K + 1, p))
+    S[0] = 1.0 + rho[1]
+    S[1:] = rho[2:2 * K + 2:2] + rho[3:2 * K + 2:2]
+    stop = S[:K] <= 0.0
+    if K == 0:
+        kstar = np.zeros(p, dtype=int)
+    else:  # the last pair examined
+        kstar = np.where(stop.any(axis=0), stop.argmax(axis=0), K)
+    mono = np.minimum.accumulate(S, axis=0)
+    head = np.where(np.arange(K + 1)[:, None] < kstar, mono, 0.0).sum(axis=0)
+    cols = np.arange(p)
+    even = np.where(kstar == 0, 1.0, rho[2 * kstar, cols])
+    tail = np.where((S[kstar, cols] >= 0.0) | (even > 0.0), even, 0.0)
+    tau = -1.0 + 2.0 * head + tail
+    return np.where(np.isnan(rho).any(axis=0), np.nan, tau)
+
+
+def ess_bulk(x: np.ndarray) -> np.ndarray:
+    """Bulk ESS (P,) of draws ``x`` (chain, draw, P): of the rank-normalised split chains."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape[2], np.nan)
+    ok = np.flatnonzero(~_invalid(x))
+    if ok.size:
+        out[ok] = _ess(_z_scale(_split(x[:, :, ok])))
+    return out
+
+
+def ess_quantile(x: np.ndarray, prob: float) -> np.ndarray:
+    """ESS (P,) of the ``prob`` quantile of draws ``x`` (chain, draw, P)."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape[2], np.nan)
+    ok = np.flatnonzero(~_invalid(x))
+    if ok.size:
+        y = x[:, :, ok]
+        q = np.quantile(y.reshape(-1, ok.size), prob, axis=0)  # linear: R's type 7
+        out[ok] = _ess(_split((y <= q).astype(float)))
+    return out
+
+
+def ess_mean(x: np.ndarray) -> np.ndarray:
+    """ESS (P,) of the mean of draws ``x`` (chain, draw, P): of the split chains."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape[2], np.nan)
+    ok = np.flatnonzero(~_invalid(x))
+    if ok.size:
+        out[ok] = _ess(_split(x[:, :, ok]))
+    return out
+
+
+def mcse_mean(x: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error (P,) of the posterior mean: SD / sqrt(mean ESS)."""
+    x = np.asarray(x, dtype=float)
+    sd = x.reshape(-1, x.shape[2]).std(axis=0, ddof=1)
+    return sd / np.sqrt(ess_mean(x))
+
+
+def _rhat(z: np.ndarray) -> np.ndarray:
+    """Split R-hat (P,) of already split chains ``z`` (M, N, P)."""
+    _, N, _ = z.shape
+    between = N * np.var(z.mean(axis=1), axis=0, ddof=1)
+    within = np.var(z, axis=1, ddof=1).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant: 0 / 0 -> NaN, as arviz
+        return np.sqrt((between / within + N - 1) / N)
+
+
+def rhat_rank(x: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R-hat (P,) of draws ``x`` (chain, draw, P): the larger of the
+    bulk and the folded (tail) values; NaN with fewer than 2 chains."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape[2], np.nan)
+    ok = np.flatnonzero(~_invalid(x, min_chains=2))
+    if ok.size:
+        s = _split(x[:, :, ok])
+        med = np.median(s.reshape(-1, ok.size), axis=0)
+        out[ok] = np.maximum(_rhat(_z_scale(s)), _rhat(_z_scale(np.abs(s - med))))
+    return out
+
+
+def summary_diagnostics(x: np.ndarray, probs: tuple[float, float] = (0.025, 0.975)
+                        ) -> dict[str, np.ndarray]:
+    """Every diagnostic of a posterior summary of draws ``x`` (chain, draw, P) in one pass.
+
+    Returns ``{"ess_bulk", "ess_tail", "rhat", "mcse_mean"}``, each (P,): as
+    :func:`ess_bulk`, the smaller of :func:`ess_quantile` at ``probs``, :func:`rhat_rank`
+    and :func:`mcse_mean` (the rank-normalised split chains are computed once for the bulk
+    ESS and R-hat).
+    """
+    x = np.asarray(x, dtype=float)
+    P = x.shape[2]
+    out = {k: np.full(P, np.nan) for k in ("ess_bulk", "ess_tail", "rhat", "mcse_mean")}
+    ok = np.flatnonzero(~_invalid(x))
+    if ok.size == 0:
+        return out
+    y = x[:, :, ok]
+    s = _split(y)
+    z = _z_scale(s)
+    out["ess_bulk"][ok] = _ess(z)
+    pooled = y.reshape(-1, ok.size)
+    q = np.quantile(pooled, probs, axis=0)
+    out["ess_tail"][ok] = np.minimum(*(_ess(_split((y <= qi).astype(float))) for qi in q))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["mcse_mean"][ok] = pooled.std(axis=0, ddof=1) / np.sqrt(_ess(s))
+    if x.shape[0] >= 2:
+        med = np.median(s.reshape(-1, ok.size), axis=0)
+        out["rhat"][ok] = np.maximum(_rhat(z), _rhat(_z_scale(np.abs(s - med))))
+    return out

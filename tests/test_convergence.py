@@ -1,0 +1,106 @@
+"""Vectorised convergence diagnostics (bayesglmm/results/convergence.py) against arviz.
+
+The reference is arviz (``arviz.ess`` bulk and quantile, ``arviz.rhat(method="rank")``,
+``arviz.mcse(method="mean")``), evaluated one variable at a time on the same draws. Both follow
+Vehtari et al. (2021); the only differences are the order of floating-point sums (the FFT over
+all variables at once, the sum of Geyer's pair sums), so the results agree to rounding: the
+tolerance is 1e-10 relative, far above double rounding (~1e-15) and far below any difference
+a change of definition (a lag more or less in Geyer's sequence, other ranks) would make.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pytest
+
+from bayesglmm.results.convergence import (
+    ess_bulk,
+    ess_mean,
+    ess_quantile,
+    mcse_mean,
+    rhat_rank,
+    summary_diagnostics,
+)
+
+RTOL = 1e-10
+
+
+def _ar1(rng, chains, draws, phi, shift=0.0):
+    x = np.empty((chains, draws))
+    x[:, 0] = rng.normal(size=chains)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + rng.normal(size=chains)
+    return x + shift * np.arange(chains)[:, None]
+
+
+def _draws(chains, draws, seed=0):
+    """(chain, draw, P): AR(1) chains from anti-correlated to a near random walk, a
+    chain-shifted one (poor mixing), a discrete one (ties), a constant one, an indicator."""
+    rng = np.random.default_rng(seed)
+    cols = [_ar1(rng, chains, draws, phi) for phi in (-0.9, -0.3, 0.0, 0.5, 0.9, 0.995)]
+    cols.append(_ar1(rng, chains, draws, 0.7, shift=1.5))
+    cols.append(np.round(_ar1(rng, chains, draws, 0.6)))  # many ties
+    cols.append(np.full((chains, draws), 3.25))
+    cols.append((_ar1(rng, chains, draws, 0.8) > 1.0).astype(float))
+    cols.append(rng.lognormal(size=(chains, draws)) * 1e6)
+    return np.stack(cols, axis=2)
+
+
+def _arviz(fn, x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array([float(fn(x[:, :, i], **kw)) for i in range(x.shape[2])])
+
+
+@pytest.mark.parametrize("chains,draws", [(4, 1000), (4, 1001), (2, 7), (3, 4), (1, 200),
+                                          (8, 33)])
+def test_equal_to_arviz(chains, draws):
+    x = _draws(chains, draws, seed=chains * 1000 + draws)
+    np.testing.assert_allclose(ess_bulk(x), _arviz(az.ess, x, method="bulk"), rtol=RTOL)
+    for prob in (0.025, 0.975, 0.5):
+        np.testing.assert_allclose(ess_quantile(x, prob),
+                                   _arviz(az.ess, x, method="quantile", prob=prob), rtol=RTOL)
+    np.testing.assert_allclose(ess_mean(x), _arviz(az.ess, x, method="mean"), rtol=RTOL)
+    np.testing.assert_allclose(mcse_mean(x), _arviz(az.mcse, x, method="mean"), rtol=RTOL)
+    if chains > 1:
+        np.testing.assert_allclose(rhat_rank(x), _arviz(az.rhat, x, method="rank"), rtol=RTOL)
+    else:
+        assert np.isnan(rhat_rank(x)).all()
+
+
+@pytest.mark.parametrize("chains,draws", [(4, 500), (1, 50), (3, 3)])
+def test_summary_diagnostics_equal_the_single_ones(chains, draws):
+    x = _draws(chains, draws, seed=draws)
+    x[0, 1, 4] = np.nan
+    d = summary_diagnostics(x)
+    np.testing.assert_array_equal(d["ess_bulk"], ess_bulk(x))
+    np.testing.assert_array_equal(d["ess_tail"], np.minimum(ess_quantile(x, 0.025),
+                                                            ess_quantile(x, 0.975)))
+    np.testing.assert_array_equal(d["rhat"], rhat_rank(x))
+    # the SD is summed over a copy of the valid columns: equal to rounding
+    np.testing.assert_allclose(d["mcse_mean"], mcse_mean(x), rtol=1e-13)
+
+
+def test_missing_draws_and_short_chains_give_nan():
+    x = _draws(4, 100)
+    x[2, 50, 3] = np.nan
+    for fn in (ess_bulk, ess_mean, rhat_rank, lambda a: ess_quantile(a, 0.1)):
+        out = fn(x)
+        assert np.isnan(out[3]) and np.isfinite(np.delete(out, [3, 8])).all()
+    # a constant variable: ESS is the number of draws, R-hat undefined (as arviz)
+    assert ess_bulk(x)[8] == 400 and np.isnan(rhat_rank(x)[8])
+    short = _draws(4, 3)
+    assert np.isnan(ess_bulk(short)).all() and np.isnan(rhat_rank(short)).all()
+
+
+@pytest.mark.slow
+def test_real_posterior_draws_equal_arviz(debate_mcmc):
+    """On the draws of a real fit (every reported quantity, random effects included)."""
+    x = np.concatenate([debate_mcmc.lp[:, :, None], debate_mcmc._draws], axis=2)
+    np.testing.assert_allclose(ess_bulk(x), _arviz(az.ess, x, method="bulk"), rtol=RTOL)
+    np.testing.assert_allclose(rhat_rank(x), _arviz(az.rhat, x, method="rank"), rtol=RTOL)
+    np.testing.assert_allclose(ess_quantile(x, 0.025),
+                               _arviz(az.ess, x, method="quantile", prob=0.025), rtol=RTOL)
