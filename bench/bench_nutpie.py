@@ -18,15 +18,25 @@ Programs:
 
 Per run: min ESS_bulk (arviz, rank-normalised) over the model's reported parameters (fixed
 effects, sigma, SDs, correlations; not lp or the standardised random effects) per second of
-the time to the draws (``fit.elapsed``: ``sample()`` until the fit holds the draws, generated
-quantities included), per second of the whole ``sample()`` call (which adds the sampling
-diagnostics, a posterior summary of every quantity: the same fixed cost for both samplers),
-per 1000 leapfrog steps of the sampling phase, and per 1000 leapfrog steps of warm-up and
-sampling together (gradient evaluations: robust to the machine load; the warm-up steps come
-from an untimed rerun of the same seed with the warm-up kept, checked to take the same
-sampling-phase steps). The machine load average is recorded before each run.
+the whole ``Model.sample()`` call (what the user waits for: sampling, reading the draws,
+generated quantities and the sampling diagnostics, whose posterior summary of every quantity
+is the same code for both samplers), per second of the time to the draws (``fit.elapsed``:
+``sample()`` until the fit holds the draws, before the diagnostics), per 1000 leapfrog steps of
+the sampling phase, and per 1000 leapfrog steps of warm-up and sampling together (gradient
+evaluations: robust to the machine load; the warm-up steps come from an untimed rerun of the
+same seed with the warm-up kept, checked to take the same sampling-phase steps). The machine
+load average is recorded before each run.
 
-Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]``.
+``--profile N`` instead profiles N calls of ``sample()`` per sampler and program with
+pyinstrument (after one unprofiled call) and writes bench/results/nutpie_profile.json: the share
+of the wall time spent in the sampler itself (nutpie: its Rust sampler, ``PySampler.wait``,
+which computes the generated quantities of each draw too; CmdStan: waiting for the CmdStan
+processes) and the rest, the fixed overhead of the call (setting up, reading the draws,
+building the fit, the sampling diagnostics), with its largest parts. Shares of one process's
+wall time are far less sensitive to the machine load than seconds.
+
+Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]
+[--profile N]``.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results" / "nutpie.json"
+PROFILE_RESULTS = HERE / "results" / "nutpie_profile.json"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
@@ -124,24 +135,25 @@ def run(model, names, sampler: str, seed: int, args) -> dict:
             "min_ess_variable": worst, "draws_s": round(fit.elapsed, 3),
             "wall_s": round(wall, 3), "leapfrog_steps": steps,
             "leapfrog_steps_warmup": warm,
-            "divergent": fit.num_divergent, "ess_per_s": round(ess / fit.elapsed, 2),
-            "ess_per_wall_s": round(ess / wall, 2),
+            "divergent": fit.num_divergent, "ess_per_s": round(ess / wall, 2),
+            "ess_per_draws_s": round(ess / fit.elapsed, 2),
             "ess_per_1000_steps": round(1000 * ess / steps, 3),
             "ess_per_1000_steps_with_warmup": round(1000 * ess / (steps + warm), 3),
             "loadavg_1min": round(load, 2)}
 
 
 def ratios(a: list[dict], b: list[dict]) -> dict:
-    """Per-seed and summary ratios a / b of ESS/s and ESS per leapfrog step."""
+    """Per-seed and summary ratios a / b of ESS/s (whole call; time to the draws) and ESS per
+    leapfrog step."""
     per_s = [x["ess_per_s"] / y["ess_per_s"] for x, y in zip(a, b)]
-    per_wall = [x["ess_per_wall_s"] / y["ess_per_wall_s"] for x, y in zip(a, b)]
+    per_draws = [x["ess_per_draws_s"] / y["ess_per_draws_s"] for x, y in zip(a, b)]
     per_step = [x["ess_per_1000_steps"] / y["ess_per_1000_steps"] for x, y in zip(a, b)]
     per_step_all = [x["ess_per_1000_steps_with_warmup"] / y["ess_per_1000_steps_with_warmup"]
                     for x, y in zip(a, b)]
     return {"ess_per_s": {"per_seed": [round(r, 3) for r in per_s],
                           "median": round(statistics.median(per_s), 3)},
-            "ess_per_wall_s": {"per_seed": [round(r, 3) for r in per_wall],
-                               "median": round(statistics.median(per_wall), 3)},
+            "ess_per_draws_s": {"per_seed": [round(r, 3) for r in per_draws],
+                                "median": round(statistics.median(per_draws), 3)},
             "ess_per_step": {"per_seed": [round(r, 3) for r in per_step],
                              "median": round(statistics.median(per_step), 3)},
             "ess_per_step_with_warmup": {"per_seed": [round(r, 3) for r in per_step_all],
@@ -154,6 +166,61 @@ def ratios(a: list[dict], b: list[dict]) -> dict:
                               round(statistics.median(y["wall_s"] for y in b), 3)]}
 
 
+# frames (function name as pyinstrument shows it) whose time is the sampler itself
+SAMPLER_FRAMES = {"nutpie": ("PySampler.wait",), "stan": ("ThreadPoolExecutor.__exit__",)}
+# frames whose time is reported as a part of the fixed overhead
+OVERHEAD_PARTS = ("_arrow_to_arviz", "read_trace", "split_columns", "check_sampling",
+                  "CmdStanMCMC.__init__", "extract_draws", "MCMCFit.__init__",
+                  "nutpie_model", "bridgestan_model", "compile")
+
+
+def _frame_times(frame, names: tuple[str, ...], out: dict[str, float]) -> None:
+    """Add the time of the outermost frames called one of ``names`` under ``frame``."""
+    name = f"{frame.class_name}.{frame.function}" if frame.class_name else frame.function
+    if name in names or frame.function in names:
+        out[name] = out.get(name, 0.0) + frame.time
+        return
+    for child in frame.children:
+        _frame_times(child, names, out)
+
+
+def profile(progs: dict, args) -> dict:
+    """Wall-time shares of ``sample()`` for each program and sampler (pyinstrument)."""
+    from pyinstrument import Profiler
+
+    out: dict[str, dict] = {}
+    for key, (m, _) in progs.items():
+        out[key] = {}
+        for sampler in SAMPLERS:
+            kw = dict(chains=args.chains, warmup=args.warmup, sampling=args.sampling,
+                      delta=0.8, sampler=sampler, verbose=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m.sample(seed=1, **kw)  # libraries loaded, caches warm: not profiled
+                load = os.getloadavg()[0]
+                prof = Profiler(interval=0.0005)
+                prof.start()
+                for seed in range(2, 2 + args.profile):
+                    m.sample(seed=seed, **kw)
+                prof.stop()
+            root = prof.last_session.root_frame()
+            total = root.time
+            core: dict[str, float] = {}
+            _frame_times(root, SAMPLER_FRAMES[sampler], core)
+            parts: dict[str, float] = {}
+            _frame_times(root, OVERHEAD_PARTS, parts)
+            sampler_s = sum(core.values())
+            out[key][sampler] = {
+                "calls": args.profile, "wall_s_per_call": round(total / args.profile, 3),
+                "sampler_share": round(sampler_s / total, 3),
+                "fixed_overhead_share": round(1 - sampler_s / total, 3),
+                "overhead_parts_share": {k: round(v / total, 3) for k, v in
+                                         sorted(parts.items(), key=lambda kv: -kv[1])},
+                "loadavg_1min": round(load, 2)}
+            print(key, sampler, json.dumps(out[key][sampler]), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -161,7 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--sampling", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--profile", type=int, default=0,
+                    help="profile N sample() calls per sampler and program instead")
     args = ap.parse_args(argv)
 
     import nutpie
@@ -175,6 +244,25 @@ def main(argv: list[str] | None = None) -> dict:
         m.compile(verbose=False)
         compile_s[key] = round(time.perf_counter() - t0, 2)
     load_start = list(os.getloadavg())
+    if args.profile:
+        shares = profile(progs, args)
+        result = {"benchmark": "where the wall time of sample() goes, nutpie and CmdStan",
+                  "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "machine": {"nproc": os.cpu_count(), "nutpie": nutpie.__version__,
+                              "loadavg_1_5_15_start": load_start,
+                              "loadavg_1_5_15_end": list(os.getloadavg())},
+                  "settings": {"chains": args.chains, "warmup": args.warmup,
+                               "sampling": args.sampling, "delta": 0.8},
+                  "metric": "shares of the profiled wall time (pyinstrument) of N sample() "
+                            "calls: sampler_share in the sampler itself (nutpie: "
+                            "PySampler.wait; CmdStan: waiting for its processes), "
+                            "fixed_overhead_share the rest; overhead_parts_share: named "
+                            "parts of the rest",
+                  "profiles": shares}
+        out = args.out or PROFILE_RESULTS
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
     runs: dict[str, dict[str, list[dict]]] = {k: {s: [] for s in SAMPLERS} for k in progs}
     for seed in args.seeds:
         order = SAMPLERS if seed % 2 else SAMPLERS[::-1]
@@ -183,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
                 r = run(m, names, sampler, seed, args)
                 runs[key][sampler].append(r)
                 print(f"seed {seed} {key:16s} {sampler:6s} min ESS_bulk {r['min_ess_bulk']:7.1f} "
-                      f"({r['min_ess_variable']}) draws {r['draws_s']:6.2f} s -> "
+                      f"({r['min_ess_variable']}) sample() {r['wall_s']:6.2f} s -> "
                       f"{r['ess_per_s']:7.1f} ESS/s, {r['ess_per_1000_steps']:6.2f} per 1000 "
                       f"steps ({r['ess_per_1000_steps_with_warmup']:6.2f} with warm-up), "
                       f"load {r['loadavg_1min']}", flush=True)
@@ -203,13 +291,13 @@ def main(argv: list[str] | None = None) -> dict:
                      "order": "per seed and program: stan then nutpie on odd seeds, nutpie "
                               "then stan on even seeds"},
         "compile_s": compile_s,
-        "metric": "min ESS_bulk (arviz) over the compared parameters per second of the time to "
-                  "the draws (ess_per_s: fit.elapsed = wall time of Model.sample() until the "
-                  "fit holds its draws under the users' names, i.e. sampling, reading the "
-                  "draws and for nutpie flattening its generated quantities; not the sampling "
-                  "diagnostics that follow), per second of the whole Model.sample() call "
-                  "(ess_per_wall_s: adds the diagnostics' posterior summary of every "
-                  "quantity, the same fixed cost for both samplers), per 1000 leapfrog "
+        "metric": "min ESS_bulk (arviz) over the compared parameters per second of the whole "
+                  "Model.sample() call (ess_per_s: wall_s, what the user waits for: sampling, "
+                  "reading the draws, generated quantities, and the sampling diagnostics' "
+                  "posterior summary of every quantity, the same code for both samplers), "
+                  "per second of the time to the draws (ess_per_draws_s: fit.elapsed = "
+                  "Model.sample() until the fit holds its draws under the users' names, "
+                  "before the diagnostics), per 1000 leapfrog "
                   "steps of the sampling phase (ess_per_1000_steps), and per 1000 leapfrog "
                   "steps of warm-up and sampling together (ess_per_1000_steps_with_warmup; "
                   "the warm-up steps counted by an untimed rerun with the same seed and the "
@@ -224,8 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
         "median_ratio_ess_per_s_over_programs": (
             round(statistics.median(nutpie_vs_stan[k]["ess_per_s"]["median"]
                                     for k in main_programs), 3) if main_programs else None),
-        "goal": "nutpie / stan ESS per second >= 1.8 (median over seeds) on sleepstudy, cbpp "
-                "and debate",
+        "goal": "nutpie / stan ESS per second of the whole sample() call >= 1.8 (median over "
+                "seeds) on sleepstudy, cbpp and debate",
     }
     if "sleepstudy" in runs and "brms_sleepstudy" in runs:
         ours, brms = runs["sleepstudy"], runs["brms_sleepstudy"]
@@ -234,8 +322,9 @@ def main(argv: list[str] | None = None) -> dict:
             "nutpie": ratios(ours["nutpie"], brms["nutpie"]),
             "ours_nutpie_over_brms_stan": ratios(ours["nutpie"], brms["stan"]),
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    out = args.out or RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k.startswith(("ratio", "median"))},
                      indent=1))
     return result
