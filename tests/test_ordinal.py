@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import load_reference
 from scipy.special import expit
@@ -127,17 +128,23 @@ def test_wine_mean_class_and_probabilities_equal_clmm(wine_flat_model):
         F = np.mean([expit(THETA - _cell(temp, c) @ theta[4:]) for c in ("no", "yes")], axis=0)
         np.testing.assert_allclose(p, np.diff(np.concatenate([[0], F, [1]])), atol=1e-3)
     assert np.all(prob["se"] > 0)
+    ax = prob.plot().axes[0]  # bars per temp, one colour per category
+    assert ax.get_ylabel() == "Probability" and len(ax.containers) >= 5
 
 
 # ----------------------------------------------------------------------------- MAP: effects
 
 
 @pytest.mark.slow
-def test_wine_effects_map(wine_flat_model):
+def test_wine_effects_map(wine_flat_model, tmp_path):
     """conditional_effects (mean class; categories) and simple_effects of a MAP fit (flat
-    prior: the Laplace ML of clmm, tests/test_family_fits.py) agree with lsmeans of one cell."""
+    prior: the Laplace ML of clmm, tests/test_family_fits.py) agree with lsmeans of one cell;
+    a saved fit gives the same figures."""
     fit = wine_flat_model.optimize(verbose=False)
     cells = bayesglmm.lsmeans(fit, "temp", by="contact", type="response")
+    again = bayesglmm.lsmeans(bayesglmm.load(fit.save(tmp_path / "wine")), "temp", by="contact",
+                              type="response")
+    pd.testing.assert_frame_equal(again.to_frame(), cells.to_frame())
     ce = bayesglmm.conditional_effects(fit, "temp:contact")
     assert "Mean class" in ce.format()
     for _, r in ce.data.iterrows():

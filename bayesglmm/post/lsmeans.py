@@ -82,7 +82,7 @@ class LSMeans(PrintedTable):
     table or None) and ``simple_tests`` (per-level tests with ``simple=``) attached; printing
     shows all of them; :meth:`plot` draws the means."""
 
-    _metadata = PrintedTable._metadata + ["contrasts", "simple_tests", "specs", "by"]
+    _metadata = PrintedTable._metadata + ["contrasts", "simple_tests", "specs", "by", "ylabel"]
 
     @property
     def _constructor(self):
@@ -125,7 +125,7 @@ class LSMeans(PrintedTable):
                    label=None if g is None else str(g))
         ax.set_xticks(x, labels)
         ax.set_xlabel(" : ".join(self.specs))
-        ax.set_ylabel("Marginal mean")
+        ax.set_ylabel(getattr(self, "ylabel", None) or "Marginal mean")
         ax.set_title("Marginal Means")
         if groups[0] is not None:
             ax.legend(title=" : ".join(self.by))
@@ -283,6 +283,7 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
     out = LSMeans(means, heading=f"Estimated marginal means ({scale}, equal weights)",
                   formats=FORMATS, headers=HEADERS)
     out.specs, out.by = specs_l, by_shown
+    out.ylabel = "Probability" if type == "prob" else "Marginal mean"
     out.contrasts = out.simple_tests = None
     # contrasts within each by group
     n_spec = int(np.prod([len(factors[k]) for k in specs_l]))
