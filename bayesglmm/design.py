@@ -286,7 +286,22 @@ def predictor_names(spec: Any) -> list[str]:
 
 def fixed_design(spec: Any, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(X, offset) of ``newdata`` for the fixed part: X has the columns ``spec.fixed.names``
-    (no intercept column), offset the summed ``offset()`` terms (zeros if none)."""
+    (no intercept column), offset the summed ``offset()`` terms (zeros if none).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model's specification.
+    newdata : pandas.DataFrame
+        The rows.
+
+    Returns
+    -------
+    X : numpy.ndarray
+        Shape (rows, coefficients).
+    offset : numpy.ndarray
+        Shape (rows,).
+    """
     nd = check_newdata(spec, newdata, predictor_names(spec))
     n = len(nd)
     common = spec.fixed.design

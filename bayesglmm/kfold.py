@@ -73,7 +73,12 @@ class KFoldResult:
         return -2.0 * self.elpd_kfold
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per observation: row (0-based), fold, elpd."""
+        """One row per observation: row (0-based), fold, elpd.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         return pd.DataFrame({"row": np.arange(len(self.pointwise)), "fold": self.folds,
                              "elpd": self.pointwise})
 

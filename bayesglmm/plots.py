@@ -74,14 +74,44 @@ def _arviz_figure(fn_name: str, *args: Any, **kwargs: Any):
 
 
 def plot_trace(fit: Any, pars: Sequence[str] | str | None = None):
-    """Per-chain densities and traces, one row per variable. Returns the Figure."""
+    """Per-chain densities and traces, one row per variable. Returns the Figure.
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws.
+    pars : str or list of str, optional
+        Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None: the
+        population-level parameters.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = bayesglmm.plot_trace(fit, ["b", "sigma"])  # doctest: +SKIP
+    """
     _draws_only(fit, "plot_trace()")
     names = select_names(fit, pars)
     return _arviz_figure("plot_trace", fit.posterior_idata, var_names=names, compact=False)
 
 
 def plot_dens(fit: Any, pars: Sequence[str] | str | None = None):
-    """One panel per variable with a density curve per chain. Returns the Figure."""
+    """One panel per variable with a density curve per chain. Returns the Figure.
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws.
+    pars : str or list of str, optional
+        Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None: the
+        population-level parameters.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     _draws_only(fit, "plot_dens()")
     names = select_names(fit, pars)
     post = fit.posterior_idata.posterior
@@ -91,7 +121,21 @@ def plot_dens(fit: Any, pars: Sequence[str] | str | None = None):
 
 
 def plot_acf(fit: Any, pars: str | None = None, max_lag: int = 40):
-    """Autocorrelation of one variable (default the first parameter), one panel per chain."""
+    """Autocorrelation of one variable (default the first parameter), one panel per chain.
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws.
+    pars : str, optional
+        The parameter (None: the first population-level parameter).
+    max_lag : int
+        Largest lag shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     _draws_only(fit, "plot_acf()")
     names = select_names(fit, pars)[:1]
     fig = _arviz_figure("plot_autocorr", fit.posterior_idata, var_names=names, combined=False,
@@ -105,7 +149,22 @@ def plot_forest(fit: Any, pars: Sequence[str] | str | None = None, prob: float =
     """Point estimate and ``prob`` interval per variable (one panel). Draw-based fits: arviz's
     forest plot (median and ``prob`` HDI of the pooled chains); MAP and other estimate-based
     fits: estimate with its ``prob`` Wald interval (:func:`wald_interval`). Returns the
-    Figure."""
+    Figure.
+
+    Parameters
+    ----------
+    fit : fit object
+        Any fit (draws, MAP or classic).
+    pars : str or list of str, optional
+        Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None: the
+        population-level parameters.
+    prob : float
+        Probability of the intervals, in (0, 1).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
     names = select_names(fit, pars)
@@ -167,7 +226,20 @@ def wald_interval(tab: Any, prob: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_pairs(fit: Any, pars: Sequence[str] | str | None = None):
-    """Scatter matrix of the selected variables (at least two). Returns the Figure."""
+    """Scatter matrix of the selected variables (at least two). Returns the Figure.
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws.
+    pars : str or list of str, optional
+        Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None: the
+        population-level parameters.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     _draws_only(fit, "plot_pairs()")
     names = select_names(fit, pars)
     if len(names) < 2:
@@ -178,7 +250,21 @@ def plot_pairs(fit: Any, pars: Sequence[str] | str | None = None):
 
 def plot_ppc(fit: Any, num_draws: int = 100, seed: int | None = None):
     """Posterior predictive check: the density of the observed response against ``num_draws``
-    data sets replicated by ``fit.posterior_predict``. Returns the Figure."""
+    data sets replicated by ``fit.posterior_predict``. Returns the Figure.
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws.
+    num_draws : int
+        Number of replicated data sets drawn.
+    seed : int, optional
+        Random seed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from .post.predict import model_spec, posterior_predict
 
     _draws_only(fit, "plot_ppc()")

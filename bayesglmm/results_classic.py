@@ -113,8 +113,27 @@ class ClassicFit(MAPFit):
         return ("lmer" if re else "lm") if self.gaussian else ("glmer" if re else "glm")
 
     def fixed_df(self, L: np.ndarray | Sequence[float]) -> float:
-        """Satterthwaite (gaussian mixed), residual (gaussian without random effects) or
-        infinite df of the contrast ``L`` of the fixed effects."""
+        """Denominator degrees of freedom of a contrast of the fixed effects.
+
+        Satterthwaite's for gaussian mixed models, the residual df for gaussian models
+        without random effects, infinite (z tests) otherwise.
+
+        Parameters
+        ----------
+        L : array-like
+            The contrast: one weight per fixed effect, in the order of ``fixed_names``.
+
+        Returns
+        -------
+        float
+            The degrees of freedom (``math.inf`` for z tests).
+
+        Examples
+        --------
+        >>> fit = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", sleep).classic()  # doctest: +SKIP
+        >>> fit.fixed_df([0, 1])  # doctest: +SKIP
+        17.0
+        """
         if not self.gaussian:
             return math.inf
         if self.satterthwaite is not None:

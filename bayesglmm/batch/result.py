@@ -55,6 +55,7 @@ class BatchResult:
 
     @property
     def n_failed(self) -> int:
+        """Number of datasets whose fit failed (the error is in :meth:`to_frame`)."""
         return sum(r.error is not None for r in self.results)
 
     @property
@@ -67,7 +68,12 @@ class BatchResult:
         dataset (0-based position), parameter, estimate (posterior mean for draws), se
         (posterior sd), lower, upper (95% interval), rhat, ess_bulk, divergences, converged,
         elapsed (seconds of the fit), error (None, or the error of a failed fit: one row with
-        parameter None)."""
+        parameter None).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         parts = []
         for r in self.results:
             if r.table is None:
@@ -90,7 +96,18 @@ class BatchResult:
         """Parameter recovery of simulated data: per parameter the true value (mean over
         datasets), the mean estimate, bias (mean of estimate - truth), RMSE, coverage (share of
         95% intervals containing the truth) with its binomial standard error, and the number of
-        successful fits."""
+        successful fits.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter.
+
+        Raises
+        ------
+        ValueError
+            The datasets did not come from :meth:`bayesglmm.Model.simulate` (no true values).
+        """
         if self.truth is None:
             raise ValueError("recovery() needs data from Model.simulate() (the true values)")
         df = self.to_frame()

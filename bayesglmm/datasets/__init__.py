@@ -19,6 +19,16 @@ def load_debate() -> pd.DataFrame:
     Columns: ``group`` (1..100), ``sat`` (satisfaction, 1..5), ``talk`` (amount of talk, 1..5),
     ``perf`` (group performance, 1..8, constant within group), ``skill`` (1..3) and ``cond``
     (0 = control, 1 = treatment, constant within group). Simulated data.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> len(bayesglmm.load_debate()) > 0
+    True
     """
     with resources.as_file(_path("debate.csv")) as p:
         return pd.read_csv(p)
@@ -30,6 +40,16 @@ def load_sleepstudy() -> pd.DataFrame:
 
     Columns: ``Reaction`` (mean reaction time, ms), ``Days`` (0..9) and ``Subject``
     (a categorical with the level order of lme4: 308, 309, 310, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> len(bayesglmm.load_sleepstudy()) > 0
+    True
     """
     with resources.as_file(_path("sleepstudy.csv")) as p:
         df = pd.read_csv(p, dtype={"Subject": str})
@@ -45,6 +65,16 @@ def load_training() -> pd.DataFrame:
     (0 = control, 1 = intervention), ``b`` (baseline class A/B/C) and ``age``. Simulated data;
     the example of ``cbind(time1, time2, time3, time4) ~ a * time + (1 | ID)`` with
     ``within={"time": 4}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> len(bayesglmm.load_training()) > 0
+    True
     """
     with resources.as_file(_path("training.csv")) as p:
         return pd.read_csv(p)

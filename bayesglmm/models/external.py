@@ -41,6 +41,34 @@ def from_stan(
     ``re_blocks``: names of parameters that ``optimize()`` integrates out by the Laplace
     approximation (e.g. ``("z_1",)`` for an exported bayesglmm program); by default none, so
     ``optimize()`` finds the joint mode.
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.stan`` file, or a directory written by :meth:`Model.export` (``model.stan`` in it,
+        and ``data.json`` unless ``data`` is given).
+    data : dict or str or path, optional
+        Stan data as a dict, or the path of a JSON data file.
+    re_blocks : tuple of str
+        Parameters that ``optimize()`` integrates out by the Laplace approximation.
+
+    Returns
+    -------
+    Model
+        Fitted with the same methods as the formula models; parameters are reported under
+        their Stan names.
+
+    Raises
+    ------
+    FileNotFoundError
+        No Stan program at ``path``.
+    ValueError
+        ``path`` is not a ``.stan`` file.
+
+    Examples
+    --------
+    >>> m = bayesglmm.from_stan("model.stan", {"N": 3, "y": [1, 2, 3]})  # doctest: +SKIP
+    >>> fit = m.sample(seed=1)  # doctest: +SKIP
     """
     if isinstance(re_blocks, str) or not all(isinstance(b, str) for b in re_blocks):
         raise TypeError("re_blocks must be a tuple of Stan parameter names, e.g. ('z_1',)")

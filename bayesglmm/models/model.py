@@ -63,6 +63,11 @@ class Model(FitMethods):
         ``backend_requested``; :func:`bayesglmm.load` uses it to run a reloaded model on the
         program its saved fit ran, even where ``backend="auto"`` would now choose the other.
 
+        Parameters
+        ----------
+        backend : {"generic", "specific"}
+            The family's precompiled generic program or the model's own Stan program.
+
         Raises
         ------
         ValueError
@@ -92,6 +97,8 @@ class Model(FitMethods):
 
     @property
     def spec(self):
+        """The parsed model specification (formula pieces, family, prior, design); None for
+        programs loaded with ``from_stan``."""
         return getattr(self.program, "spec", None)
 
     @property
@@ -166,6 +173,13 @@ class Model(FitMethods):
         print(self.stan_code)
 
     def call(self) -> str:
+        """The call that made the model, as printed in fit headers.
+
+        Returns
+        -------
+        str
+            E.g. ``"lmer(sat ~ talk + (1 | group), prior = flat)"``.
+        """
         if self.wrapper == "from_stan":
             return f"from_stan({getattr(self.program, 'source', '') or 'model.stan'!r})"
         parts = [self.formula or ""]
@@ -188,8 +202,13 @@ class Model(FitMethods):
         return f"<bayesglmm Model: {self.call()}{nobs}; fit with .sample() or .optimize()>"
 
     def observed_response(self) -> np.ndarray | None:
-        """The response vector as passed to Stan (None for external programs without a
-        recognisable response)."""
+        """The response vector as passed to Stan.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            None for ``from_stan`` programs without a data variable ``Y`` or ``y``.
+        """
         resp = getattr(self.spec, "response", None)  # bayesglmm.spec.Response
         if resp is not None and getattr(resp, "y", None) is not None:
             return np.asarray(resp.y)
@@ -199,9 +218,29 @@ class Model(FitMethods):
         return None
 
     def export(self, directory: str | os.PathLike) -> Path:
-        """Write ``model.stan``, ``data.json``, ``names.json`` (Stan name -> reported name) and a
-        ``README.md`` on running them with cmdstanpy into ``directory`` (created if needed).
-        Returns the directory path."""
+        """Write the Stan program and its data, to run them without bayesglmm.
+
+        Parameters
+        ----------
+        directory : str or path
+            Where to write (created if needed) ``model.stan``, ``data.json``, ``names.json``
+            (Stan name -> reported name) and a ``README.md`` on running them with cmdstanpy.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory.
+
+        Raises
+        ------
+        ValueError
+            ``directory`` is an existing file.
+
+        Examples
+        --------
+        >>> m.export("debate_model")  # doctest: +SKIP
+        >>> m2 = bayesglmm.from_stan("debate_model")  # doctest: +SKIP
+        """
         d = Path(directory)
         if d.exists() and not d.is_dir():
             raise ValueError(f"export() needs a directory, but {str(d)!r} is a file")
@@ -217,14 +256,31 @@ class Model(FitMethods):
 
     # ---- refits and simulation ------------------------------------------------------
     def update(self, data: Any = None, prior: Any = None, **options: Any) -> Model:
-        """The same model on new ``data``, with another ``prior``, or with other wrapper
-        options (``formula=``, ``family=``, ``dropna=``, ...), as lme4's ``update()``.
+        """The same model on new data, with another prior or other options (lme4's
+        ``update()``).
 
-        Returns a new :class:`Model`. When the Stan program does not change (new data, new
-        prior hyperparameters) the new model shares this model's compiled program, so it is
-        fitted without compiling; a change of structure gives a new program (compiled on first
-        use, or taken from the compiled-model cache). For a ``from_stan()`` model, ``data`` is a
-        dict of Stan data.
+        When the Stan program does not change (new data, new prior hyperparameters) the new
+        model shares this model's compiled program, so it is fitted without compiling; a change
+        of structure gives a new program (compiled on first use, or taken from the cache).
+
+        Parameters
+        ----------
+        data : pandas.DataFrame or dict, optional
+            New data (for a ``from_stan()`` model: a dict of Stan data).
+        prior : Prior, optional
+            Another prior.
+        **options
+            Other wrapper arguments (``formula=``, ``family=``, ``dropna=``, ...).
+
+        Returns
+        -------
+        Model
+            A new model; this one is unchanged.
+
+        Examples
+        --------
+        >>> m2 = m.update(data=new_df)  # doctest: +SKIP
+        >>> m3 = m.update(prior=bayesglmm.prior_weak())  # doctest: +SKIP
         """
         from ..update import update_model
 
@@ -232,17 +288,39 @@ class Model(FitMethods):
 
     def simulate(self, n: int, params: Mapping[str, Any] | None = None,
                  seed: int | None = None):
-        """``n`` datasets with a response drawn from the model.
+        """Datasets with a response drawn from the model.
 
-        ``params``: parameter values under their reported names, e.g. ``{"Intercept": 3,
-        "b[talk]": 0.3, "sigma": 1, "sd[group:Int]": 0.5}`` (every parameter that generates the
-        data; missing or unknown names are an error that lists them), or None to draw each
-        dataset's parameters from the prior (parameters with a flat prior are an error).
         Every dataset gets new group-level effects drawn from their distribution, correlated
-        residuals are drawn jointly within their blocks, and the response from the family's
-        distribution. Returns a :class:`~bayesglmm.simulate.SimulatedData`: a sequence of
-        DataFrames (the model's data with the simulated response) with the parameter values
-        in ``.truth``; pass it to :func:`bayesglmm.fit_many` for a recovery study.
+        residuals drawn jointly within their blocks, and the response from the family's
+        distribution.
+
+        Parameters
+        ----------
+        n : int
+            Number of datasets.
+        params : dict, optional
+            Parameter values under their reported names, e.g. ``{"Intercept": 3,
+            "b[talk]": 0.3, "sigma": 1, "sd[group:Int]": 0.5}`` (every parameter that
+            generates the data); None: each dataset's parameters drawn from the prior.
+        seed : int, optional
+            Random seed.
+
+        Returns
+        -------
+        SimulatedData
+            A sequence of DataFrames (the model's data with the simulated response), with
+            the parameter values in ``.truth``; pass it to :func:`bayesglmm.fit_many` for a
+            recovery study.
+
+        Raises
+        ------
+        ValueError
+            Missing or unknown parameter names (listed), or a flat prior with ``params=None``.
+
+        Examples
+        --------
+        >>> sims = m.simulate(100, {"Intercept": 3, "b[talk]": 0.3, "sigma": 1,
+        ...                         "sd[group:Int]": 0.5}, seed=1)  # doctest: +SKIP
         """
         from ..simulate import simulate
 
@@ -250,9 +328,19 @@ class Model(FitMethods):
 
     # ---- compilation -----------------------------------------------------------------
     def compile(self, verbose: bool = True):
-        """Compile the program the fits run (or fetch it from the cache): the family's generic
-        program or the model's own, see ``backend``. Returns the CompiledModel (its ``code`` is
-        ``run_program.code``; the data to run it with is ``run_program.data``)."""
+        """Compile the program the fits run, or fetch it from the compiled-model cache.
+
+        Parameters
+        ----------
+        verbose : bool
+            Print compilation progress.
+
+        Returns
+        -------
+        CompiledModel
+            The family's generic program or the model's own (see ``backend``); its ``code`` is
+            ``run_program.code``, the data to run it with ``run_program.data``.
+        """
         if self._compiled is None:
             if verbose and self.backend_reason and self.backend_requested == "auto" \
                     and self.spec is not None:
@@ -261,8 +349,18 @@ class Model(FitMethods):
         return self._compiled
 
     def bridgestan_model(self, verbose: bool = True):
-        """The compiled program as a BridgeStan model bound to this model's data (log density,
-        gradients, constrain/unconstrain); built once and kept."""
+        """The compiled program as a BridgeStan model bound to this model's data.
+
+        Parameters
+        ----------
+        verbose : bool
+            Print compilation progress if the program has to be compiled.
+
+        Returns
+        -------
+        bridgestan.StanModel
+            Log density, gradients, constrain/unconstrain; built once and kept.
+        """
         if self._bs_model is None:
             self._bs_model = backend_bridgestan(self.run_program, self.compile(verbose),
                                                 self.spec)

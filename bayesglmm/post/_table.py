@@ -56,6 +56,13 @@ class PrintedTable(pd.DataFrame):
         return PrintedTable
 
     def format(self) -> str:
+        """The printed form: the heading, the table and the notes.
+
+        Returns
+        -------
+        str
+            What ``print()`` shows.
+        """
         parts = [self.heading] if getattr(self, "heading", "") else []
         parts.append(format_table(pd.DataFrame(self), getattr(self, "formats", {}) or {},
                                   headers=getattr(self, "headers", {}) or {}))
@@ -73,5 +80,11 @@ class PrintedTable(pd.DataFrame):
         return html_repr(self)
 
     def to_frame(self) -> pd.DataFrame:
-        """The table as a plain DataFrame."""
+        """The table as a plain DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A copy without the heading and notes.
+        """
         return pd.DataFrame(self).copy()

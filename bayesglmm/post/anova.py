@@ -32,7 +32,29 @@ __all__ = ["anova", "sum_coded"]
 
 
 def sum_coded(fit, info: FixedInfo) -> tuple[np.ndarray, list[str], list[tuple[str, tuple[int, ...]]]]:
-    """(T, sum-coded names, sum-coded term columns): gamma = T beta."""
+    """(T, sum-coded names, sum-coded term columns): gamma = T beta.
+
+    Parameters
+    ----------
+    fit : fit object
+        A fit of a formula model.
+    info : FixedInfo
+        Its fixed-effect names, estimates and covariance.
+
+    Returns
+    -------
+    T : numpy.ndarray
+        The map from the fit's coefficients to the sum-coded ones.
+    names : list of str
+        Sum-coded coefficient names.
+    terms : list of (str, tuple of int)
+        Each term with its sum-coded columns.
+
+    Raises
+    ------
+    ValueError
+        The sum-to-zero design cannot be rebuilt.
+    """
     spec = fit.spec
     _, numeric = predictors(spec)
     g = grid(spec, {k: [0.0, 1.0] for k in numeric})

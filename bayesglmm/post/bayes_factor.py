@@ -26,7 +26,22 @@ _JEFFREYS = ((100.0, "Decisive"), (10.0, "Strong"), (3.0, "Substantial"), (1.0, 
 
 
 def jeffreys_label(bf: float) -> str:
-    """Evidence label of a Bayes factor BF12 on Jeffreys' scale."""
+    """Evidence label of a Bayes factor BF12 on Jeffreys' scale.
+
+    Parameters
+    ----------
+    bf : float
+        The Bayes factor BF12.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> jeffreys_label(20.0)
+    'Strong evidence for Model 1'
+    """
     if not np.isfinite(bf) and not np.isinf(bf):
         return "NA"
     if bf == 1:
@@ -75,6 +90,14 @@ class BayesFactor:
     se: float = math.nan
 
     def format(self) -> str:
+        """The printed form: the two models, their log marginal likelihoods and the Bayes
+        factor.
+
+        Returns
+        -------
+        str
+            What ``print()`` shows.
+        """
         held = ("; " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
                 if self.fixed else "")
         lines = [
@@ -103,7 +126,24 @@ def _fmt_bf(bf: float) -> str:
 
 def restricted_model(model: Any, fixed: dict[str, float]) -> Any:
     """The model with the parameters of ``fixed`` held at their values (through data):
-    ``model.with_fixed(fixed)`` (formula models and the t-test provide it)."""
+    ``model.with_fixed(fixed)`` (formula models and the t-test provide it).
+
+    Parameters
+    ----------
+    model : Model
+        A formula model (or t-test model).
+    fixed : dict
+        Reported parameter names -> held values.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ValueError
+        The model has no formula (``from_stan``).
+    """
     if not hasattr(model, "with_fixed"):
         raise ValueError("bayes_factor(fixed=...) needs a model built from a formula; for an "
                          "external Stan program fit the restricted program yourself and use "

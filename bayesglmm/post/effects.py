@@ -184,6 +184,17 @@ class ConditionalEffects:
     categories: bool = False
 
     def format(self, max_rows: int = 20) -> str:
+        """The printed form: the settings and the table (``max_rows`` rows at most).
+
+        Parameters
+        ----------
+        max_rows : int
+            Rows of the table shown.
+
+        Returns
+        -------
+        str
+        """
         title = f"Conditional effect of {self.focal}" + (f" by {self.moderator}" if self.moderator else "")
         lines = [title, f"Focal predictor: {self.focal}"]
         if self.moderator:
@@ -204,7 +215,12 @@ class ConditionalEffects:
         return html_repr(self)
 
     def to_frame(self) -> pd.DataFrame:
-        """The table (``data``) as a DataFrame."""
+        """The table (``data``) as a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         return self.data.copy()
 
     def _repr_png_(self) -> bytes:
@@ -223,7 +239,19 @@ class ConditionalEffects:
         """Line + band per moderator value (numeric focal) or points + error bars (categorical
         focal); ``observed=True`` overlays the data. Category probabilities (``categories``):
         one line or set of points per category, one panel per moderator value (``ax`` only
-        without a moderator; ``observed`` is not drawn). Returns the matplotlib Figure."""
+        without a moderator; ``observed`` is not drawn).
+
+        Parameters
+        ----------
+        observed : bool
+            Overlay the observed data.
+        ax : matplotlib.axes.Axes, optional
+            Draw into these axes (None: a new figure).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         import matplotlib.pyplot as plt
 
         if self.categories:
@@ -280,6 +308,12 @@ class SimpleEffects:
     method: str
 
     def format(self) -> str:
+        """The printed form: the settings and the table.
+
+        Returns
+        -------
+        str
+        """
         return "--- Simple Effects Analysis ---\n" + _table(self.data, 3)
 
     def __repr__(self) -> str:
@@ -290,7 +324,12 @@ class SimpleEffects:
         return html_repr(self)
 
     def to_frame(self) -> pd.DataFrame:
-        """The table (``data``) as a DataFrame."""
+        """The table (``data``) as a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         return self.data.copy()
 
 
@@ -324,6 +363,40 @@ def conditional_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier
     sum_k k P(y = k), or with ``categorical=True`` the probability of each response category,
     one row per grid point and category (column ``category``), as brms'
     ``conditional_effects(categorical = TRUE)``.
+
+    Parameters
+    ----------
+    fit : fit object
+        A fit of a formula model (draws, MAP or classic).
+    effect : str
+        ``"x"`` or ``"x:m"``: the focal predictor and an optional moderator.
+    prob : float
+        Probability of the intervals.
+    sd_multiplier : float
+        k of the moderator values mean - k SD, mean, mean + k SD.
+    sd_slice : bool, optional
+        Force (True) or refuse (False) the SD slices for a numeric moderator; None: with six or
+        more distinct values.
+    resolution : int
+        Number of points of a numeric focal predictor (>= 2).
+    categorical : bool
+        Ordinal families: the probability of each response category (column ``category``)
+        instead of the mean class.
+
+    Returns
+    -------
+    ConditionalEffects
+        The table in ``.data``, printed form and ``.plot()``.
+
+    Raises
+    ------
+    ValueError
+        An unknown predictor, a model without a formula (``from_stan``) or a bad argument.
+
+    Examples
+    --------
+    >>> ce = bayesglmm.conditional_effects(fit, "talk:perf")  # doctest: +SKIP
+    >>> fig = ce.plot()  # doctest: +SKIP
     """
     fn = "conditional_effects()"
     spec = model_spec(fit, fn)
@@ -389,6 +462,25 @@ def simple_effects(fit: Any, effect: str, prob: float = 0.95, sd_multiplier: flo
     level), term "<B> - <A>". Zero-inflated families: the mean includes the zero part,
     (1 - zi) exp(eta), as in :func:`conditional_effects`. Ordinal families: differences and
     slopes of the mean class sum_k k P(y = k).
+
+    Parameters
+    ----------
+    fit, effect, prob, sd_multiplier, sd_slice
+        As in :func:`conditional_effects`; ``effect`` is ``"x:m"`` (a moderator is needed).
+
+    Returns
+    -------
+    SimpleEffects
+        One row per moderator value and term (estimate, se, interval) in ``.data``.
+
+    Raises
+    ------
+    ValueError
+        An unknown predictor, no moderator, or a model without a formula.
+
+    Examples
+    --------
+    >>> bayesglmm.simple_effects(fit, "talk:perf")  # doctest: +SKIP
     """
     fn = "simple_effects()"
     spec = model_spec(fit, fn)

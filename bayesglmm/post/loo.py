@@ -24,7 +24,21 @@ def _idata(fit: Any, what: str):
 
 def loo(fit: Any):
     """PSIS leave-one-out cross-validation (arviz ``ELPDData``: elpd_loo, se, p_loo, Pareto k
-    diagnostics; pointwise values in ``loo_i``, ``pareto_k``)."""
+    diagnostics; pointwise values in ``loo_i``, ``pareto_k``).
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws and the pointwise log-likelihood.
+
+    Returns
+    -------
+    arviz.ELPDData
+
+    Examples
+    --------
+    >>> fit.loo()  # doctest: +SKIP
+    """
     idata = _idata(fit, "loo()")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -33,7 +47,17 @@ def loo(fit: Any):
 
 def waic(fit: Any):
     """Widely applicable information criterion (arviz ``ELPDData``: elpd_waic, se, p_waic; pointwise ``waic_i``).
-    (Always pointwise: arviz 0.23 mislabels the non-pointwise result.)"""
+    (Always pointwise: arviz 0.23 mislabels the non-pointwise result.)
+
+    Parameters
+    ----------
+    fit : MCMCFit or VariationalFit
+        A fit with draws and the pointwise log-likelihood.
+
+    Returns
+    -------
+    arviz.ELPDData
+    """
     idata = _idata(fit, "waic()")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -43,7 +67,31 @@ def waic(fit: Any):
 def compare(*fits: Any, ic: str = "loo", **named: Any) -> pd.DataFrame:
     """Rank fits by expected log predictive density (arviz ``compare``: elpd, p, elpd_diff,
     weight, se, dse, warning, per model). Fits given positionally are named ``model1``, ...;
-    keyword arguments name them (``compare(a=fit1, b=fit2)``)."""
+    keyword arguments name them (``compare(a=fit1, b=fit2)``).
+
+    Parameters
+    ----------
+    *fits : fit objects
+        Fits with draws of models fitted to the same data.
+    ic : {"loo", "waic"}
+        The criterion.
+    **named : fit objects
+        Fits under the given names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, best first.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two fits, or fits to different numbers of observations.
+
+    Examples
+    --------
+    >>> bayesglmm.compare(full=fit1, reduced=fit2)  # doctest: +SKIP
+    """
     if ic not in ("loo", "waic"):
         raise ValueError(f"ic must be 'loo' or 'waic', not {ic!r}")
     models = {f"model{i}": f for i, f in enumerate(fits, start=1)}

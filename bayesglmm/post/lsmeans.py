@@ -63,7 +63,23 @@ FORMATS = {"df": "{:.1f}", "t": "{:.3f}", "z": "{:.3f}", "F": "{:.3f}", "num_df"
 
 
 def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values (R's p.adjust(method = "holm"))."""
+    """Holm step-down adjusted p-values (R's p.adjust(method = "holm")).
+
+    Parameters
+    ----------
+    p : sequence of float
+        Unadjusted p-values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, in the input order.
+
+    Examples
+    --------
+    >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
+    [0.03, 0.06, 0.06]
+    """
     p = np.asarray(p, dtype=float)
     m = p.size
     order = np.argsort(p)
@@ -89,6 +105,13 @@ class LSMeans(PrintedTable):
         return LSMeans
 
     def format(self) -> str:
+        """The printed form: the heading, the table of means (and contrasts) and the notes.
+
+        Returns
+        -------
+        str
+            What ``print()`` shows.
+        """
         shown = pd.DataFrame(self)
         shown = shown[[c for c in shown.columns if not str(c).startswith("_")]]
         parts = [PrintedTable(shown, heading=self.heading, formats=self.formats,
@@ -102,8 +125,17 @@ class LSMeans(PrintedTable):
         return "\n".join(parts)
 
     def plot(self, error_bar: str = "se"):
-        """Bar chart of the means with +-1 SE (``error_bar="se"``) or 95 % CI (``"ci"``)
-        error bars, one colour per level of ``by``; returns the matplotlib Figure."""
+        """Bar chart of the means with error bars, one colour per level of ``by``.
+
+        Parameters
+        ----------
+        error_bar : {"se", "ci"}
+            +-1 SE or the 95 % interval.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         import matplotlib.pyplot as plt
 
         if error_bar not in ("se", "ci"):
@@ -210,6 +242,23 @@ def lsmeans(fit, specs: str | Sequence[str], by: str | Sequence[str] | None = No
         contrasts stay on the latent scale, where they equal the coefficients.
     protect
         With ``simple``: pairwise p set to 1 in levels whose simple-effect test has p > .05.
+
+    Returns
+    -------
+    LSMeans
+        A table (a DataFrame) of the means with SE, df and interval, followed by the
+        contrasts when asked; printed with its heading and notes, and drawn by ``.plot()``.
+
+    Raises
+    ------
+    ValueError
+        A predictor that is not a categorical predictor of the model, or a bad ``type`` or
+        ``adjust``.
+
+    Examples
+    --------
+    >>> fit = bayesglmm.lmer("sat ~ cond * skill + (1 | group)", debate).classic()  # doctest: +SKIP
+    >>> bayesglmm.lsmeans(fit, "cond", by="skill", pairwise=True)  # doctest: +SKIP
     """
     if type not in ("link", "response", "prob"):
         raise ValueError(f"type must be 'link', 'response' or 'prob', not {type!r}")

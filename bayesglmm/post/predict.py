@@ -73,6 +73,7 @@ class Coefficients:
 
     @property
     def draw_based(self) -> bool:
+        """Whether the coefficients are draws (True) or an estimate with a covariance."""
         return self.draws is not None
 
 
@@ -87,7 +88,20 @@ def pooled_draws(fit: Any) -> np.ndarray | None:
 
 
 def coefficients(fit: Any, what: str = "this") -> Coefficients:
-    """The fixed-effect coefficients of ``fit`` (see the module docstring for the interface)."""
+    """The fixed-effect coefficients of ``fit`` (see the module docstring for the interface).
+
+    Parameters
+    ----------
+    fit : fit object
+        A fit of a formula model.
+    what : str
+        The calling function's name, for error messages.
+
+    Returns
+    -------
+    Coefficients
+        Names, and either draws or an estimate with its covariance.
+    """
     spec = model_spec(fit, what)
     names = _coef_names(spec)
     pos = {p.user: i for i, p in enumerate(fit._params)}
@@ -131,8 +145,34 @@ def _from_estimates(names: list[str], got: list[str], est: Any, cov: Any, *,
 
 
 def point_coefficients(fit: Any, names: list[str]) -> Coefficients:
-    """The parameters ``names`` (user names, all in the fit) of a MAP or classic fit: the
-    estimates and their joint covariance by the delta method from the unconstrained scale."""
+    """Estimates of some parameters of a MAP or classic fit and their joint covariance.
+
+    The covariance comes by the delta method from the covariance of the estimates on Stan's
+    unconstrained scale.
+
+    Parameters
+    ----------
+    fit : MAPFit or ClassicFit
+        A fit of ``optimize()`` or ``classic()``.
+    names : list of str
+        Reported names of parameters of the fit, e.g. ``["Intercept", "b[talk]"]``.
+
+    Returns
+    -------
+    Coefficients
+        ``estimate`` (in the order of ``names``) and ``cov``.
+
+    Raises
+    ------
+    ValueError
+        The fit has no covariance of its estimates (``se_method="none"`` or a singular
+        Hessian).
+
+    Examples
+    --------
+    >>> c = point_coefficients(mode, ["Intercept", "b[talk]"])  # doctest: +SKIP
+    >>> c.estimate, c.cov  # doctest: +SKIP
+    """
     if getattr(fit, "theta_unc", None) is None or getattr(fit, "cov_unc", None) is None:
         raise ValueError("the fit has no covariance of its estimates (se_method='none' or a "
                          "singular Hessian)")
@@ -306,7 +346,40 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "include",
     modes, new levels at 0) with a delta-method SE and normal interval that cover the
     fixed-effect uncertainty only. Ordinal families: the linear predictor (latent scale).
     Zero-inflated families: the mean (1 - zi) * exp(eta) including the zero part (MAP and
-    classic fits: delta-method SE over the coefficients of both parts)."""
+    classic fits: delta-method SE over the coefficients of both parts).
+
+    Parameters
+    ----------
+    fit : fit object
+        A fit of a formula model (draws, MAP or classic).
+    newdata : pandas.DataFrame, optional
+        Rows to predict for (None: the fitted data).
+    re : {"include", "exclude"}
+        With the group effects, or population-level.
+    prob : float
+        Probability of the intervals.
+    summary : bool
+        Draw-based fits: a table (True) or the draws (False).
+    seed : int, optional
+        Seeds the effects drawn for new group levels.
+    allow_new_levels : bool
+        Allow group levels the model was not fitted to.
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        Columns estimate, se, lower, upper per row; or the draws (draws, rows).
+
+    Raises
+    ------
+    ValueError
+        New group levels without ``allow_new_levels``, missing columns, or a ``from_stan``
+        program (no formula).
+
+    Examples
+    --------
+    >>> bayesglmm.post.predict(fit, newdata, re="exclude")  # doctest: +SKIP
+    """
     spec = model_spec(fit, "predict()")
     eta, A = linear_predictor(fit, newdata, re, np.random.default_rng(seed), "predict()",
                               point_ok=True, allow_new_levels=allow_new_levels)
@@ -385,7 +458,26 @@ def posterior_predict(fit: Any, newdata: pd.DataFrame | None = None, re: str = "
     """Draws of new observations (draws, rows) from the family's distribution at each
     posterior draw (the family table's rng); levels of a grouping column the model was not
     fitted to are an error unless ``allow_new_levels=True``, which draws their effects from
-    the population (as :func:`predict`)."""
+    the population (as :func:`predict`).
+
+    Parameters
+    ----------
+    fit : fit object
+        A fit with draws of a formula model.
+    newdata : pandas.DataFrame, optional
+        Rows to simulate for (None: the fitted data).
+    re : {"include", "exclude"}
+        With the group effects, or population-level.
+    seed : int, optional
+        Random seed.
+    allow_new_levels : bool
+        Allow group levels the model was not fitted to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (draws, rows).
+    """
     spec = model_spec(fit, "posterior_predict()")
     if spec.family.needs_trials and newdata is not None:
         raise ValueError("posterior_predict(newdata=...) for the binomial family needs the "

@@ -32,6 +32,19 @@ class Prior:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value of one argument of the prior.
+
+        Parameters
+        ----------
+        key : str
+            The argument's name (e.g. ``"b_sd"``).
+        default : Any
+            Returned when the prior has no such argument.
+
+        Returns
+        -------
+        Any
+        """
         return dict(self.args).get(key, default)
 
     def __repr__(self) -> str:
@@ -82,7 +95,18 @@ def _check_positive(name: str, value: Any) -> Any:
 
 
 def prior_flat() -> Prior:
-    """Flat (improper uniform) priors: no prior terms, no centring. The default."""
+    """Flat (improper uniform) priors: no prior terms, no centring. The default.
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Examples
+    --------
+    >>> bayesglmm.prior_flat()
+    prior_flat()
+    """
     return Prior("flat")
 
 
@@ -111,6 +135,43 @@ def prior_normal(
     The zero-inflated families' coefficients of the zero part (intercept included, logit
     scale): b_zi_j ~ Normal(0, b_zi_sd). Any argument set to None drops that prior term.
     ``y_range`` is accepted for symmetry with prior_weak (it has no effect on the normal prior).
+
+    Parameters
+    ----------
+    Intercept_sd, mu_sd : float or None
+        SD of the normal prior of the (centred) intercept; ``mu_sd`` falls back to
+        ``Intercept_sd``.
+    b_sd : float or None
+        SD of the normal priors of the coefficients.
+    sigma_rate, tau_rate : float or None
+        Rates of the exponential priors of sigma and of the random-effect SDs.
+    nu_rate, shape_rate, phi_rate : float, optional
+        Rates of exponential priors of the families' extra parameters (none unless given).
+    cutpoint_sd : float, optional
+        SD of normal priors of the cutpoints of ordinal families.
+    lkj_eta : float, optional
+        LKJ shape of the random-effect correlations (default 1).
+    b_zi_sd : float or None
+        SD of the normal priors of the zero-inflation coefficients.
+    y_range : (float, float), optional
+        Accepted for symmetry with :func:`prior_weak`; no effect here.
+    overrides : dict, optional
+        Per-parameter priors, e.g. ``{"b[talk]": (0, 1)}`` (mean, sd) or an SD.
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Raises
+    ------
+    ValueError
+        An argument that is not a positive number (the message names it).
+
+    Examples
+    --------
+    >>> bayesglmm.prior_normal(b_sd=2.5).get("b_sd")
+    2.5
     """
     args = {
         "Intercept_sd": _check_positive("Intercept_sd", Intercept_sd),
@@ -148,6 +209,38 @@ def prior_weak(
     zero-inflated families gets the weak prior of a logistic regression: b_zi[Intercept] ~
     Normal(0, max_beta * pi / sqrt(3)) and b_zi_j ~ Normal(0, max_beta * (pi / sqrt(3)) / sd(x_j))
     for the other columns of its design.
+
+    Parameters
+    ----------
+    sd_ratio : float
+        The residual SD's prior scale as a share of the response range.
+    max_beta : float
+        The largest plausible standardised coefficient.
+    y_range : (float, float), optional
+        The plausible range of the response (needed for continuous families).
+    nu_rate, shape_rate, phi_rate : float, optional
+        Rates of exponential priors of the families' extra parameters.
+    cutpoint_sd : float, optional
+        SD of normal priors of the cutpoints of ordinal families.
+    lkj_eta : float, optional
+        LKJ shape of the random-effect correlations.
+    overrides : dict, optional
+        Per-parameter priors, as in :func:`prior_normal`.
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Raises
+    ------
+    ValueError
+        An argument that is not a positive number (the message names it).
+
+    Examples
+    --------
+    >>> bayesglmm.prior_weak(y_range=(1, 5))
+    prior_weak(cutpoint_sd=None, lkj_eta=None, max_beta=1.0, nu_rate=None, phi_rate=None, sd_ratio=0.5, shape_rate=None, y_range=(1.0, 5.0))
     """
     args = {
         "sd_ratio": _check_positive("sd_ratio", sd_ratio),
@@ -196,6 +289,32 @@ def prior_rhs(
     root of a Gamma(1/2, 1/2) auxiliary (``lambda_raw``, ``w_lambda``, ``tau_raw``, ``w_tau``).
     ``sample()`` defaults to ``delta=0.99`` with this prior (prior table), against the
     divergent transitions of its funnel-shaped posteriors.
+
+    Parameters
+    ----------
+    expected_vars : float
+        Prior guess of the number of non-zero coefficients (p0).
+    slab_scale, slab_df : float
+        Scale and degrees of freedom of the slab.
+    Intercept_sd : float, optional
+        SD of a normal prior of the intercept (none unless given).
+    sigma_rate, sd_rate : float, optional
+        Rates of exponential priors of sigma and the random-effect SDs (none unless given).
+    y_range : (float, float), optional
+        The plausible range of the response (needed for continuous families).
+    **extras : float
+        Rates of the families' extra parameters (``nu_rate``, ``shape_rate``, ``phi_rate``,
+        ``cutpoint_sd``, ``lkj_eta``).
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Raises
+    ------
+    ValueError
+        An argument that is not a positive number (the message names it).
     """
     args = {"expected_vars": _check_positive("expected_vars", expected_vars),
             "slab_scale": _check_positive("slab_scale", slab_scale),
@@ -220,7 +339,34 @@ def prior_ssp(
     beta_raw_j ~ Laplace(0, 0.5), r_j in (0.001, 0.999) with logit(r_j) ~ N(logit(ssp_ratio), 3),
     tau_j ~ Exponential(rate = sd(X_j) / (max_beta * base)). Same intercept/sigma/SD rule as
     prior_rhs; continuous families need ``y_range``. Stan form: non-centred (beta_raw, r, tau
-    sampled). ``sample()`` defaults to ``delta=0.99`` with this prior (prior table)."""
+    sampled). ``sample()`` defaults to ``delta=0.99`` with this prior (prior table).
+
+    Parameters
+    ----------
+    ssp_ratio : float
+        Prior share of non-zero coefficients.
+    max_beta : float
+        The largest plausible standardised coefficient.
+    Intercept_sd : float, optional
+        SD of a normal prior of the intercept (none unless given).
+    sigma_rate, sd_rate : float, optional
+        Rates of exponential priors of sigma and the random-effect SDs (none unless given).
+    y_range : (float, float), optional
+        The plausible range of the response (needed for continuous families).
+    **extras : float
+        Rates of the families' extra parameters (``nu_rate``, ``shape_rate``, ``phi_rate``,
+        ``cutpoint_sd``, ``lkj_eta``).
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Raises
+    ------
+    ValueError
+        An argument that is not a positive number (the message names it).
+    """
     args = {"ssp_ratio": float(ssp_ratio), "max_beta": _check_positive("max_beta", max_beta),
             **_shrinkage_extras(Intercept_sd, sigma_rate, sd_rate, _known_extras(extras, "ssp"))}
     if not 0 < args["ssp_ratio"] < 1:
@@ -233,7 +379,23 @@ def prior_ssp(
 def prior_jzs(r: float = 0.707) -> Prior:
     """Jeffreys-Zellner-Siow prior (continuous families): coefficients jointly
     multivariate Cauchy(0, (r sigma)^2 (X_c'X_c / N)^-1), p(sigma) proportional to 1/sigma,
-    intercept and random-effect SDs flat. In ``ttest()``: delta ~ Cauchy(0, r)."""
+    intercept and random-effect SDs flat. In ``ttest()``: delta ~ Cauchy(0, r).
+
+    Parameters
+    ----------
+    r : float
+        Scale of the Cauchy prior (0.707: "medium", as in the BayesFactor package).
+
+    Returns
+    -------
+    Prior
+        Pass it as ``prior=`` to :func:`bayesglmm.lmer`, :func:`bayesglmm.glmer`, ...
+
+    Raises
+    ------
+    ValueError
+        ``r`` is not a positive number.
+    """
     rr = _check_positive("r", r)
     if rr is None:
         raise ValueError("prior_jzs: r must be a positive number.")
@@ -258,6 +420,22 @@ def make_prior(prior: Any = None, y_range: Any = None) -> Prior:
     key (constructor + arguments) or a dict of per-parameter overrides (on prior_normal()).
     y_range rule: a y_range given with the flat prior turns it into
     prior_weak(); the wrapper's y_range wins over the prior's.
+
+    Parameters
+    ----------
+    prior : None, Prior, str or dict
+        The ``prior=`` argument.
+    y_range : (float, float), optional
+        The wrapper's ``y_range=``.
+
+    Returns
+    -------
+    Prior
+
+    Raises
+    ------
+    ValueError
+        An unknown prior name or argument.
     """
     if prior is None:
         p = prior_flat()

@@ -31,8 +31,22 @@ class Fit:
     def save(self, path: Any) -> Any:
         """Save the fit (draws or estimates, the model's inputs, versions) to one file.
 
-        Load it with :func:`bayesglmm.load`; see :mod:`bayesglmm.persist`. ``.bglmm`` is added
-        to ``path`` when it has no suffix. Returns the path written.
+        Load it with :func:`bayesglmm.load`.
+
+        Parameters
+        ----------
+        path : str or path
+            The file to write; ``.bglmm`` is added when it has no suffix.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Examples
+        --------
+        >>> path = fit.save("debate_fit")  # doctest: +SKIP
+        >>> again = bayesglmm.load(path)  # doctest: +SKIP
         """
         from ..persist import save_fit
 
@@ -40,10 +54,12 @@ class Fit:
 
     @property
     def program(self):
+        """The Stan program the model generated (code, data and parameter layout)."""
         return self.model.program
 
     @property
     def spec(self):
+        """The parsed model specification (None for programs loaded with ``from_stan``)."""
         return getattr(self.model.program, "spec", None)
 
     @property
@@ -99,20 +115,73 @@ class Fit:
         return html_repr(self)
 
     def to_frame(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        """The fit's main table as a DataFrame: the same as :meth:`summary` (same arguments)."""
+        """The fit's main table as a DataFrame: the same as :meth:`summary`.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            The arguments of :meth:`summary`.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
         return self.summary(*args, **kwargs)
 
     def show(self, **kwargs) -> None:
-        """Print the fit (keyword arguments as :meth:`format`)."""
+        """Print the fit.
+
+        Parameters
+        ----------
+        **kwargs
+            As :meth:`format` (e.g. ``max_rows``).
+        """
         print(self.format(**kwargs))
 
     def format(self, **kwargs) -> str:  # pragma: no cover - overridden
+        """The printed form of the fit (each fit class defines it).
+
+        Parameters
+        ----------
+        **kwargs
+            Layout options of the fit class.
+
+        Returns
+        -------
+        str
+        """
         raise NotImplementedError
 
     # post-estimation (bayesglmm.post, bayesglmm.plots) --------------------------------
     def predict(self, newdata: Any = None, re: str = "include", prob: float = 0.95,
                 summary: bool = True, seed: int | None = None, allow_new_levels: bool = False):
-        """Expected response for ``newdata``: see :func:`bayesglmm.post.predict.predict`."""
+        """Expected response (the mean on the response scale) for the data or ``newdata``.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Rows to predict for (None: the data the model was fitted to).
+        re : {"include", "exclude"}
+            Include the group effects, or predict for the population (effects at 0).
+        prob : float
+            Probability of the intervals.
+        summary : bool
+            True: a table (estimate, error, interval per row); False: the draws.
+        seed : int, optional
+            Seeds the draws of effects of new group levels.
+        allow_new_levels : bool
+            Allow group levels the model was not fitted to (their effects are drawn from the
+            population distribution).
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            See :func:`bayesglmm.post.predict`.
+
+        Examples
+        --------
+        >>> fit.predict(newdata).head()  # doctest: +SKIP
+        """
         from ..post.predict import predict
 
         return predict(self, newdata, re=re, prob=prob, summary=summary, seed=seed,
@@ -120,50 +189,157 @@ class Fit:
 
     def posterior_predict(self, newdata: Any = None, re: str = "include", seed: int | None = None,
                           allow_new_levels: bool = False):
-        """Draws of new observations: see :func:`bayesglmm.post.predict.posterior_predict`."""
+        """Draws of new observations from the posterior predictive distribution.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Rows to simulate for (None: the fitted data).
+        re : {"include", "exclude"}
+            Include the group effects, or simulate for the population.
+        seed : int, optional
+            Random seed.
+        allow_new_levels : bool
+            Allow group levels the model was not fitted to.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (draws, rows).
+        """
         from ..post.predict import posterior_predict
 
         return posterior_predict(self, newdata, re=re, seed=seed,
                                  allow_new_levels=allow_new_levels)
 
     def loo(self):
-        """PSIS-LOO through arviz (see :func:`bayesglmm.post.loo.loo`)."""
+        """Pareto-smoothed importance-sampling leave-one-out cross-validation (arviz).
+
+        Returns
+        -------
+        arviz.ELPDData
+            ``elpd_loo``, its standard error, ``p_loo`` and the Pareto k diagnostics.
+        """
         from ..post.loo import loo
 
         return loo(self)
 
     def waic(self):
-        """WAIC through arviz (see :func:`bayesglmm.post.loo.waic`)."""
+        """The widely applicable information criterion (arviz).
+
+        Returns
+        -------
+        arviz.ELPDData
+            ``elpd_waic``, its standard error and ``p_waic``.
+        """
         from ..post.loo import waic
 
         return waic(self)
 
     def plot_trace(self, pars: Any = None):
+        """Per-chain densities and traces, one row per parameter (draw-based fits).
+
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None:
+            the population-level parameters.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_trace
 
         return plot_trace(self, pars)
 
     def plot_dens(self, pars: Any = None):
+        """Posterior densities, one panel per parameter and a curve per chain.
+
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None:
+            the population-level parameters.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_dens
 
         return plot_dens(self, pars)
 
     def plot_acf(self, pars: Any = None, max_lag: int = 40):
+        """Autocorrelation of the draws of one parameter, one panel per chain.
+
+        Parameters
+        ----------
+        pars : str, optional
+            The parameter (None: the first population-level parameter).
+        max_lag : int
+            Largest lag shown.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_acf
 
         return plot_acf(self, pars, max_lag)
 
     def plot_forest(self, pars: Any = None, prob: float = 0.95):
+        """Estimate and ``prob`` interval per parameter (posterior median and HDI for draws,
+        estimate and Wald interval for MAP and classic fits).
+
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None:
+            the population-level parameters.
+        prob : float
+            Probability of the intervals.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_forest
 
         return plot_forest(self, pars, prob)
 
     def plot_pairs(self, pars: Any = None):
+        """Scatter matrix of the draws of two or more parameters.
+
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Parameter names (exact names, base names such as ``"b"``, ``*`` wildcards); None:
+            the population-level parameters.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_pairs
 
         return plot_pairs(self, pars)
 
     def plot_ppc(self, num_draws: int = 100, seed: int | None = None):
+        """Posterior predictive check: the density of the response against those of
+        ``num_draws`` simulated data sets.
+
+        Parameters
+        ----------
+        num_draws : int
+            Number of simulated data sets drawn.
+        seed : int, optional
+            Random seed.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from ..plots import plot_ppc
 
         return plot_ppc(self, num_draws, seed)

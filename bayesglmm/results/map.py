@@ -80,8 +80,17 @@ class MAPFit(Fit):
     def summary(self, pars: Sequence[str] | str | None = None, inc_random: bool = False) -> pd.DataFrame:
         """Point estimates with delta-method standard errors and 95% Wald intervals.
 
-        Columns estimate, se, lower, upper; rows in display order (view order, then e.g.
-        ``Intercept_c``); ``inc_random=True`` adds the standardised random effects.
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Names to select (``"b"`` selects every ``b[...]``); None: every quantity.
+        inc_random : bool
+            Add the standardised random effects ``r_re``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns estimate, se, lower, upper; rows in display order.
         """
         sel = self._select(pars, inc_random)
         return self._table.iloc[sel].copy()
@@ -123,11 +132,18 @@ class MAPFit(Fit):
         return "\n".join(lines)
 
     def random_effects(self, scale: str = "standardised") -> pd.DataFrame:
-        """Random effects at the mode, per grouping term, level and coefficient.
+        """Random effects at the estimate, per grouping term, level and coefficient.
 
-        ``scale="standardised"``: ``r_re`` with SE and Wald CI; ``scale="natural"``:
-        ``sd * r_re`` (SE/CI not computed: NaN). Columns: group, level, term, parameter,
-        estimate, se, lower, upper.
+        Parameters
+        ----------
+        scale : {"standardised", "natural"}
+            ``r_re`` with standard errors and Wald intervals, or ``sd * r_re`` (standard errors
+            and intervals not computed: NaN).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns group, level, term, parameter, estimate, se, lower, upper.
         """
         scale = check_scale(scale)
         t_ = self._table

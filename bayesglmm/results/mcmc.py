@@ -127,17 +127,48 @@ class MCMCFit(Fit):
 
     @property
     def num_divergent(self) -> int:
+        """Number of divergent transitions over all chains (after warm-up)."""
         d = self._stats.get("diverging")
         return int(np.sum(d)) if d is not None else 0
 
     def draws_array(self, inc_random: bool = True) -> tuple[np.ndarray, list[str]]:
-        """Draws as an array [iteration, chain, variable] and the variable names."""
+        """The draws as one array and the variable names.
+
+        Parameters
+        ----------
+        inc_random : bool
+            Include the standardised random effects ``r_re``.
+
+        Returns
+        -------
+        draws : numpy.ndarray
+            Shape (iteration, chain, variable).
+        names : list of str
+            The variables' user names.
+        """
         sel = self._select(None, inc_random)
         return np.transpose(self._draws[:, :, sel], (1, 0, 2)), [self._params[i].user for i in sel]
 
     def draws(self, pars: Sequence[str] | str | None = None, inc_random: bool = True) -> pd.DataFrame:
-        """One row per draw: ``chain`` (1-based), ``draw`` (1-based within chain), ``lp``,
-        then every parameter under its user name."""
+        """The draws as a table, one row per draw.
+
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Names to select (``"b"`` selects every ``b[...]``); None: every quantity.
+        inc_random : bool
+            Include the standardised random effects ``r_re``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``chain`` (1-based), ``draw`` (1-based within its chain), ``lp``, then
+            every selected parameter under its user name.
+
+        Examples
+        --------
+        >>> fit.draws("b").head()  # doctest: +SKIP
+        """
         sel = self._select(pars, inc_random)
         C, D, _ = self._draws.shape
         cols: dict[str, Any] = {
@@ -167,9 +198,23 @@ class MCMCFit(Fit):
     ) -> pd.DataFrame:
         """Posterior summary, one row per quantity (``lp`` first, then display order).
 
-        Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat
-        (+ ``mcse_mean`` with ``mcse=True``). ``inc_random=True`` adds the standardised random
-        effects ``r_re``; ``pars`` selects quantities by name (``"b"`` selects every ``b[...]``).
+        Parameters
+        ----------
+        pars : str or list of str, optional
+            Names to select (``"b"`` selects every ``b[...]``); None: every quantity.
+        inc_random : bool
+            Add the standardised random effects ``r_re``.
+        mcse : bool
+            Add the Monte Carlo standard error of the mean (``mcse_mean``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat.
+
+        Examples
+        --------
+        >>> fit.summary(pars=["b", "sigma"])  # doctest: +SKIP
         """
         sel = self._select(pars, inc_random)
         df = self._summary_rows(sel)
@@ -211,9 +256,16 @@ class MCMCFit(Fit):
     def random_effects(self, scale: str = "standardised") -> pd.DataFrame:
         """Random effects per grouping term, level and coefficient.
 
-        ``scale="standardised"`` (default): the standardised effects ``r_re``;
-        ``scale="natural"``: the effects on the linear-predictor scale, ``sd * r_re``.
-        Columns: group, level, term, parameter, mean, sd, q2.5, q97.5.
+        Parameters
+        ----------
+        scale : {"standardised", "natural"}
+            The standardised effects ``r_re``, or the effects on the linear-predictor scale
+            (``sd * r_re``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns group, level, term, parameter, mean, sd, q2.5, q97.5.
         """
         scale = check_scale(scale)
         recs = []
@@ -263,8 +315,34 @@ class MCMCFit(Fit):
     def bridgesampling(self, method: str = "normal", repetitions: int = 1, maxiter: int = 1000,
                        tol: float = 1e-10, seed: int | None = None, verbose: bool = True,
                        split: str = "halves", shrink: bool = True):
-        """Log marginal likelihood by bridge sampling; see
-        :func:`bayesglmm.post.bridge.bridge_sampler`. Every call is cached by its arguments."""
+        """Log marginal likelihood by bridge sampling (cached by its arguments).
+
+        Parameters
+        ----------
+        method : {"normal", "warp3"}
+            The proposal (bridgesampling's names).
+        repetitions : int
+            Independent repetitions of the estimate.
+        maxiter, tol : int, float
+            Iterations and tolerance of the iterative scheme.
+        seed : int, optional
+            Seeds the proposal draws.
+        verbose : bool
+            Print the result.
+        split : {"halves", "alternate"}
+            Which draws fit the proposal (the first half of each chain, or every other draw).
+        shrink : bool
+            Shrink the proposal's correlations (Schafer-Strimmer).
+
+        Returns
+        -------
+        BridgeResult
+            ``logml``, its error measures (``error``, ``se``) and convergence.
+
+        Examples
+        --------
+        >>> fit.bridgesampling().logml  # doctest: +SKIP
+        """
         from ..post.bridge import bridge_sampler
 
         key = (method, repetitions, maxiter, tol, seed, split, shrink)
@@ -278,9 +356,27 @@ class MCMCFit(Fit):
 
     def bayes_factor(self, fixed: dict[str, float] | None = None, comparison_fit: Any = None,
                      **kwargs: Any):
-        """Bayes factor BF12 of this fit (Model 1) against the same model with ``fixed``
-        parameters held at values (e.g. ``{"b[talk]": 0}``, re-sampled with the same settings)
-        or against ``comparison_fit``; see :func:`bayesglmm.post.bayes_factor.bayes_factor`."""
+        """Bayes factor BF12 of this fit (Model 1) against a restricted or another model.
+
+        Parameters
+        ----------
+        fixed : dict, optional
+            Parameters of this model held at values (e.g. ``{"b[talk]": 0}``); the restricted
+            model is sampled with the same settings.
+        comparison_fit : MCMCFit, optional
+            The other model's fit (instead of ``fixed``).
+        **kwargs
+            Passed to :func:`bayesglmm.bayes_factor` (bridge-sampling options).
+
+        Returns
+        -------
+        BayesFactor
+            ``bf``, ``log_bf``, its standard error and both bridge-sampling results.
+
+        Examples
+        --------
+        >>> fit.bayes_factor(fixed={"b[talk]": 0}).bf  # doctest: +SKIP
+        """
         from ..post.bayes_factor import bayes_factor
 
         return bayes_factor(self, comparison_fit, fixed=fixed, **kwargs)
