@@ -89,6 +89,17 @@ def load_wine() -> pd.DataFrame:
     pressing, no / yes), ``bottle`` (1..8) and ``judge`` (1..9). ``temp`` and ``contact`` are
     categoricals in that level order; ``bottle`` and ``judge`` categoricals of their numbers.
     The example of ``ordinal::clmm(rating ~ temp + contact + (1 | judge))``.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import bayesglmm
+    >>> wine = bayesglmm.load_wine()
+    >>> len(wine), list(wine["temp"].cat.categories)
+    (72, ['cold', 'warm'])
     """
     with resources.as_file(_path("wine.csv")) as p:
         df = pd.read_csv(p, dtype={"bottle": str, "judge": str})
