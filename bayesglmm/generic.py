@@ -12,9 +12,11 @@ the same templates with every such choice turned into Stan data:
   intercepts, 2: design columns ``Z_k``), ``N_k``, ``M_k`` and ``has_corr_k`` (LKJ-correlated
   coefficients) and ``centered_k`` (1: ``z_k`` holds the effects themselves, the centred
   parameterisation of :mod:`bayesglmm.reparam`; 0: standardised effects); unused parts have
-  size 0 (``L_k`` is ``cholesky_factor_corr[has_corr_k ? M_k : 0]``);
+  size 0 (``L_k`` is ``cholesky_factor_corr[has_corr_k ? M_k : 0]``; ``sd_k`` is an array of
+  ``M_k`` reals, which an unused slot reads without creating autodiff objects), and all the
+  model-block code of a slot sits in one ``if (re_kind_k)`` block;
 * offsets (``has_offset``), held coefficients (``K_fixed`` may be 0: ``beta_free`` is then all of
-  ``beta``), residual correlation (``resid_kind``; ``rho_resid_v`` is a vector of size 0 or 1);
+  ``beta``), residual correlation (``resid_kind``; ``rho_resid_v`` is an array of size 0 or 1);
 * every prior term of :data:`bayesglmm.priors.PRIOR_TABLE` that adds no parameters gets a flag
   ``prior_<term>`` (0: flat) and its hyperparameters as data.
 
