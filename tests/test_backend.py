@@ -16,6 +16,7 @@ import pytest
 
 import bayesglmm
 from bayesglmm.backend import check_backend
+from bayesglmm.inference.loglik import pointwise_log_lik
 from bayesglmm.results import backend_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,10 +175,16 @@ def test_nuts_on_the_generic_program_matches_the_specific(sleep_pair):
     for name in ("Intercept", "b[Days]", "sigma", "sd[Subject:Int]", "sd[Subject:Days]"):
         se = np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"])
         assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < 4 * se, name
-    # loo reads the generic program's log_lik: the same estimate (bridge sampling on the
-    # generic program: tests/test_bridge.py, whose models run it under backend="auto")
-    la, lb = a.loo(), b.loo()
-    assert la.elpd_loo == pytest.approx(lb.elpd_loo, abs=1.0)  # MC error of elpd_loo ~0.1-0.3
+    # loo reads the generic program's log_lik, and it is the specific program's log_lik at the
+    # same draws. rtol 1e-4: both the draws and the written log_lik come from CmdStan's CSV at
+    # 6 significant digits (measured: 1.7e-5). The elpd_loo of the two runs is not compared:
+    # the two programs sum the same terms in a different order, so their chains are not the
+    # same draw for draw (only equal in distribution), and on sleepstudy (Pareto k > 1) the specific program's elpd_loo alone
+    # spans -861.9 to -860.0 over seeds 11-14. (Bridge sampling on the generic program:
+    # tests/test_bridge.py, whose models run it under backend="auto".)
+    ll_specific = pointwise_log_lik(spe, stan_output=a.stan_fit)
+    np.testing.assert_allclose(a.log_lik(), ll_specific, rtol=1e-4)
+    assert np.isfinite(a.loo().elpd_loo)
 
 
 @pytest.mark.slow
