@@ -84,6 +84,13 @@ def test_summary_diagnostics_equal_the_single_ones(chains, draws):
     np.testing.assert_allclose(d["mcse_mean"], mcse_mean(x), rtol=1e-13)
 
 
+def test_continuous_draws_without_ties_equal_arviz():
+    """Only continuous variables (the rank path without ties)."""
+    x = _draws(4, 300, seed=7)[:, :, [0, 3, 5, 6, 10]]
+    np.testing.assert_allclose(ess_bulk(x), _arviz(az.ess, x, method="bulk"), rtol=RTOL)
+    np.testing.assert_allclose(rhat_rank(x), _arviz(az.rhat, x, method="rank"), rtol=RTOL)
+
+
 def test_missing_draws_and_short_chains_give_nan():
     x = _draws(4, 100)
     x[2, 50, 3] = np.nan

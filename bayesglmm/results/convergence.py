@@ -57,12 +57,15 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     idx = np.arange(n)
     start = np.ones((P, n), dtype=bool)
     np.not_equal(s[:, 1:], s[:, :-1], out=start[:, 1:])
-    end = np.ones((P, n), dtype=bool)
-    end[:, :-1] = start[:, 1:]
-    first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
-    last = np.minimum.accumulate(np.where(end, idx, n)[:, ::-1], axis=1)[:, ::-1]
     ranks = np.empty((P, n))
-    np.put_along_axis(ranks, order, (first + last) * 0.5 + 1.0, axis=1)
+    if start.all():  # no ties (continuous draws): the rank is the position in the sort
+        np.put_along_axis(ranks, order, np.broadcast_to(idx + 1.0, (P, n)), axis=1)
+    else:  # tied values share the average of their positions
+        end = np.ones((P, n), dtype=bool)
+        end[:, :-1] = start[:, 1:]
+        first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
+        last = np.minimum.accumulate(np.where(end, idx, n)[:, ::-1], axis=1)[:, ::-1]
+        np.put_along_axis(ranks, order, (first + last) * 0.5 + 1.0, axis=1)
     return ndtri((ranks.T - 0.375) / (n + 0.25)).reshape(M, N, P)
 
 
