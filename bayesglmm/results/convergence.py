@@ -82,10 +82,10 @@ def _ess(x: np.ndarray) -> np.ndarray:
         return out
     y = x[:, :, cols]
     m = next_fast_len(2 * N, real=True)
-    centred = y - y.mean(axis=1, keepdims=True)
-    f = rfft(centred, n=m, axis=1)
-    acov = irfft(f * np.conjugate(f), n=m, axis=1)[:, :N] / N  # (M, N, p)
-    mean_acov = acov.mean(axis=0)  # (N, p)
+    centred = np.ascontiguousarray(np.moveaxis(y - y.mean(axis=1, keepdims=True), 1, 2))
+    f = rfft(centred, n=m, axis=-1)  # (M, p, frequencies): transforms along contiguous rows
+    acov = irfft(f * np.conjugate(f), n=m, axis=-1)[:, :, :N] / N  # (M, p, N)
+    mean_acov = acov.mean(axis=0).T  # (N, p)
     mean_var = mean_acov[0] * N / (N - 1.0)
     var_plus = mean_var * (N - 1.0) / N
     if M > 1:
