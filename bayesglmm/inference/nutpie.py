@@ -12,7 +12,7 @@ with transformed parameters and generated quantities included (the same ``write_
 that CmdStan runs after each draw), with a random-number generator per chain seeded from
 ``seed``: nutpie does this as it samples, in the chains' threads. Its raw trace (Arrow record
 batches) is read directly into arrays (:mod:`bayesglmm.inference.nutpie_trace`; nutpie's own
-conversion to arviz cost a sixth of a whole ``sample()`` call on small models), flattened to
+conversion to arviz took a sixth to a fifth of a whole ``sample()`` call on cbpp), flattened to
 CmdStan's element names, so both samplers report the same quantities under the same names.
 nutpie also returns
 the draws on the unconstrained scale (kept for bridge sampling); :func:`constrain_draws`
