@@ -57,16 +57,19 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     idx = np.arange(n)
     start = np.ones((P, n), dtype=bool)
     np.not_equal(s[:, 1:], s[:, :-1], out=start[:, 1:])
-    ranks = np.empty((P, n))
-    if start.all():  # no ties (continuous draws): the rank is the position in the sort
-        np.put_along_axis(ranks, order, np.broadcast_to(idx + 1.0, (P, n)), axis=1)
+    z = np.empty((P, n))
+    if start.all():  # no ties (continuous draws): the rank is the position in the sort,
+        # so every variable takes the same n normal scores, in its own order
+        scores = ndtri((idx + 1.0 - 0.375) / (n + 0.25))
+        np.put_along_axis(z, order, np.broadcast_to(scores, (P, n)), axis=1)
     else:  # tied values share the average of their positions
         end = np.ones((P, n), dtype=bool)
         end[:, :-1] = start[:, 1:]
         first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
         last = np.minimum.accumulate(np.where(end, idx, n)[:, ::-1], axis=1)[:, ::-1]
-        np.put_along_axis(ranks, order, (first + last) * 0.5 + 1.0, axis=1)
-    return ndtri((ranks.T - 0.375) / (n + 0.25)).reshape(M, N, P)
+        ranks = (first + last) * 0.5 + 1.0
+        np.put_along_axis(z, order, ndtri((ranks - 0.375) / (n + 0.25)), axis=1)
+    return np.ascontiguousarray(z.T).reshape(M, N, P)
 
 
 def _ess(x: np.ndarray) -> np.ndarray:
@@ -80,16 +83,18 @@ def _ess(x: np.ndarray) -> np.ndarray:
     cols = np.flatnonzero(ok & ~constant)
     if cols.size == 0 or N < 2:
         return out
-    y = x[:, :, cols]
+    y = x if cols.size == P else x[:, :, cols]
+    chain_mean = y.mean(axis=1)  # (M, p)
     m = next_fast_len(2 * N, real=True)
-    centred = np.ascontiguousarray(np.moveaxis(y - y.mean(axis=1, keepdims=True), 1, 2))
-    f = rfft(centred, n=m, axis=-1)  # (M, p, frequencies): transforms along contiguous rows
-    acov = irfft(f * np.conjugate(f), n=m, axis=-1)[:, :, :N] / N  # (M, p, N)
-    mean_acov = acov.mean(axis=0).T  # (N, p)
+    padded = np.zeros((M, cols.size, m))  # centred draws along contiguous rows, zero-padded
+    padded[:, :, :N] = np.moveaxis(y - chain_mean[:, None, :], 1, 2)
+    f = rfft(padded, axis=-1)
+    np.multiply(f, np.conjugate(f), out=f)
+    mean_acov = irfft(f, n=m, axis=-1)[:, :, :N].mean(axis=0).T / N  # (N lags, p)
     mean_var = mean_acov[0] * N / (N - 1.0)
     var_plus = mean_var * (N - 1.0) / N
     if M > 1:
-        var_plus = var_plus + np.var(y.mean(axis=1), axis=0, ddof=1)
+        var_plus = var_plus + np.var(chain_mean, axis=0, ddof=1)
     rho = 1.0 - (mean_var - mean_acov) / var_plus  # (N, p): autocorrelation at each lag
     tau = _tau(rho)
     ess = M * N / np.maximum(tau, 1.0 / np.log10(M * N))
