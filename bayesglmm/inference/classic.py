@@ -214,14 +214,14 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
         cov = mode.cov_unc
         C = cov_block(cov, f_idx) if cov is not None else np.full((f_idx.size,) * 2, np.nan)
     fse = np.sqrt(np.maximum(np.diag(C), 0.0))
-    X = model.program.data.get("X")
-    rank = int(np.linalg.matrix_rank(np.asarray(X))) if X is not None and np.size(X) else 0
-    rank += int(spec.family.has_intercept and any(p.kind == "Intercept" for p in fixed))
     if not gaussian or df_method == "none":
         df = np.full(f_idx.size, np.inf)
     elif has_re and df_method in ("auto", "satterthwaite"):
         df = np.array([sat.df(np.eye(f_idx.size)[i]) for i in range(f_idx.size)])
-    else:
+    else:  # residual df: the rank of the design (an SVD of N x K, only when used)
+        X = model.program.data.get("X")
+        rank = int(np.linalg.matrix_rank(np.asarray(X))) if X is not None and np.size(X) else 0
+        rank += int(spec.family.has_intercept and any(p.kind == "Intercept" for p in fixed))
         df = np.full(f_idx.size, float(n_obs - rank))
     return ClassicEstimate(
         params=params, estimate=est, se=se, lower=lo, upper=hi, fixed=fixed, beta=beta,

@@ -41,16 +41,11 @@ from scipy import linalg as sla
 from scipy import optimize as sopt
 from scipy import sparse
 
-from .lmm_coords import (
-    CORR_BOUND,
-    SD_FLOOR,
-    Term,
-    cholesky_corr,
-    corr_unconstrain,
-    fd_grad_bounded,
-)
+from .lmm_coords import SD_FLOOR, Term, cholesky_corr, corr_unconstrain, fd_grad_bounded
+from .lmm_design import fixed_crossproducts
 from .lmm_factor import AFactor, CentredFactor, Layout, WFactor
-from .optimize import JointMode, LaplaceCov, fd_grad, fd_hess, hessian_inverse
+from .lmm_newton import Derivatives, newton_polish
+from .optimize import JointMode, LaplaceCov, fd_hess, hessian_inverse
 
 __all__ = ["ExactLMM", "NotExact", "check_applies"]
 
@@ -80,7 +75,8 @@ class ExactLMM:
     coordinates (see the module docstring). Raises :class:`NotExact` when the program's log
     density is not reproduced."""
 
-    def __init__(self, bs_model: Any, program: Any, data: Any = None, validate: bool = True):
+    def __init__(self, bs_model: Any, program: Any, data: Any = None, validate: bool = True,
+                 sparse_design: bool | None = None):
         spec = program.spec
         fam = spec.family
         check_applies(program)
@@ -97,11 +93,8 @@ class ExactLMM:
             raise NotExact("no scale parameter")
         N = int(data["N"])
         X = np.asarray(data["X"], dtype=float).reshape(N, -1)
-        if spec.centred:
-            X = X - X.mean(axis=0)
-        cols = ([np.ones((N, 1))] if pos(icpt).size else []) + ([X] if pos("beta").size else [])
-        X1 = np.hstack(cols) if cols else np.zeros((N, 0))
-        if X1.shape[1] != self.fixed.size:
+        if (int(pos(icpt).size > 0) + (X.shape[1] if pos("beta").size else 0)
+                != self.fixed.size):
             raise NotExact("fixed-effect layout")
         y = np.asarray(data["y"], dtype=float)
         if "offsets" in data:
@@ -136,14 +129,14 @@ class ExactLMM:
             off += M * G
         self.q = off
         Z = sparse.hstack(zblocks, format="csc")  # columns: term, group, coefficient
-        # one pass over the rows: the cross-products
-        self.N, self.p = N, X1.shape[1]
+        # one pass over the rows: the cross-products (a mostly-zero design as a sparse matrix)
+        self.N = N
         self.ZtZ = (Z.T @ Z).tocsr()
         self.layout = Layout([(t.off, t.M, t.G) for t in self.terms], self.ZtZ)
-        self.ZtX = np.asarray(Z.T @ X1).reshape(off, self.p)
-        self.XtX = X1.T @ X1
+        self.p, self.ZtX, self.XtX, self.Xty = fixed_crossproducts(
+            X, y, Z, bool(pos(icpt).size), bool(pos("beta").size), spec.centred,
+            use_sparse=sparse_design)
         self.Zty = np.asarray(Z.T @ y).ravel()
-        self.Xty = X1.T @ y
         self.yty = float(y @ y)
         self.zpos = np.concatenate([t.z for t in self.terms])
         other = np.setdiff1d(np.arange(self.n), np.concatenate(
@@ -283,8 +276,19 @@ class ExactLMM:
         centred = [t for t in self.terms if t.centered]
         if not program or not centred:
             return w, f, fac
-        # w = K v on the integrated coordinates (fixed effects first for REML, then the
-        # effects): per group of a centred term, its coefficients mu + b = S beta1 + diag(sd) L v
+        Kz, Sfull, logdet = self._centre_map(u)
+        if fac.p:  # REML: beta1 is integrated too, K = [[I, 0], [S, Kz]]
+            K = sparse.bmat([[sparse.identity(fac.p), None], [Sfull, Kz]], format="csr")
+            wz = K @ w
+        else:  # ML: beta1 is an outer parameter, the shift a constant
+            K = Kz
+            wz = Kz @ w + Sfull @ u[self.fixed]
+        return wz, f + logdet, CentredFactor(fac, K, logdet)
+
+    def _centre_map(self, u: np.ndarray) -> tuple[Any, Any, float]:
+        """(Kz, Sh, log|Kz|): the program's effects are Kz v + Sh beta1 for the standardised
+        effects v (per group of a centred term, its coefficients mu + b = S beta1 +
+        diag(sd) L v; the identity for the other terms)."""
         blocks, shifts, logdet = [], [], 0.0
         for t, T in zip(self.terms, self._Ts(u, 1.0)):
             blk = sparse.kron(sparse.identity(t.G), sparse.csr_matrix(T)) if t.centered \
@@ -294,15 +298,28 @@ class ExactLMM:
             shifts.append(np.tile(S, (t.G, 1)))
             if t.centered:
                 logdet += t.G * float(np.sum(np.log(np.diag(T))))
-        Kz = sparse.block_diag(blocks, format="csr")
-        Sfull = sparse.csr_matrix(np.vstack(shifts))  # q x p
-        if fac.p:  # REML: beta1 is integrated too, K = [[I, 0], [S, Kz]]
-            K = sparse.bmat([[sparse.identity(fac.p), None], [Sfull, Kz]], format="csr")
-            wz = K @ w
-        else:  # ML: beta1 is an outer parameter, the shift a constant
-            K = Kz
-            wz = Kz @ w + Sfull @ u[self.fixed]
-        return wz, f + logdet, CentredFactor(fac, K, logdet)
+        return (sparse.block_diag(blocks, format="csr"), sparse.csr_matrix(np.vstack(shifts)),
+                logdet)
+
+    def beta_gradient(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dF/dbeta, d2F/dbeta2) of the ML objective at ``u`` in closed form: F depends on
+        the fixed effects through the penalised RSS, (beta - beta^)' S (beta - beta^) plus a
+        constant, over 2 sigma^2 (see :mod:`~bayesglmm.inference.lmm_newton`)."""
+        sigma = math.exp(u[self.sigma[0]])
+        _af, _pwrss, _u, bhat, S, _C = self._pls(self._Ts(u, sigma), None)
+        return S @ (u[self.fixed] - bhat) / sigma ** 2, S / sigma ** 2
+
+    def beta_jacobian(self, u: np.ndarray) -> np.ndarray:
+        """dw^/dbeta of an ML fit at ``u`` (w^: the program's random-effect coordinates at the
+        inner mode, linear in the fixed effects: -A^-1 T'Z'X / sigma in the standardised
+        coordinates)."""
+        sigma = math.exp(u[self.sigma[0]])
+        af, _prss, _u, _b, _S, C = self._pls(self._Ts(u, sigma), u[self.fixed])
+        J = -af.solve(C) / sigma
+        if any(t.centered for t in self.terms):
+            Kz, Sfull, _ld = self._centre_map(u)
+            J = Kz @ J + Sfull.toarray()
+        return J
 
     def _inner_z(self, u: np.ndarray, reml: bool):
         sigma = math.exp(u[self.sigma[0]])
@@ -359,50 +376,9 @@ class ExactLMM:
                                 options={"maxiter": 1000, "gtol": 1e-9, "ftol": 1e-15})
         iters = int(res.nit)
         u = self.from_lambdas(self.lambdas(res.x), reml)
-        L_idx = np.flatnonzero(np.isin(t_idx, np.concatenate([t.L for t in self.terms])))
-        sd_idx = np.flatnonzero(np.isin(t_idx, np.concatenate([t.sd for t in self.terms])))
-        theta = u[t_idx]
-        F = self._objective_at(u, t_idx, reml)
-        Fv = F(theta)
-        g = fd_grad(F, theta)
-        # Newton on the coordinates inside the bounds (a correlation at +-1 stays at its bound)
-        free = np.ones(theta.size, dtype=bool)
-        free[L_idx] = np.abs(theta[L_idx]) < CORR_BOUND
-        floor = theta[sd_idx] <= u[self.sigma[0]] + SD_FLOOR + 1e-9
-        free[sd_idx[floor]] = False  # a variance at 0 stays there
-        for it in range(20):
-            if np.max(np.abs(g[free]), initial=0.0) < gtol and it >= 2:  # F is exact: two steps
-                break
-
-            def Ff(x: np.ndarray, at: np.ndarray = theta) -> float:
-                v = at.copy()
-                v[free] = x
-                return F(v)
-
-            Ht = fd_hess(Ff, theta[free])
-            try:
-                np.linalg.cholesky(Ht)
-                step = np.zeros(theta.size)
-                step[free] = np.linalg.solve(Ht, g[free])
-            except np.linalg.LinAlgError:
-                break
-            if float(g @ step) < 100 * np.finfo(float).eps * max(1.0, abs(Fv)):
-                break
-            step[L_idx] = theta[L_idx] - np.clip(theta[L_idx] - step[L_idx], -CORR_BOUND,
-                                                  CORR_BOUND)
-            s = 1.0
-            while s > 1e-6:
-                F_new = F(theta - s * step)
-                if np.isfinite(F_new) and F_new <= Fv + 1e-12 * abs(Fv):
-                    break
-                s *= 0.5
-            else:
-                break
-            theta, Fv = theta - s * step, F_new
-            free[L_idx] = np.abs(theta[L_idx]) < CORR_BOUND
-            g = fd_grad(F, theta)
-            iters += 1
-        g = np.where(free, g, 0.0)  # the gradient away from a bound is what convergence means
+        theta, more, g = newton_polish(self, u, t_idx, reml, gtol,
+                                       self._objective_at(u, t_idx, reml))
+        iters += more
         return self._mode(u, t_idx, theta, reml, iters, g, str(res.message))
 
     def from_lambdas(self, Ts: list[np.ndarray], reml: bool) -> np.ndarray:
@@ -439,15 +415,21 @@ class ExactLMM:
         u[t_idx] = theta
         F = self._objective_at(u, t_idx, reml)
         Fv = F(theta)
-        Ht = fd_hess(F, theta)
+        Ht = Derivatives(self, F, u, t_idx, reml).hessian(theta)
         Ht = 0.5 * (Ht + Ht.T)
         integ = self.integrated_index(reml)
         w, _f, fac = self.inner(u, reml, program=True)
         u[integ] = w
         # dw^/dtheta by central differences of the closed-form solution (the generic path:
-        # -H_ww^-1 H_wtheta from gradient differences; the same derivative)
+        # -H_ww^-1 H_wtheta from gradient differences; the same derivative); w^ is linear in
+        # the fixed effects of an ML fit: their columns in closed form
         Aw = np.empty((integ.size, t_idx.size))
+        bcols = np.isin(t_idx, self.fixed) if not reml else np.zeros(t_idx.size, dtype=bool)
+        if bcols.any():
+            Aw[:, bcols] = self.beta_jacobian(u)
         for k, i in enumerate(t_idx):
+            if bcols[k]:
+                continue
             h = 1e-5 * max(1.0, abs(u[i]))
             up, dn = u.copy(), u.copy()
             up[i] += h
