@@ -265,6 +265,10 @@ def _carry_over(values: np.ndarray, names: list[str], train: Any, full: Any, bs_
     a new group then gets mu_k + diag(sd_k) L_k e (mu_k: the intercept or beta[j] they scatter
     around, else 0), and at a mode mu_k (its effect 0)."""
     ts, fs = train.spec, full.spec
+    if [g.centered for g in ts.groups] != [g.centered for g in fs.groups]:
+        raise ValueError("the training model of a fold samples its group-level effects "
+                         "centred/non-centred differently from the model of all rows: fit both "
+                         "with the same param= (update() keeps it)")
     if tuple(ts.fixed.names) != tuple(fs.fixed.names):
         raise ValueError("the training rows of a fold lack a level of a categorical predictor "
                          f"(columns {', '.join(ts.fixed.names)} instead of "

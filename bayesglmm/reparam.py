@@ -21,14 +21,36 @@ Sahu and Carlin 1995). Without it the intercept and the mean of the group effect
 (the data fix their sum much better than either) on which NUTS mixes slowly. The user-facing
 quantities (``r_re``, the SDs, correlations, every table) are the same either way.
 
-The ``"auto"`` rule (:func:`auto_centered`), from the data only: a term is centred when its
-groups have a median of at least :data:`AUTO_MIN_ROWS` observations. Why a count: the
-information the data give about a group's effect grows with its number of observations, while
-the prior's is 1 / sd^2; the funnel of the non-centred form appears when the first dominates.
-With the variance shares met in practice (group SDs between a fifth and the full residual SD)
-20 observations give the data 0.8 to 20 times the prior's weight (n sd^2 / sigma^2). The sleepstudy (10 observations
-per subject) and debate (3 per group) examples stay non-centred; the simulated 100k-row benchmark
-(100 per group) is centred.
+The ``"auto"`` rule (:func:`term_information`, :func:`auto_centered`) compares, per term, how
+strongly the data inform each group's coefficients with how strongly the prior (the group-level
+distribution) does: for group j, the data precision of its coefficients D_j = Z_j' W_j Z_j /
+sigma^2 against the prior precision Sigma^-1 (Sigma = the covariance of the group-level
+effects), as the eigenvalues of Sigma^1/2 D_j Sigma^1/2 (for one coefficient, n_j tau^2 /
+sigma^2). The term is centred when the median over its groups of the smallest of them is at
+least :data:`AUTO_MIN_INFORMATION` (1.5). Why: for a normal hierarchical model the Gibbs
+sampler's rate of convergence is 1 / (1 + r) centred and r / (1 + r) non-centred
+(Papaspiliopoulos, Roberts and Skold 2003; r = n tau^2 / sigma^2), so the two break even at
+r = 1; NUTS follows the same geometry (the funnel of the non-centred form when r is large, of
+the centred form when r is small). Near r = 1 the two are a tie (debate's ``(1 | group)``,
+r = 1.06, samples as efficiently either way; bench/results/centre_rule.json), so the threshold
+leaves a margin above it to the non-centred form, which is the safer one when r is estimated
+from few groups. The smallest eigenvalue is the least informed direction: a term whose slope
+is barely identified within groups stays non-centred even when its intercepts are well
+informed.
+
+Sigma and sigma^2 are estimated in one pass, without Stan, by the method of moments on a
+linearised response (:func:`term_information`, a few milliseconds for 100,000 rows): the
+response per trial (proportions for binomial families; the category index for ordinal ones)
+with weight the number of trials, the population-level design partialled out by weighted
+least squares; then each group's own weighted least-squares coefficients b_j (groups with more
+rows than coefficients), the pooled within-group residual variance sigma^2, and Sigma = the
+covariance of the b_j across groups minus the mean of their sampling covariances sigma^2
+(Z_j' W_j Z_j)^-1 (clipped to be positive semi-definite). The ratio does not depend on the
+scale of the response, so for a generalised model the linearisation around the mean (one step
+of iteratively reweighted least squares) gives it to first order. Other grouping terms and
+offsets are ignored in each term's estimate (crossed terms inflate sigma^2, which errs towards
+the non-centred form). On lme4's sleepstudy the estimates are the REML ones (SDs 24.74 and
+5.92, sigma 25.59: a balanced design), and the ratio is 1.7: centred.
 """
 
 from __future__ import annotations
@@ -38,9 +60,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AUTO_MIN_ROWS", "PARAM_CHOICES", "auto_centered", "resolve_param", "shared_means"]
+__all__ = ["AUTO_MIN_INFORMATION", "PARAM_CHOICES", "auto_centered", "resolve_param", "shared_means",
+           "term_information"]
 
-AUTO_MIN_ROWS = 20  # median observations per group from which "auto" centres a term
+# median over a term's groups of the data / prior precision ratio from which "auto" centres it
+AUTO_MIN_INFORMATION = 1.5
 
 # accepted spellings -> "centered" / "noncentered" / "auto"
 _ALIASES = {
@@ -52,11 +76,71 @@ _ALIASES = {
 PARAM_CHOICES = ("auto", "centered", "noncentered")
 
 
-def auto_centered(group_sizes: np.ndarray) -> bool:
-    """The ``"auto"`` rule for one grouping term: centred when the median number of
-    observations per group is at least :data:`AUTO_MIN_ROWS` (see the module docstring)."""
-    sizes = np.asarray(group_sizes)
-    return bool(sizes.size and float(np.median(sizes)) >= AUTO_MIN_ROWS)
+def term_information(y: np.ndarray, trials: np.ndarray | None, X: np.ndarray, index: np.ndarray,
+                     Z: np.ndarray, n_groups: int) -> float:
+    """How strongly the data inform one grouping term's group-level coefficients, relative to
+    the group-level distribution: the median over groups of the smallest eigenvalue of
+    Sigma^1/2 D_j Sigma^1/2 (see the module docstring for the estimate and why).
+
+    Parameters
+    ----------
+    y : array, shape (N,)
+        The response (successes for binomial families, category codes for ordinal ones).
+    trials : array, shape (N,), or None
+        Binomial trials (the response is taken per trial, weighted by them).
+    X : array, shape (N, K)
+        The population-level design without the intercept (partialled out with it).
+    index : array of int, shape (N,)
+        Each row's group, 1-based.
+    Z : array, shape (N, M)
+        The term's design (a column of ones for its intercept).
+    n_groups : int
+        The number of groups.
+
+    Returns
+    -------
+    float
+        0 when fewer than two groups have more rows than coefficients (nothing to estimate
+        the group-level spread from: the data inform no group much).
+    """
+    y = np.asarray(y, dtype=float)
+    w = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
+    yw = y / np.where(w > 0, w, 1.0)
+    A = np.column_stack([np.ones_like(y), np.asarray(X, dtype=float).reshape(y.size, -1)])
+    Aw = A * w[:, None]
+    coef = np.linalg.lstsq(A.T @ Aw, Aw.T @ yw, rcond=None)[0]
+    e = yw - A @ coef
+    Z = np.asarray(Z, dtype=float).reshape(y.size, -1)
+    M, G = Z.shape[1], int(n_groups)
+    idx = np.asarray(index) - 1
+    ztz = np.empty((G, M, M))
+    for a in range(M):
+        for b in range(a, M):
+            ztz[:, a, b] = ztz[:, b, a] = np.bincount(idx, w * Z[:, a] * Z[:, b], G)
+    zte = np.stack([np.bincount(idx, w * Z[:, a] * e, G) for a in range(M)], axis=1)
+    ete = np.bincount(idx, w * e * e, G)
+    n = np.bincount(idx, minlength=G)
+    d = np.sqrt(np.maximum(np.einsum("gmm->gm", ztz), 1e-300))
+    ok = (n > M) & (np.linalg.det(ztz / (d[:, :, None] * d[:, None, :])) > 1e-8)
+    if ok.sum() < 2:
+        return 0.0
+    b_j = np.linalg.solve(ztz[ok], zte[ok][..., None])[..., 0]
+    rss = ete[ok] - np.einsum("gm,gm->g", b_j, zte[ok])
+    sigma2 = float(rss.sum() / (n[ok] - M).sum())
+    if not sigma2 > 0:
+        return float("inf")  # no residual noise: the data fix every group's coefficients
+    Sigma = (np.cov(b_j, rowvar=False).reshape(M, M)
+             - sigma2 * np.linalg.inv(ztz[ok]).mean(axis=0))
+    ev, U = np.linalg.eigh(Sigma)
+    half = (U * np.sqrt(np.clip(ev, 0.0, None))) @ U.T
+    ratio = np.linalg.eigvalsh(half @ ztz @ half / sigma2)[:, 0]
+    return float(np.median(ratio))
+
+
+def auto_centered(information: float) -> bool:
+    """The ``"auto"`` rule for one grouping term: centred when its :func:`term_information`
+    is at least :data:`AUTO_MIN_INFORMATION`."""
+    return bool(information >= AUTO_MIN_INFORMATION)
 
 
 def _choice(value: Any, where: str) -> str:
@@ -70,7 +154,9 @@ def _norm_label(text: str) -> str:
     return "".join(str(text).split()).strip("()")
 
 
-def resolve_param(param: Any, groups: Sequence[Any]) -> tuple[bool, ...]:
+def resolve_param(param: Any, groups: Sequence[Any], y: np.ndarray | None = None,
+                  trials: np.ndarray | None = None, X: np.ndarray | None = None
+                  ) -> tuple[bool, ...]:
     """The parameterisation of every grouping term: True = centred.
 
     Parameters
@@ -81,7 +167,11 @@ def resolve_param(param: Any, groups: Sequence[Any]) -> tuple[bool, ...]:
         factor) or a term as written (``"(Days | Subject)"``, ``"Days | Subject"``) to one of
         these; terms not named are ``"auto"``. British spellings are accepted.
     groups : sequence of GroupTerm
-        The model's grouping terms (``factor``, ``text``, ``group_sizes``).
+        The model's grouping terms (``factor``, ``text``, ``index``, ``Z``, ``n_groups``).
+    y, trials, X : arrays
+        The response, the binomial trials (or None) and the population-level design, which
+        the ``"auto"`` rule reads (see :func:`term_information`); needed when a term is
+        ``"auto"``.
 
     Raises
     ------
@@ -110,8 +200,11 @@ def resolve_param(param: Any, groups: Sequence[Any]) -> tuple[bool, ...]:
     else:
         raise TypeError("param must be 'auto', 'centered', 'noncentered' or a dict such as "
                         f"{{'Subject': 'centered'}}, got {param!r}.")
-    return tuple(bool(auto_centered(g.group_sizes)) if c == "auto" else c == "centered"
-                 for c, g in zip(per, groups))
+    if "auto" in per and y is None:
+        raise TypeError('resolve_param: the "auto" rule needs the response y (and X, trials).')
+    return tuple(auto_centered(term_information(y, trials, np.zeros((len(y), 0)) if X is None
+                                                else X, g.index, g.Z, g.n_groups))
+                 if c == "auto" else c == "centered" for c, g in zip(per, groups))
 
 
 def shared_means(g: Any, fixed_names: Sequence[str], X: np.ndarray, has_intercept: bool,

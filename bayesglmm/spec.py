@@ -124,7 +124,8 @@ def build_spec(
         group_term(k, bar, df, lev_str, wrap)
         for k, bar in enumerate(parsed.bars, start=1)
     )
-    groups = tuple(replace(g, centered=c) for g, c in zip(groups, resolve_param(param, groups)))
+    centred = resolve_param(param, groups, prep.response.y, prep.response.trials, fixed.X)
+    groups = tuple(replace(g, centered=c) for g, c in zip(groups, centred))
     resid = None
     if resid_corr is not None:
         resid = build_resid(resid_corr, df, group=resid_group, time=resid_time)

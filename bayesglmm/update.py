@@ -5,7 +5,9 @@ The model is rebuilt by the wrapper that made it (``glmer``, ``lmer``, ``glm``, 
 changed arguments. When the Stan program is unchanged (new data, new prior hyperparameters),
 the new model shares the compiled program of the old one: nothing is compiled. A change of
 structure (another formula, family or prior type) gives a new program, compiled on first use
-(or taken from the compiled-model cache).
+(or taken from the compiled-model cache). Unless ``param=`` or the formula is given, the new
+model keeps the parameterisation of the group-level effects (centred or not, per term) that
+this model's ``param=`` resolved to, so that new data run the same program.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def update_model(model: Any, data: Any = None, prior: Any = None, **options: Any
     if prior is not None:
         call["prior"] = prior
     call.update(options)
+    if "param" in accepted and "param" not in options and "formula" not in options:
+        # the same program: keep the parameterisation this model resolved to ("auto" could
+        # choose differently for other data; kfold carries draws over in these coordinates)
+        resolved = getattr(model, "re_param", None)
+        if resolved:
+            call["param"] = dict(resolved)
     new = builder(**call)
     new.name = model.name
     return share_compiled(model, new)

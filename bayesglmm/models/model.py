@@ -261,7 +261,9 @@ class Model(FitMethods):
 
         When the Stan program does not change (new data, new prior hyperparameters) the new
         model shares this model's compiled program, so it is fitted without compiling; a change
-        of structure gives a new program (compiled on first use, or taken from the cache).
+        of structure gives a new program (compiled on first use, or taken from the cache). The
+        new model keeps this model's centred or non-centred choice per grouping term
+        (:attr:`re_param`) unless ``param=`` or ``formula=`` is given.
 
         Parameters
         ----------

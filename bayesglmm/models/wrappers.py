@@ -109,7 +109,9 @@ def glmer(
         How the group-level effects are sampled: ``"noncentered"`` (standardised effects, right
         for groups with few observations), ``"centered"`` (the effects themselves, right when
         every group has many observations) or ``"auto"`` (default: centred for a term whose
-        groups have a median of at least 20 observations). A dict sets it per grouping factor
+        groups' data are at least 1.5 times as informative as the group-level distribution,
+        n sd^2 / sigma^2 for one coefficient, estimated from the data; see
+        :mod:`bayesglmm.reparam`). A dict sets it per grouping factor
         or term, e.g. ``{"Subject": "centered"}`` or ``{"(Days | Subject)": "noncentered"}``;
         terms not named are ``"auto"``. The model and every result are the same either way;
         only the sampler's efficiency differs (see docs/inference.md).
