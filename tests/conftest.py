@@ -248,7 +248,10 @@ def _compiled(m):
 
 @pytest.fixture(scope="session")
 def sleep_flat_model(sleepstudy, toolchain):
-    return _compiled(bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy))
+    # non-centred as before the "auto" rule centred this term: the generic Laplace path
+    # (exact=False) does not yet converge on the centred flat-prior program (open issue 15)
+    return _compiled(bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy,
+                                    param="noncentered"))
 
 
 @pytest.fixture(scope="session")
@@ -293,8 +296,10 @@ def cbpp():
 
 @pytest.fixture(scope="session")
 def cbpp_model(cbpp, toolchain):
+    # non-centred as before the "auto" rule centred this term: the GLM warm start of the
+    # Laplace path saves iterations in these coordinates (tests/test_laplace.py)
     return _compiled(bayesglmm.glmer("cbind(incidence, failures) ~ period + (1 | herd)",
-                                     data=cbpp, family="binomial"))
+                                     data=cbpp, family="binomial", param="noncentered"))
 
 
 @pytest.fixture(scope="session")
