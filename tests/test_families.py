@@ -272,7 +272,9 @@ LOGP_CASES = {
     "gaussian": ("sat ~ talk + perf + (1 | group)", {}),
     "gaussian_corr": ("sat ~ talk + (talk | group)", {"prior": "flat"}),
     "gaussian_lkj": ("sat ~ talk + (talk | group)", {"prior_kw": {"lkj_eta": 2.0}}),
-    "gaussian_k0": ("sat ~ 1 + (1 | group)", {}),
+    "gaussian_k0": ("sat ~ 1 + (1 | group)", {}),  # centred by param="auto"
+    "gaussian_lkj_centred": ("sat ~ talk + (talk | group)",
+                             {"prior_kw": {"lkj_eta": 2.0}, "param": "centered"}),
     "lognormal": ("pos ~ talk + perf + (1 | group)", {}),
     "student_t": ("sat ~ talk + perf + (1 | group)", {"prior_kw": {"nu_rate": 0.1}}),
     "gamma": ("pos ~ talk + perf + (1 | group)", {"prior_kw": {"shape_rate": 0.5}}),
@@ -336,10 +338,17 @@ def _reference_logp(program, v) -> float:
     for g in spec.groups:
         k = g.k
         L = v.get(f"L_{k}", np.eye(g.q))
-        r = (np.diag(v[f"sd_{k}"]) @ L @ v[f"z_{k}"]).T  # groups x q
+        DL = np.diag(v[f"sd_{k}"]) @ L
+        if g.centered:  # z_k holds the groups' coefficients, spread around population ones
+            mu = np.array([0.0 if i == 0 else v["Intercept_c" if spec.centred else "Intercept"]
+                           if i == 1 else v["beta"][i - 2] for i in g.means] or [0.0] * g.q)
+            r = (v[f"z_{k}"] - mu[:, None]).T  # groups x q
+            lp += stats.multivariate_normal.logpdf(r, np.zeros(g.q), DL @ DL.T).sum()
+        else:
+            r = (DL @ v[f"z_{k}"]).T
+            lp += stats.norm.logpdf(v[f"z_{k}"]).sum()
         Z = d.get(f"Z_{k}", np.ones((d["N"], 1)))
         eta += np.sum(Z * r[d[f"J_{k}"] - 1], axis=1)
-        lp += stats.norm.logpdf(v[f"z_{k}"]).sum()
     lp_re = lp
     y = d["y"]
     f = spec.family.name
@@ -441,11 +450,13 @@ def test_log_density_matches_scipy(case, debate, toolchain):
 
     formula, opts = LOGP_CASES[case]
     fam = case.split("_corr")[0].split("_lkj")[0].split("_k0")[0].split("_common")[0]
+    fam = fam.split("_centred")[0]
     prior = prior_flat() if opts.get("prior") == "flat" else prior_normal(**opts.get("prior_kw", {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         family = get_family(fam).with_category_specific(opts.get("category_specific"))
-        spec = build_spec(formula, debate, family=family, prior=prior, zi=opts.get("zi"))
+        spec = build_spec(formula, debate, family=family, prior=prior, zi=opts.get("zi"),
+                          param=opts.get("param", "auto"))
     program = generate(spec)
     cm = compile_model(program.code, name=f"fam_{case}", verbose=False)
     bs = cm.bridgestan_model(program.data)
