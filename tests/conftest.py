@@ -248,10 +248,8 @@ def _compiled(m):
 
 @pytest.fixture(scope="session")
 def sleep_flat_model(sleepstudy, toolchain):
-    # non-centred as before the "auto" rule centred this term: the generic Laplace path
-    # (exact=False) does not yet converge on the centred flat-prior program (open issue 15)
-    return _compiled(bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy,
-                                    param="noncentered"))
+    # param="auto": centred (tests/test_laplace.py has the non-centred twin)
+    return _compiled(bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", data=sleepstudy))
 
 
 @pytest.fixture(scope="session")
@@ -296,10 +294,9 @@ def cbpp():
 
 @pytest.fixture(scope="session")
 def cbpp_model(cbpp, toolchain):
-    # non-centred as before the "auto" rule centred this term: the GLM warm start of the
-    # Laplace path saves iterations in these coordinates (tests/test_laplace.py)
+    # param="auto": centred (tests/test_laplace.py has the non-centred twin)
     return _compiled(bayesglmm.glmer("cbind(incidence, failures) ~ period + (1 | herd)",
-                                     data=cbpp, family="binomial", param="noncentered"))
+                                     data=cbpp, family="binomial"))
 
 
 @pytest.fixture(scope="session")
