@@ -164,6 +164,24 @@ def test_debate_se_methods(debate_model, debate_map):
 
 
 @pytest.mark.slow
+def test_sampling_table_draws_move_smoothly_with_the_covariance(debate_model, debate_compiled):
+    # se_method="sampling" draws u + root @ z: a Cholesky root follows a covariance that moves
+    # by 1e-9 (relative) smoothly, where an eigen root may rotate within equal eigenvalues (here 1, 1, 1)
+    from bayesglmm.inference.optimize.wald import sampling_table
+
+    bs = debate_model.bridgestan_model(verbose=False)
+    n = bs.param_unc_num()
+    u = np.zeros(n)
+    cov = np.diag(np.r_[np.ones(3), np.linspace(0.5, 2.0, n - 3)]) * 0.01
+    e = np.random.default_rng(0).normal(size=(n, n))
+    index = list(range(6))
+    a = sampling_table(bs, u, cov, index, seed=3, n_draws=200)
+    b = sampling_table(bs, u, cov + 1e-11 * (e @ e.T), index, seed=3, n_draws=200)
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.slow
 def test_debate_laplace_multistart(debate_model, debate_map):
     fit = debate_model.optimize(num_estimate=3, seed=5, verbose=False)
     assert fit.objective == pytest.approx(debate_map.objective, abs=1e-6)

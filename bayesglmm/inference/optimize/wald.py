@@ -142,8 +142,12 @@ def sampling_table(
         return est, nan, nan.copy(), nan.copy()
     rng = np.random.default_rng(seed)
     cov = np.asarray(cov, dtype=float)
-    w, V = np.linalg.eigh(0.5 * (cov + cov.T))
-    root = V * np.sqrt(np.maximum(w, 0.0))
+    cov = 0.5 * (cov + cov.T)
+    try:  # a Cholesky root moves continuously with cov, so draws change little when it does
+        root = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:  # singular (a degenerate direction): eigen root
+        w, V = np.linalg.eigh(cov)
+        root = V * np.sqrt(np.maximum(w, 0.0))
     draws = np.empty((n_draws, index.size))
     for d in range(n_draws):
         draws[d] = constrain(u + root @ rng.standard_normal(u.size))[index]
