@@ -1,7 +1,7 @@
-"""Mean response of the zero-inflated families for conditional effects, simple effects and
-marginal means: (1 - zi) exp(eta) with zi = logistic(X_zi b_zi), from the draws of (b, b_zi)
-or, for MAP and classic fits, with a delta-method SE from their joint covariance; and weighted
-sums of these means over grid rows (differences, slopes, averages)."""
+"""Mean response of the zero-inflated families for predictions, conditional effects, simple
+effects and marginal means: (1 - zi) exp(eta) with zi = logistic(X_zi b_zi), from the draws of
+(b, b_zi) or, for MAP and classic fits, with a delta-method SE from their joint covariance; and
+weighted sums of these means over grid rows (differences, slopes, averages)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from ..zero_inflation import zi_columns, zi_design, zi_names
-from .predict import pooled_draws, zi_point_parts
+from ..zero_inflation import zi_columns, zi_design, zi_names, zi_probability
+from .fit_coefficients import coef_names, map_coefficients, pooled_draws
 
-__all__ = ["zi_mean_estimates", "zi_weighted_estimates"]
+__all__ = ["zi_mean_estimates", "zi_point_mean", "zi_point_parts", "zi_weighted_estimates"]
 
 
 def _with_zi_columns(spec: Any, grid: pd.DataFrame) -> pd.DataFrame:
@@ -47,8 +47,7 @@ def zi_weighted_estimates(fit: Any, spec: Any, grid: pd.DataFrame, A: np.ndarray
     a = (1 - prob) / 2
     draws = pooled_draws(fit)
     if draws is not None:
-        names = (["Intercept"] + [f"b[{n}]" for n in spec.fixed.names]
-                 + [f"b_zi[{n}]" for n in zi_names(spec)])
+        names = coef_names(spec) + [f"b_zi[{n}]" for n in zi_names(spec)]
         pos = {p.user: i for i, p in enumerate(fit._params)}
         theta = np.column_stack([draws[:, pos[n]] if n in pos else np.zeros(len(draws))
                                  for n in names])
@@ -69,3 +68,32 @@ def zi_mean_estimates(fit: Any, spec: Any, grid: pd.DataFrame, A: np.ndarray, o:
                       prob: float) -> pd.DataFrame:
     """estimate, se, lower, upper of the mean (1 - zi) exp(A b + o) at each grid row."""
     return zi_weighted_estimates(fit, spec, grid, A, o, np.eye(len(grid)), prob)
+
+
+def zi_point_mean(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray, prob: float,
+                  eta: np.ndarray | None = None, offset: np.ndarray | None = None
+                  ) -> pd.DataFrame:
+    """Zero-inflated mean (1 - zi) exp(eta) of a MAP or classic fit with a delta-method SE over
+    the joint covariance of the coefficients b (rows ``A``) and b_zi (rows ``Z``); ``eta``
+    defaults to A b + ``offset`` (random effects at 0)."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    est, grad, cov = zi_point_parts(fit, spec, A, Z, eta=eta, offset=offset)
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, cov, grad), 0.0))
+    z = stats.norm.ppf(0.5 + prob / 2)
+    return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se})
+
+
+def zi_point_parts(fit: Any, spec: Any, A: np.ndarray, Z: np.ndarray,
+                   eta: np.ndarray | None = None, offset: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (1 - zi) exp(eta) per row, its gradient over (b, b_zi) per row, the joint
+    covariance of (b, b_zi)) of a MAP or classic fit of a zero-inflated model."""
+    names = coef_names(spec) + [f"b_zi[{n}]" for n in zi_names(spec)]
+    coef = map_coefficients(fit, names, {p.user: i for i, p in enumerate(fit._params)})
+    if eta is None:
+        eta = A @ coef.estimate[:A.shape[1]] + offset
+    mu, p = np.exp(eta), zi_probability(coef.estimate[A.shape[1]:], Z)
+    est = (1 - p) * mu
+    grad = np.hstack([est[:, None] * A, (-mu * p * (1 - p))[:, None] * Z])
+    return est, grad, coef.cov

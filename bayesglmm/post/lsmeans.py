@@ -51,8 +51,8 @@ from ._fixed import FixedInfo, design_of, fixed_info, grid, predictors
 from ._table import PrintedTable
 from ._zi import zi_weighted_estimates
 from .anova import wald_statistic
+from .fit_coefficients import model_spec
 from .ordinal import ordinal_estimates, ordinal_response
-from .predict import model_spec
 
 __all__ = ["LSMeans", "holm", "lsmeans"]
 

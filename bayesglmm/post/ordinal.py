@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .predict import point_coefficients, pooled_draws, summarise_draws
+from .fit_coefficients import point_coefficients, pooled_draws, summarise_draws
 
 __all__ = ["cutpoint_names", "ordinal_estimates", "ordinal_response", "plot_categories"]
 
@@ -33,7 +33,7 @@ __all__ = ["cutpoint_names", "ordinal_estimates", "ordinal_response", "plot_cate
 def ordinal_response(spec: Any) -> bool:
     """True for a family whose response is given by category probabilities (ordinal families
     with one linear predictor per observation; category-specific ones are refused earlier, by
-    :func:`~bayesglmm.post.predict.model_spec`)."""
+    :func:`~bayesglmm.post.fit_coefficients.model_spec`)."""
     return spec.family.category_probs is not None
 
 
