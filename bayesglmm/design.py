@@ -8,6 +8,12 @@ checks new data against the levels seen in the fit. :func:`fixed_effects` works 
 right-hand side on a prepared frame, so a second fixed-effect formula on the same data (e.g. a
 zero-inflation part) is built the same way.
 
+Within one model every distinct right-hand side goes through formulae once
+(:class:`FormulaeRuns`): the fixed part and a random-effect term with the same text, e.g.
+``Days`` in ``Reaction ~ Days + (Days | Subject)``, share one design, and a random-effect term
+made of the intercept and numeric columns the fixed part has (``(1 | g)``, ``(1 + talk | g)``
+with ``talk * perf``) is assembled from them without running formulae.
+
 Groups are indexed 1..G by sorted levels (numeric order for numbers, category order for
 pandas categoricals, lexicographic for strings; tuples of these for ``g1:g2``).
 """
@@ -22,10 +28,11 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices
 
-from .formula import FORMULA_ENV, IDENT, Bar, FormulaError, inject_contrasts
+from .formula import FORMULA_ENV, IDENT, Bar, FormulaError, inject_contrasts, rhs_terms
 from .modelspec import FixedEffects, GroupTerm
 
 __all__ = [
+    "FormulaeRuns",
     "check_newdata",
     "column_name",
     "contrast_wrap",
@@ -117,7 +124,91 @@ def run_formulae(rhs: str, data: pd.DataFrame, what: str):
     return dm.common
 
 
-def fixed_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]]) -> FixedEffects:
+class FormulaeRuns:
+    """formulae's designs on one prepared frame, one run per distinct right-hand side.
+
+    The fixed part, every random-effect term and the zero-inflation part of a model are
+    evaluated on the same frame. A piece with the same text as an earlier one (after contrast
+    rewriting) gets the earlier design; the level order of the frame's categoricals is fixed
+    once (:func:`keep_level_order`). A random-effect term whose columns are all the intercept or
+    single numeric columns of an earlier design (``(1 + Days | Subject)`` after the fixed part
+    ``Days``) is assembled from them (:meth:`earlier_columns`) without running formulae: such a
+    column is the variable, transform or product of variables evaluated on the same rows, the
+    same in any formula. Categorical columns are never reused (their coding depends on the
+    other terms of the formula).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The prepared frame (categorical predictors as pandas categoricals).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> runs = FormulaeRuns(pd.DataFrame({"x": [1.0, 2.0, 4.0]}))
+    >>> runs("x", "the fixed part") is runs("x", "a random-effect term")
+    True
+    >>> runs.earlier_columns("1 + x")
+    ([None, 'x'], array([[1., 1.],
+           [1., 2.],
+           [1., 4.]]))
+    """
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        self.data = keep_level_order(data)
+        self._designs: dict[str, Any] = {}
+        self._numeric: dict[str, tuple[Any, int]] = {}  # term name -> (design, its column)
+
+    def __call__(self, rhs: str, what: str):
+        """The design of ``rhs`` (formulae's common-effects matrix, or None without columns).
+
+        Parameters
+        ----------
+        rhs : str
+            A right-hand side after contrast rewriting.
+        what : str
+            The piece of the formula, for error messages.
+
+        Returns
+        -------
+        formulae.matrices.CommonEffectsMatrix or None
+        """
+        if rhs not in self._designs:
+            common = run_formulae(rhs, self.data, what)
+            self._designs[rhs] = common
+            for tname, term in (common.terms.items() if common is not None else ()):
+                # one numeric column, labelled by the term (no categorical coding in it)
+                if (getattr(term, "kind", None) in ("numeric", "interaction")
+                        and list(term.labels) == [tname]):
+                    self._numeric.setdefault(tname, (common, common.slices[tname].start))
+        return self._designs[rhs]
+
+    def earlier_columns(self, rhs: str) -> tuple[list[str | None], np.ndarray] | None:
+        """The design of ``rhs`` from the columns of earlier designs, if it has only the
+        intercept and single numeric columns that these have (else None: run formulae).
+
+        Parameters
+        ----------
+        rhs : str
+            A right-hand side after contrast rewriting.
+
+        Returns
+        -------
+        (labels, matrix) or None
+            formulae's column labels (None for the intercept) and the columns.
+        """
+        terms = rhs_terms(rhs)
+        if not terms or any(t is not None and t not in self._numeric for t in terms):
+            return None
+        n = len(self.data)
+        cols = [np.ones(n) if t is None else
+                np.asarray(self._numeric[t][0].design_matrix, dtype=float)[:, self._numeric[t][1]]
+                for t in terms]
+        return list(terms), np.column_stack(cols)
+
+
+def fixed_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]],
+                  runs: FormulaeRuns | None = None) -> FixedEffects:
     """The fixed-effect design of a right-hand side on a prepared frame.
 
     Parameters
@@ -128,13 +219,16 @@ def fixed_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]]) ->
         The prepared frame (categorical predictors as pandas categoricals).
     levels : dict
         Categorical predictor -> its levels as text, in coding order (for column names).
+    runs : FormulaeRuns, optional
+        The designs already built on ``data`` (one formulae run per distinct right-hand side).
 
     Returns
     -------
     FixedEffects
         X without the intercept column, R-style names, term -> columns, summed offsets.
     """
-    common = run_formulae(rhs, data, "the fixed part")
+    what = "the fixed part"
+    common = run_formulae(rhs, data, what) if runs is None else runs(rhs, what)
     if common is None:
         return FixedEffects(rhs, (), np.zeros((len(data), 0)), False, (), None, None)
     M = np.asarray(common.design_matrix, dtype=float)
@@ -186,13 +280,15 @@ def group_index(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, 
     return np.asarray(inv).ravel() + 1, labels
 
 
-def group_term(k: int, bar: Bar, data: pd.DataFrame, levels: dict[str, list[str]],
-                wrap: dict[str, str]) -> GroupTerm:
-    """Grouping term ``k`` of the model from its bar: Z (the bar's left-hand side), group
-    index and labels; warns about slopes that do not vary within any group."""
-    lhs = bar.lhs
-    rhs = inject_contrasts(lhs, wrap)
-    common = run_formulae(rhs, data, f"random-effect term '{bar.source}'")
+def _group_columns(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]], bar: Bar,
+                   runs: FormulaeRuns | None) -> tuple[list[str], np.ndarray]:
+    """(coefficient names, Z) of a random-effect term's left-hand side ``rhs``."""
+    found = runs.earlier_columns(rhs) if runs is not None else None
+    if found is not None:
+        labels, Z = found
+        return ["Int" if lab is None else column_name(lab, levels) for lab in labels], Z
+    what = f"random-effect term '{bar.source}'"
+    common = run_formulae(rhs, data, what) if runs is None else runs(rhs, what)
     if common is None:
         raise FormulaError(f"Random-effect term '{bar.source}' has no coefficients.")
     M = np.asarray(common.design_matrix, dtype=float)
@@ -210,13 +306,21 @@ def group_term(k: int, bar: Bar, data: pd.DataFrame, levels: dict[str, list[str]
         for j, lab in zip(range(sl.start, sl.stop), term.labels):
             coefs.append(column_name(lab, levels))
             cols.append(j)
+    return coefs, M[:, cols]
+
+
+def group_term(k: int, bar: Bar, data: pd.DataFrame, levels: dict[str, list[str]],
+               wrap: dict[str, str], runs: FormulaeRuns | None = None) -> GroupTerm:
+    """Grouping term ``k`` of the model from its bar: Z (the bar's left-hand side), group
+    index and labels; warns about slopes that do not vary within any group. ``runs``: the
+    designs already built on ``data`` (see :class:`FormulaeRuns`)."""
+    coefs, Z = _group_columns(inject_contrasts(bar.lhs, wrap), data, levels, bar, runs)
     index, labels = group_index(data, bar.factor)
     if len(labels) < 2:
         raise FormulaError(
             f"Grouping factor '{bar.factor_label}' in '{bar.source}' has only one level "
             f"({labels[0] if labels else 'none'}); a random effect needs at least two groups."
         )
-    Z = M[:, cols]
     # slopes that do not vary within groups: warn
     for m, c in enumerate(coefs):
         if c == "Int":

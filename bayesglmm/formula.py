@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
 from formulae.environment import Environment
+from formulae.terms.terms import Intercept
 
 __all__ = [
     "IDENT",
@@ -48,6 +49,7 @@ __all__ = [
     "inject_contrasts",
     "is_column_name",
     "parse_formula",
+    "rhs_terms",
     "split_response",
     "split_top",
     "used_columns",
@@ -318,16 +320,54 @@ def inject_contrasts(rhs: str, wrap: dict[str, str]) -> str:
 
 
 @lru_cache(maxsize=1024)
+def _description(expr: str) -> tuple[frozenset[str], tuple[str | None, ...] | None]:
+    """formulae's reading of an expression, parsed once: (its variable names, its terms in
+    design order: None for the intercept, else the term's name; None when the expression has a
+    response or group terms). formulae's errors propagate (and are not cached)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = model_description(expr)
+    terms = (None if m.response is not None or m.group_terms else
+             tuple(None if isinstance(t, Intercept) else t.name for t in m.common_terms))
+    return frozenset(m.var_names), terms
+
+
+@lru_cache(maxsize=1024)
 def var_names(expr: str) -> frozenset[str]:
     """The data columns an expression uses (formulae's variable names without functions)."""
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            names = set(model_description(expr).var_names)
+        names = _description(expr)[0]
     except Exception as e:  # noqa: BLE001 - formulae raises many types
         raise FormulaError(f"Cannot read '{expr}': {e}") from None
     return frozenset(n for n in names if n not in NON_COLUMNS)
+
+
+def rhs_terms(expr: str) -> tuple[str | None, ...] | None:
+    """The terms of a right-hand side in the order of its design columns, as formulae reads it:
+    None for the intercept, else the term's name (``"talk"``, ``"talk:perf"``,
+    ``"scale(x)"``). None if formulae cannot read it or it is not a plain right-hand side.
+
+    Parameters
+    ----------
+    expr : str
+        A right-hand side, e.g. the left-hand side of a random-effect bar.
+
+    Returns
+    -------
+    tuple or None
+
+    Examples
+    --------
+    >>> rhs_terms("1 + talk")
+    (None, 'talk')
+    >>> rhs_terms("0 + talk * perf")
+    ('talk', 'perf', 'talk:perf')
+    """
+    try:
+        return _description(expr)[1]
+    except Exception:  # noqa: BLE001 - formulae raises many types; the caller runs formulae
+        return None
 
 
 def used_columns(parsed: ParsedFormula, trials: str | None = None) -> dict[str, list[str]]:

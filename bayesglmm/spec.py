@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .core.naming import sd_name
-from .design import contrast_wrap, fixed_effects, group_term
+from .design import FormulaeRuns, contrast_wrap, fixed_effects, group_term
 from .families import Family, get_family
 from .formula import Bar, FormulaError, ParsedFormula, contr_poly, inject_contrasts, parse_formula
 from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
@@ -109,7 +109,8 @@ def build_spec(
     wrap = contrast_wrap(prep.factor_levels, prep.ordered_factors, contrasts)
     lev_str = {c: [str(v) for v in ls] for c, ls in prep.factor_levels.items()}
     rhs = inject_contrasts(parsed.fixed, wrap)
-    fixed = fixed_effects(rhs, df, lev_str)
+    runs = FormulaeRuns(df)  # one formulae run per distinct piece of the formula
+    fixed = fixed_effects(rhs, df, lev_str, runs)
     if fixed.offset is not None and not fam.allows_offset:
         raise FormulaError(f"offset() terms are not supported for family '{fam.name}'.")
     notes = list(prep.notes)
@@ -121,7 +122,7 @@ def build_spec(
     if not fam.has_intercept and fixed.intercept:
         notes.append(f"family '{fam.name}' has no intercept: it is absorbed by the cutpoints.")
     groups = tuple(
-        group_term(k, bar, df, lev_str, wrap)
+        group_term(k, bar, df, lev_str, wrap, runs)
         for k, bar in enumerate(parsed.bars, start=1)
     )
     centred = resolve_param(param, groups, prep.response.y, prep.response.trials, fixed.X)
@@ -136,7 +137,7 @@ def build_spec(
                                                  fam.category_specific)) for g in groups)
     sd_names = tuple(tuple(sd_name(g.k, m, g.factor, c, len(groups) > 1).user
                            for m, c in enumerate(g.coefs, start=1)) for g in groups)
-    zi_fe = zi_effects(zi_part, df, lev_str, wrap) if zi_part is not None else None
+    zi_fe = zi_effects(zi_part, df, lev_str, wrap, runs) if zi_part is not None else None
     rprior = resolve_prior(
         the_prior, fam,
         b_names=fixed.names, X=fixed.X, y=prep.response.y, has_intercept=has_intercept,

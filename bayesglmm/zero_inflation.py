@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from .design import check_newdata, fixed_effects
+from .design import FormulaeRuns, check_newdata, fixed_effects
 from .formula import FormulaError, inject_contrasts, split_top, var_names
 from .modelspec import FixedEffects
 from .priors import ZeroPart
@@ -55,9 +55,10 @@ def zi_columns(rhs: str) -> tuple[str, ...]:
 
 
 def zi_effects(rhs: str, data: pd.DataFrame, levels: dict[str, list[str]],
-               wrap: dict[str, str]) -> FixedEffects:
-    """The zero-inflation design on the prepared frame (same contrasts as the model formula)."""
-    fe = fixed_effects(inject_contrasts(rhs, wrap), data, levels)
+               wrap: dict[str, str], runs: FormulaeRuns | None = None) -> FixedEffects:
+    """The zero-inflation design on the prepared frame (same contrasts as the model formula;
+    ``runs``: the designs already built on it, see :class:`bayesglmm.design.FormulaeRuns`)."""
+    fe = fixed_effects(inject_contrasts(rhs, wrap), data, levels, runs)
     if not fe.intercept and fe.K == 0:
         raise FormulaError(f"zi= '~ {rhs}' has no columns; use '~ 1' for a constant "
                            "zero-inflation probability.")

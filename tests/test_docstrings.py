@@ -11,6 +11,7 @@ MODULES = [
     "bayesglmm.core.arviz_adapter",
     "bayesglmm.formula",
     "bayesglmm.frame",
+    "bayesglmm.design",
     "bayesglmm.spec",
     "bayesglmm.priors",
     "bayesglmm.models.wrappers",
