@@ -100,16 +100,19 @@ def keep_level_order(data: pd.DataFrame) -> pd.DataFrame:
     Contrasts are unaffected: polynomial coding is always requested explicitly with Poly."""
     cols = {
         c: data[c].cat.as_ordered()
-        for c in data.columns
-        if isinstance(data[c].dtype, pd.CategoricalDtype) and not data[c].cat.ordered
+        for c, dtype in data.dtypes.items()
+        if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered
     }
     return data.assign(**cols) if cols else data
 
 
 def run_formulae(rhs: str, data: pd.DataFrame, what: str):
     """Run formulae on a right-hand side; translate its errors into FormulaError."""
+    return _run(rhs, keep_level_order(data), what)
 
-    data = keep_level_order(data)
+
+def _run(rhs: str, data: pd.DataFrame, what: str):
+    """:func:`run_formulae` on a frame whose categoricals are ordered already."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -174,7 +177,7 @@ class FormulaeRuns:
         formulae.matrices.CommonEffectsMatrix or None
         """
         if rhs not in self._designs:
-            common = run_formulae(rhs, self.data, what)
+            common = _run(rhs, self.data, what)
             self._designs[rhs] = common
             for tname, term in (common.terms.items() if common is not None else ()):
                 # one numeric column, labelled by the term (no categorical coding in it)
