@@ -55,13 +55,17 @@ def test_get_family():
 
 ROOT = Path(__file__).resolve().parents[1]
 _NAMES = "|".join(FAMILY_NAMES)
-# comparisons with a family name: == "x", "x" !=, in ("x", ...), and Jinja dicts keyed by name
+# comparisons with a family name: == "x", "x" !=, in ("x", ...), dicts keyed by name, and
+# comparisons or lookups of a family's name
 _COMPARISONS = (
     re.compile(rf"""(==|!=)\s*["']({_NAMES})["']"""),
     re.compile(rf"""["']({_NAMES})["']\s*(==|!=)"""),
     re.compile(rf"""\bin\s*[(\[{{][^)\]}}]*["']({_NAMES})["']"""),
     re.compile(rf"""["']({_NAMES})["']\s*:\s*["']"""),
-    re.compile(r"""family\.name\s*(==|!=|\bin\b)"""),
+    re.compile(r"""\b(fam|family)\.name\s*(==|!=|\bin\b)"""),
+    # a lookup keyed by the family's name: TABLE[spec.family.name], TABLE.get(fam.name)
+    re.compile(r"""\[\s*[\w.]*\b(fam|family)\.name\s*\]"""),
+    re.compile(r"""\.get\(\s*[\w.]*\b(fam|family)\.name\b"""),
 )
 
 
@@ -90,13 +94,16 @@ def test_family_name_comparisons_are_found(tmp_path):
     (tmp_path / "templates").mkdir()
     (tmp_path / "bayesglmm" / "m.py").write_text(
         'a = fam == "gaussian"\nb = "poisson" != f\nif f in ("bernoulli", "x"):\n'
-        '    pass\nmsg = "family \'binomial\' only"  # fine: prints the name\n')
+        '    pass\nmsg = "family \'binomial\' only"  # fine: prints the name\n'
+        'c = fam.name in KNOWN\nd = TABLE[spec.family.name]\ne = TABLE.get(fam.name, 0)\n'
+        'g = f"{spec.family.name}"  # fine: prints the name\n')
     (tmp_path / "templates" / "t.stan.j2").write_text(
         '{% if family.name == "ordered" %}\n{% set D = {"beta": "beta_lpdf"} %}\n'
         '// {{ family.name }} family\n')
     hits = family_name_comparisons(tmp_path)
     assert [h.split(":")[:2] for h in hits] == [
         ["bayesglmm/m.py", "1"], ["bayesglmm/m.py", "2"], ["bayesglmm/m.py", "3"],
+        ["bayesglmm/m.py", "6"], ["bayesglmm/m.py", "7"], ["bayesglmm/m.py", "8"],
         ["templates/t.stan.j2", "1"], ["templates/t.stan.j2", "2"]]
 
 
