@@ -10,6 +10,8 @@ other formula first (imports, caches) and then, per formula:
 * ``cold_ms``: the first build of the formula in the process (its parse not cached: what a
   user trying a new formula waits);
 * ``warm_ms``: the median of ``--reps`` further builds of the same formula;
+* ``cold_cpu_ms``, ``warm_cpu_ms``: the same in CPU time of the process (less sensitive to a
+  loaded machine than wall time);
 * ``design_runs``: calls of ``formulae.design_matrices`` in one build (counted in an extra,
   untimed build).
 
@@ -71,19 +73,20 @@ def run_child(reps: int) -> dict:
         build(d, *WARMUP_FORMULA[ds], "auto")
         rows = []
         for spec in specs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             build(d, *spec, "auto")
-            cold = time.perf_counter() - t0
-            warm = []
+            cold, cold_cpu = time.perf_counter() - t0, time.process_time() - c0
+            warm, warm_cpu = [], []
             for _ in range(reps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 build(d, *spec, "auto")
                 warm.append(time.perf_counter() - t0)
+                warm_cpu.append(time.process_time() - c0)
             calls = [0]
             orig = design.design_matrices
 
-            def counted(*a, _orig=orig, **k):
-                calls[0] += 1
+            def counted(*a, _orig=orig, _calls=calls, **k):
+                _calls[0] += 1
                 return _orig(*a, **k)
 
             design.design_matrices = counted
@@ -94,6 +97,8 @@ def run_child(reps: int) -> dict:
             rows.append({"formula": spec[1], "family": spec[2],
                          "cold_ms": round(1e3 * cold, 3),
                          "warm_ms": round(1e3 * statistics.median(warm), 3),
+                         "cold_cpu_ms": round(1e3 * cold_cpu, 3),
+                         "warm_cpu_ms": round(1e3 * statistics.median(warm_cpu), 3),
                          "design_runs": calls[0]})
         out["datasets"][ds] = rows
     return out
@@ -126,8 +131,8 @@ def summarise(runs: list[dict]) -> dict:
         for i, r in enumerate(runs[0]["datasets"][ds]):
             per = [x["datasets"][ds][i] for x in runs]
             rows.append({"formula": r["formula"], "family": r["family"],
-                         "cold_ms": round(statistics.median(p["cold_ms"] for p in per), 3),
-                         "warm_ms": round(statistics.median(p["warm_ms"] for p in per), 3),
+                         **{k: round(statistics.median(p[k] for p in per), 3)
+                            for k in ("cold_ms", "warm_ms", "cold_cpu_ms", "warm_cpu_ms")},
                          "design_runs": r["design_runs"]})
         out[ds] = rows
     return out
@@ -170,13 +175,17 @@ def main() -> int:
             ratio[ds] = [{"formula": r["formula"],
                           "cold_after_over_before": round(r["cold_ms"] / b["cold_ms"], 3),
                           "warm_after_over_before": round(r["warm_ms"] / b["warm_ms"], 3),
+                          "warm_cpu_after_over_before": round(r["warm_cpu_ms"] / b["warm_cpu_ms"],
+                                                              3),
                           "design_runs": [b["design_runs"], r["design_runs"]]}
                          for r, b in zip(rows, result["datasets"]["before"][ds])]
         result["ratios"] = ratio
         allr = [x for v in ratio.values() for x in v]
         result["median_ratio"] = {
             "cold": round(statistics.median(x["cold_after_over_before"] for x in allr), 3),
-            "warm": round(statistics.median(x["warm_after_over_before"] for x in allr), 3)}
+            "warm": round(statistics.median(x["warm_after_over_before"] for x in allr), 3),
+            "warm_cpu": round(statistics.median(x["warm_cpu_after_over_before"] for x in allr),
+                              3)}
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["wall_s"] = round(time.time() - t_start, 1)
     (OUT_COMPARED if a.before else OUT).write_text(json.dumps(result, indent=1) + "\n")
