@@ -20,7 +20,8 @@ and after; ratios from alternating blocks are robust to slow drifts of the load,
   (bench/gradient_child.py); exact, and
   independent of the machine load.
 
-Usage: ``python bench/bench_generic.py [--rounds 30] [--evals 200] [--nuts] [--callgrind 200]``.
+Usage: ``python bench/bench_generic.py [--rounds 30] [--evals 200] [--nuts [--nuts-only MODEL ...]]
+[--callgrind 200]``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main() -> None:
     ap.add_argument("--nuts", action="store_true")
     ap.add_argument("--nuts-reps", type=int, default=2)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--nuts-only", nargs="*", metavar="MODEL",
+                    help="run the NUTS comparison on these models only (default: all)")
     ap.add_argument("--callgrind", type=int, default=0, metavar="N",
                     help="also count instructions per gradient with valgrind over N gradients")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "generic.json"))
@@ -152,7 +155,7 @@ def main() -> None:
            "note": "shared 2-core machine with other jobs running: absolute times are noisy; "
                    "the ratios come from alternating blocks in one run",
            "settings": {"rounds": a.rounds, "evals": a.evals, "nuts": a.nuts,
-                        "callgrind": a.callgrind}, "models": {}}
+                        "callgrind": a.callgrind, "nuts_only": a.nuts_only}, "models": {}}
     for name, m in models().items():
         if a.only and name not in a.only:
             continue
@@ -174,12 +177,17 @@ def main() -> None:
             rec["instructions_ratio_generic_over_specific"] = ins["generic"] / ins["specific"]
             print(name, "instructions", json.dumps(ins), round(ins["generic"] / ins["specific"], 4),
                   flush=True)
-        if a.nuts:
+        if a.nuts and (not a.nuts_only or name in a.nuts_only):
+            load = os.getloadavg()
             runs: dict[str, list[dict]] = {"specific": [], "generic": []}
             for r in range(a.nuts_reps):
                 for key, cm, d in (("specific", cs, ds), ("generic", cg, dg)):
                     runs[key].append(nuts(cm, d, seed=100 + r))
             rec["nuts"] = runs
+            rec["nuts_loadavg"] = {"before": load, "after": os.getloadavg()}
+            pooled = {k: sum(r["min_ess_bulk"] for r in v) / sum(r["wall_s"] for r in v)
+                      for k, v in runs.items()}
+            rec["nuts_ratio_pooled_min_ess_per_s"] = pooled["generic"] / pooled["specific"]
             rec["nuts_ratio_min_ess_per_s"] = statistics.median(
                 g["min_ess_bulk_per_s"] / s["min_ess_bulk_per_s"]
                 for g, s in zip(runs["generic"], runs["specific"]))
