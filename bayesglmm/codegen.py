@@ -138,7 +138,7 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "alpha": alpha,
         "groups": groups,
         "centred_any": any(g.centered for g in spec.groups),
-        "proper": spec.prior.name != "flat",
+        "proper": spec.prior.kind.proper,
         "prior_blocks": blocks,
         "held": bool(spec.held),
         "beta_derived": any(b["tparams"] for b in blocks),

@@ -1,8 +1,9 @@
 """Draws of the parameters from a model's prior (``Model.simulate(n, params=None)``).
 
-One random-number generator per distribution of the prior table (``PriorTerm.dist``), with the
-hyperparameters the Stan program receives as data, so a draw here has the prior density of the
-Stan program. Parameters without a proper prior (flat, e.g. the intercept under
+One random-number generator per distribution of the prior table (``PriorTerm.dist``; the
+coefficient priors built from auxiliary parameters bring their own, ``PriorTerm.draw_b``), with
+the hyperparameters the Stan program receives as data, so a draw here has the prior density of
+the Stan program. Parameters without a proper prior (flat, e.g. the intercept under
 ``prior_flat()``) cannot be drawn: the error names them. Bounded parameters without a prior term
 (the residual correlation ``rho_resid``) are uniform on their interval, as in the Stan program.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from .priors import PRIOR_TABLE
 
 __all__ = ["draw_prior", "lkj_corr"]
 
@@ -38,33 +40,6 @@ def _normal(n, mu, sd, rng):
     return rng.normal(mu, sd, size=(n,) + np.shape(mu))
 
 
-def _coefficients_rhs(n, K, d, rng, X):
-    """Regularized horseshoe: beta = z * lambda_tilde * tau (the prior table's b_rhs term)."""
-    z = rng.standard_normal((n, K))
-    lam = np.abs(rng.standard_cauchy((n, K)))
-    tau = d["hs_tau0"] * np.abs(rng.standard_cauchy((n, 1)))
-    a, b = 0.5 * d["hs_slab_df"], 0.5 * d["hs_slab_df"] * d["hs_slab_scale"] ** 2
-    c2 = 1.0 / rng.gamma(a, 1.0 / b, size=(n, 1))
-    lt = np.sqrt(c2 * lam**2 / (c2 + tau**2 * lam**2))
-    return z * lt * tau
-
-
-def _coefficients_ssp(n, K, d, rng, X):
-    """Spike-and-slab: beta = beta_raw * r * tau (the prior table's b_ssp term)."""
-    raw = rng.laplace(0.0, d["ssp_raw_scale"], size=(n, K))
-    mu, sd = d["ssp_logit_mu"], d["ssp_logit_sd"]
-    lo, hi = (np.log(v) - np.log1p(-v) if 0 < v < 1 else (-np.inf if v <= 0 else np.inf)
-              for v in (d["ssp_lo"], d["ssp_hi"]))
-    lr = stats.truncnorm.rvs((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd, size=(n, K),
-                             random_state=rng)
-    tau = rng.exponential(1.0 / np.asarray(d["ssp_tau_rate"], dtype=float), size=(n, K))
-    return raw / (1 + np.exp(-lr)) * tau
-
-
-#: coefficient priors built from auxiliary parameters: prior term -> generator
-_COEFFICIENT_PRIORS = {"b_rhs": _coefficients_rhs, "b_ssp": _coefficients_ssp}
-
-
 def draw_prior(model, n: int, rng: np.random.Generator, required: list[str]) -> pd.DataFrame:
     """``n`` draws (rows) of the parameters ``required`` (reported names: those generating the
     data) of ``model`` from its prior."""
@@ -87,12 +62,13 @@ def draw_prior(model, n: int, rng: np.random.Generator, required: list[str]) -> 
             beta[:] = rng.normal(mu[None, :, None], sd[None, :, None], size=beta.shape)
         else:
             beta[:, free] = rng.normal(mu[free], sd[free], size=(n, len(free)))
-    for key, gen in _COEFFICIENT_PRIORS.items():
-        if key in terms:
-            beta[:] = gen(n, K, d, rng, spec.fixed.X)
+    rows = [row for row in PRIOR_TABLE if row.key in terms]
+    for row in rows:  # coefficient priors built from auxiliary parameters (prior table)
+        if row.draw_b is not None:
+            beta[:] = row.draw_b(n, K, d, rng)
     # (the JZS prior scales the coefficients by sigma, whose Jeffreys prior is improper: the
     # error below names sigma)
-    has_b_prior = "b" in terms or "b_jzs" in terms or any(k in terms for k in _COEFFICIENT_PRIORS)
+    has_b_prior = any(row.on_b for row in rows)
     flat: list[str] = []
     by_stan = {}
     for p in params:

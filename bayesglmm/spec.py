@@ -145,7 +145,7 @@ def build_spec(
         re_terms=tuple((g.factor, g.coefs, g.correlated) for g in groups),
         sd_names=sd_names, zi=zero_part(zi_fe) if zi_fe is not None else None,
     )
-    if zi_fe is not None and the_prior.name != "flat" and not rprior.has("b_zi"):
+    if zi_fe is not None and rprior.kind.proper and not rprior.has("b_zi"):
         notes.append("the zero-inflation coefficients b_zi have flat priors.")
     spec = ModelSpec(
         formula=parsed.formula,
@@ -165,12 +165,6 @@ def build_spec(
         zi=zi_fe,
     )
     return hold_coefficients(spec, hold) if hold else spec
-
-
-# priors whose coefficient prior is one joint term (an element cannot be dropped on its own)
-_JOINT_B_PRIORS = {"jzs": "the JZS prior is one multivariate Cauchy on all coefficients",
-                   "rhs": "the horseshoe shares its global scale across the coefficients",
-                   "ssp": "the spike-and-slab coefficients are products of several parameters"}
 
 
 def hold_coefficients(spec: ModelSpec, fixed: Any) -> ModelSpec:
@@ -200,10 +194,10 @@ def hold_coefficients(spec: ModelSpec, fixed: Any) -> ModelSpec:
         if col not in names:
             raise ValueError(f"fixed: unknown coefficient '{key}'. Coefficients: "
                              f"{', '.join('b[' + n + ']' for n in names) or 'none'}.")
-        if spec.prior.name in _JOINT_B_PRIORS:
+        if spec.prior.kind.joint_b is not None:  # one joint coefficient prior (prior table)
             raise ValueError(
                 f"fixed: cannot hold '{key}' under prior_{spec.prior.name}(): "
-                f"{_JOINT_B_PRIORS[spec.prior.name]}. Drop the predictor from the formula instead."
+                f"{spec.prior.kind.joint_b}. Drop the predictor from the formula instead."
             )
         try:
             v = float(val)

@@ -13,7 +13,6 @@ of Rouder et al. (2009, eq. 1) over the Zellner-Siow g, by ``scipy.integrate.qua
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from .codegen import jinja_env, tidy_code
 from .core.naming import ParamName
 from .models import Model
 from .persist import Archive, decode, encode, register_model
-from .priors import Prior, make_prior
+from .priors import PRIOR_KINDS, Prior, TTestPrior, make_prior
 from .ttest_classic import TTestClassic, TTestData, jzs_bf10
 
 __all__ = ["TTestClassic", "TTestModel", "jzs_bf10", "ttest"]
@@ -109,34 +108,13 @@ def _prepare(x: Any, y: Any, data: Any, paired: bool, id: str | None, var_equal:
 # ----------------------------------------------------------------------------- program
 
 
-def _prior_data(prior: Prior, td: TTestData) -> tuple[str, dict[str, Any]]:
-    """Prior family of the template ('flat', 'normal', 'jzs') and its hyperparameters."""
-    if prior.name == "flat":
-        return "flat", {}
-    if prior.name == "jzs":
-        return "jzs", {"jzs_r": float(prior.get("r"))}
-    if prior.name == "normal":
-        d = {"diff_sd": prior.get("b_sd") or 10.0, "sd_rate": prior.get("sigma_rate") or 0.2}
-        if not td.paired:
-            d.update(mean_mu=0.0, mean_sd=prior.get("mu_sd") or prior.get("Intercept_sd") or 10.0)
-        return "normal", {k: float(v) for k, v in d.items()}
-    if prior.name == "weak":
-        if prior.y_range is None:
-            raise ValueError("ttest with prior_weak() needs y_range=(low, high).")
-        lo, hi = prior.y_range
-        half = (hi - lo) / 2
-        base = half * prior.get("sd_ratio")
-        if td.paired:
-            p = 0.5
-        else:
-            p = td.y1.size / (td.y1.size + td.y2.size)
-        d = {"diff_sd": prior.get("max_beta") * base / math.sqrt(p * (1 - p)),
-             "sd_rate": 1.0 / base}
-        if not td.paired:
-            d.update(mean_mu=(lo + hi) / 2, mean_sd=half)
-        return "normal", d
-    raise ValueError(f"ttest supports prior_flat, prior_normal, prior_weak and prior_jzs, not "
-                     f"prior_{prior.name}().")
+def _ttest_prior(prior: Prior) -> TTestPrior:
+    """How the t-test uses ``prior`` (its row of the prior table, :data:`PRIOR_KINDS`)."""
+    if prior.kind.ttest is None:
+        *first, last = (f"prior_{k.name}" for k in PRIOR_KINDS.values() if k.ttest)
+        raise ValueError(f"ttest supports {', '.join(first)} and {last}, not "
+                         f"prior_{prior.name}().")
+    return prior.kind.ttest
 
 
 def _params(td: TTestData, effect: str) -> tuple[ParamName, ...]:
@@ -155,10 +133,12 @@ def _params(td: TTestData, effect: str) -> tuple[ParamName, ...]:
 
 def _program(td: TTestData, prior: Prior, fixed_value: float | None) -> TTestProgram:
 
-    family, pdata = _prior_data(prior, td)
-    effect = "delta" if family == "jzs" else "diff"
+    tp = _ttest_prior(prior)
+    pdata = tp.data(prior, td.paired, td.y1.size, 0 if td.paired else td.y2.size)
+    effect = tp.effect
     code = tidy_code(jinja_env().get_template("ttest.stan.j2").render(
-        paired=td.paired, unequal=not td.var_equal, prior=family, effect=effect))
+        paired=td.paired, unequal=not td.var_equal, prior=tp.label, effect_prior=tp.effect_prior,
+        effect=effect))
     if td.paired:
         data: dict[str, Any] = {"N": int(td.y1.size), "d": td.y1}
     else:
@@ -186,7 +166,7 @@ class TTestModel(Model):
     @property
     def effect(self) -> str:
         """The parameter that can be held fixed: 'delta' (JZS prior) or 'diff'."""
-        return "delta" if self.prior_name == "jzs" else "diff"
+        return self.prior.kind.ttest.effect
 
     def call(self) -> str:
         kind = "paired" if self.ttest_data.paired else (
@@ -250,7 +230,7 @@ class TTestModel(Model):
         >>> res = bayesglmm.ttest("sat ~ cond", debate).classic()  # doctest: +SKIP
         >>> res.t, res.df, res.p  # doctest: +SKIP
         """
-        if self.prior_name != "flat":
+        if self.prior.kind.proper:
             raise ValueError("classic() needs the flat prior (ttest(..., prior=None)); this t-test "
                              f"has prior_{self.prior_name}(): use optimize() or sample().")
         res = TTestClassic.from_data(self.ttest_data)

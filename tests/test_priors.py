@@ -7,7 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from bayesglmm.priors import make_prior, prior_flat, prior_normal, prior_weak
+from bayesglmm.priors import (
+    PRIOR_KINDS,
+    PRIOR_NAMES,
+    PRIOR_TABLE,
+    make_prior,
+    prior_flat,
+    prior_jzs,
+    prior_normal,
+    prior_rhs,
+    prior_ssp,
+    prior_weak,
+)
 from bayesglmm.spec import build_spec
 
 F = "sat ~ talk + perf + (1 | group)"
@@ -283,3 +294,64 @@ def test_zero_part_overrides(debate):
                    prior=prior_normal(overrides={"b_zi": 1.0}))
     with pytest.raises(ValueError, match="b_zi_sd must be a positive number"):
         prior_normal(b_zi_sd=-1)
+
+
+# ----------------------------------------------------------------------------- the table of priors
+
+
+def test_prior_kinds_table(debate):
+    """One row per prior constructor; a prior object and its resolution read their row."""
+    assert PRIOR_NAMES == tuple(PRIOR_KINDS) == ("flat", "normal", "weak", "rhs", "ssp", "jzs")
+    for name in PRIOR_NAMES:
+        assert make_prior(name).kind is PRIOR_KINDS[name]
+    assert [n for n, k in PRIOR_KINDS.items() if not k.proper] == ["flat"]
+    assert [n for n, k in PRIOR_KINDS.items() if k.joint_b] == ["rhs", "ssp", "jzs"]
+    assert {n: (k.ttest.label, k.ttest.effect, k.ttest.effect_prior)
+            for n, k in PRIOR_KINDS.items() if k.ttest} == {
+        "flat": ("flat", "diff", "none"), "normal": ("normal", "diff", "normal"),
+        "weak": ("normal", "diff", "normal"), "jzs": ("jzs", "delta", "cauchy")}
+    s = build_spec(F, debate, prior=prior_weak(y_range=(1, 5)))
+    assert s.prior.kind is PRIOR_KINDS["weak"] and s.prior.kind.proper
+    assert not build_spec(F, debate).prior.kind.proper
+
+
+def test_ttest_hyperparameters_from_the_table():
+    """The t-test's prior data (prior table): prior_normal's arguments, prior_weak scaled by
+    y_range and the group shares, the JZS scale."""
+    tt = PRIOR_KINDS["normal"].ttest
+    assert tt.data(prior_normal(b_sd=2, sigma_rate=0.5, mu_sd=3), False, 10, 30) == {
+        "diff_sd": 2.0, "sd_rate": 0.5, "mean_mu": 0.0, "mean_sd": 3.0}
+    assert tt.data(prior_normal(), True, 10, 0) == {"diff_sd": 10.0, "sd_rate": 0.2}
+    weak = PRIOR_KINDS["weak"].ttest.data
+    d = weak(prior_weak(y_range=(1, 5)), False, 10, 30)  # half 2, base 1, p = 1/4
+    assert d["diff_sd"] == pytest.approx(1 / math.sqrt(0.25 * 0.75))
+    assert (d["sd_rate"], d["mean_mu"], d["mean_sd"]) == (1.0, 3.0, 2.0)
+    assert weak(prior_weak(y_range=(1, 5)), True, 10, 0)["diff_sd"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="prior_weak.*y_range"):
+        weak(prior_weak(), True, 10, 0)
+    assert PRIOR_KINDS["jzs"].ttest.data(prior_jzs(r=1.0), False, 5, 5) == {"jzs_r": 1.0}
+
+
+def test_coefficient_prior_rows(debate):
+    """Rows on the coefficients (on_b), and the generators of the shrinkage priors' draws,
+    whose sample moments match their definitions (50,000 draws)."""
+    assert [r.key for r in PRIOR_TABLE if r.on_b] == ["b", "b_rhs", "b_ssp", "b_jzs"]
+    assert [r.key for r in PRIOR_TABLE if r.draw_b] == ["b_rhs", "b_ssp"]
+    rows = {r.key: r for r in PRIOR_TABLE}
+    rng = np.random.default_rng(3)
+    n = 50_000
+    # spike-and-slab with r fixed near 1/2 (a narrow logit-normal) and tau ~ Exp(rate 2):
+    # beta = raw * r * tau, E|beta| = E|raw| E r E tau = 0.5 * 0.5 * 0.5
+    d = {"ssp_raw_scale": 0.5, "ssp_logit_mu": 0.0, "ssp_logit_sd": 1e-6, "ssp_lo": 0.001,
+         "ssp_hi": 0.999, "ssp_tau_rate": np.array([2.0, 2.0])}
+    b = rows["b_ssp"].draw_b(n, 2, d, rng)
+    # SD of |beta|: sqrt(E raw^2 E r^2 E tau^2 - 0.125^2) = sqrt(0.5 * 0.25 * 0.5 - 0.0156) ~ 0.22
+    assert b.shape == (n, 2)
+    assert np.abs(b).mean() == pytest.approx(0.125, abs=4 * 0.22 / math.sqrt(n))
+    # horseshoe with a tiny global scale: beta is close to 0 (|beta| <= |z| lambda~ tau)
+    d = {"hs_tau0": 1e-8, "hs_slab_df": 4.0, "hs_slab_scale": 2.0}
+    b = rows["b_rhs"].draw_b(n, 3, d, rng)
+    assert b.shape == (n, 3) and np.median(np.abs(b)) < 1e-6
+    # and the shrinkage priors cannot hold single coefficients fixed
+    for p in (prior_rhs(y_range=(1, 5)), prior_ssp(y_range=(1, 5))):
+        assert build_spec(F, debate, prior=p).prior.kind.joint_b

@@ -106,8 +106,9 @@ def check_classic_args(model: Any, method: Any) -> str | None:
     """The estimation method of ``Model.classic()`` after checking that the model can be fitted
     classically (a formula model with the flat prior): ``"REML"``, ``"ML"`` or None (the
     family's default)."""
-    pname = getattr(getattr(model.spec, "prior", None), "name", None)
-    if model.spec is None or pname != "flat":
+    prior = getattr(model.spec, "prior", None)
+    pname = getattr(prior, "name", None)
+    if model.spec is None or prior is None or prior.kind.proper:
         raise ValueError(
             "classic() needs a model with the flat prior (prior=prior_flat(), the default); "
             f"this model has prior {pname or 'unknown'!r}: use optimize() or sample()"

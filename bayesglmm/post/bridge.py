@@ -269,9 +269,9 @@ def bridge_sampler(
         raise ValueError(f"split must be one of {', '.join(repr(m) for m in SPLITS)}, "
                          f"got {split!r}.")
     spec = getattr(fit.model, "spec", None)
-    prior_name = getattr(getattr(spec, "prior", None), "name", None) or getattr(
-        fit.model, "prior_name", None)
-    if prior_name == "flat":
+    # the model's prior (the t-test's: it has no spec), as its row of the prior table
+    kind = getattr(getattr(spec, "prior", None) or getattr(fit.model, "prior", None), "kind", None)
+    if kind is not None and not kind.proper:
         raise ValueError(
             "bridge sampling needs proper priors: this model has flat (improper) priors, so its "
             "marginal likelihood does not exist. Refit with e.g. prior=prior_normal()."

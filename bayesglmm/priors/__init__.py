@@ -30,7 +30,9 @@ keys are per-parameter overrides: ``{"name": "weak", "sd_ratio": 1}``, ``{"b_sd"
 ``{"b[talk]": 2.5, "sigma": 1.0}``.
 
 Modules: ``constructors`` (the ``prior_*`` functions, :class:`Prior`, :func:`make_prior`),
-``table`` (:data:`PRIOR_TABLE`, :func:`prior_blocks`, :func:`default_adapt_delta`),
+``table`` (:data:`PRIOR_KINDS`: one row per prior with the properties other modules read --
+``proper``, ``joint_b``, ``ttest`` --; :data:`PRIOR_TABLE`: one row per prior term;
+:func:`prior_blocks`, :func:`default_adapt_delta`),
 ``resolve`` (:class:`ResolvedPrior`, :func:`resolve_prior`). Every public name is re-exported here.
 
 Examples
@@ -52,15 +54,27 @@ from .constructors import (
     prior_weak,
 )
 from .resolve import ResolvedPrior, ZeroPart, resolve_prior, weak_constants
-from .table import DEFAULT_ADAPT_DELTA, PRIOR_TABLE, PriorTerm, default_adapt_delta, prior_blocks
+from .table import (
+    DEFAULT_ADAPT_DELTA,
+    PRIOR_KINDS,
+    PRIOR_TABLE,
+    PriorKind,
+    PriorTerm,
+    TTestPrior,
+    default_adapt_delta,
+    prior_blocks,
+)
 
 __all__ = [
     "DEFAULT_ADAPT_DELTA",
+    "PRIOR_KINDS",
     "PRIOR_NAMES",
     "PRIOR_TABLE",
     "Prior",
+    "PriorKind",
     "PriorTerm",
     "ResolvedPrior",
+    "TTestPrior",
     "ZeroPart",
     "default_adapt_delta",
     "make_prior",

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..families import EXTRA_PARAMS
+from .table import PRIOR_KINDS, PriorKind
 
 __all__ = ["PRIOR_NAMES", "Prior", "make_prior", "prior_flat", "prior_jzs", "prior_normal", "prior_rhs", "prior_ssp", "prior_weak"]
 
 
-PRIOR_NAMES = ("flat", "normal", "weak", "rhs", "ssp", "jzs")
+PRIOR_NAMES = tuple(PRIOR_KINDS)  # ("flat", "normal", "weak", "rhs", "ssp", "jzs")
 
 
 _EXTRA_ARGS = tuple(p.prior_arg for p in EXTRA_PARAMS if not p.always_prior) + (
@@ -26,10 +27,16 @@ _EXTRA_ARGS = tuple(p.prior_arg for p in EXTRA_PARAMS if not p.always_prior) + (
 class Prior:
     """A user's prior choice (not yet tied to data). Build with prior_flat/normal/weak."""
 
-    name: str  # 'flat' | 'normal' | 'weak'
+    name: str  # a key of PRIOR_KINDS: 'flat' | 'normal' | 'weak' | 'rhs' | 'ssp' | 'jzs'
     args: tuple[tuple[str, Any], ...] = ()  # constructor arguments, sorted by name
     y_range: tuple[float, float] | None = None
     overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kind(self) -> PriorKind:
+        """The prior's row of the prior table (:data:`PRIOR_KINDS`): what the package asks
+        about it (``proper``, ``joint_b``, ``ttest``)."""
+        return PRIOR_KINDS[self.name]
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of one argument of the prior.

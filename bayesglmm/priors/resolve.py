@@ -15,6 +15,7 @@ from .constructors import (
     PRIOR_NAMES,
     Prior,
 )
+from .table import PRIOR_KINDS, PriorKind
 
 __all__ = ["ResolvedPrior", "ZeroPart", "resolve_prior", "weak_constants"]
 
@@ -52,6 +53,11 @@ class ResolvedPrior:
 
     def has(self, term: str) -> bool:
         return term in self.terms
+
+    @property
+    def kind(self) -> PriorKind:
+        """The prior's row of the prior table (:data:`PRIOR_KINDS`)."""
+        return PRIOR_KINDS[self.name]
 
     def describe(self) -> list[str]:
         """Human-readable prior statements (for printing)."""

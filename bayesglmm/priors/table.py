@@ -1,15 +1,99 @@
-"""The prior table: one :class:`PriorTerm` per prior term (its Stan snippet, data and the
-parameters it applies to), the Stan blocks a set of terms needs, and the default target
-acceptance rate per prior."""
+"""The prior table: one :class:`PriorKind` per prior (one per ``prior_*`` constructor: what the
+rest of the package asks about a prior, so that no module outside ``priors/`` compares prior
+names), one :class:`PriorTerm` per prior term (its Stan snippet, data and the parameters it
+applies to), the Stan blocks a set of terms needs, and the default target acceptance rate per
+prior."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from scipy import stats
+
 from ..families import EXTRA_PARAMS, ExtraParam
 
-__all__ = ["DEFAULT_ADAPT_DELTA", "PRIOR_TABLE", "PriorTerm", "default_adapt_delta", "prior_blocks"]
+__all__ = ["DEFAULT_ADAPT_DELTA", "PRIOR_KINDS", "PRIOR_TABLE", "PriorKind", "PriorTerm", "TTestPrior",
+           "default_adapt_delta", "prior_blocks"]
+
+
+# ----------------------------------------------------------------------------- prior kinds
+
+
+@dataclass(frozen=True)
+class TTestPrior:
+    """How ``ttest()`` uses a prior: the prior of its Stan program and its hyperparameters.
+
+    ``label``: the prior named in the program's header comment; ``effect``: the effect
+    parameter (``"diff"``, or ``"delta"``, the standardised difference, under the JZS prior),
+    the one ``with_fixed`` holds; ``effect_prior``: the program's prior block (``"none"``,
+    ``"normal"``: normal priors on the difference and the mean, exponential on the SDs;
+    ``"cauchy"``: delta ~ Cauchy(0, r) with Jeffreys' prior on the SDs); ``data``: the
+    hyperparameters, ``data(prior, paired, n1, n2)`` with the group sizes ``n1``, ``n2``
+    (``n2 = 0`` when paired).
+    """
+
+    label: str
+    effect: str
+    effect_prior: str
+    data: Callable[[Any, bool, int, int], dict[str, float]]
+
+
+def _ttest_normal(prior: Any, paired: bool, n1: int, n2: int) -> dict[str, float]:
+    """prior_normal(): its b_sd on the difference, sigma_rate on the SDs, mu_sd on the mean."""
+    d = {"diff_sd": prior.get("b_sd") or 10.0, "sd_rate": prior.get("sigma_rate") or 0.2}
+    if not paired:
+        d.update(mean_mu=0.0, mean_sd=prior.get("mu_sd") or prior.get("Intercept_sd") or 10.0)
+    return {k: float(v) for k, v in d.items()}
+
+
+def _ttest_weak(prior: Any, paired: bool, n1: int, n2: int) -> dict[str, float]:
+    """prior_weak(): the y_range-scaled normal priors of a regression on a 0/1 group column."""
+    if prior.y_range is None:
+        raise ValueError("ttest with prior_weak() needs y_range=(low, high).")
+    lo, hi = prior.y_range
+    half = (hi - lo) / 2
+    base = half * prior.get("sd_ratio")
+    p = 0.5 if paired else n1 / (n1 + n2)
+    d = {"diff_sd": prior.get("max_beta") * base / math.sqrt(p * (1 - p)), "sd_rate": 1.0 / base}
+    if not paired:
+        d.update(mean_mu=(lo + hi) / 2, mean_sd=half)
+    return d
+
+
+@dataclass(frozen=True)
+class PriorKind:
+    """One prior (``prior_<name>()``): the properties the rest of the package reads.
+
+    ``proper``: the prior has prior terms (every prior but the improper flat one): the design
+    is centred and ``Intercept_c`` sampled, the marginal likelihood exists (bridge sampling),
+    and ``classic()`` (maximum likelihood) does not apply. ``joint_b``: why single
+    coefficients cannot be held fixed (``fixed=``) under this prior, or None when they can.
+    ``ttest``: how ``ttest()`` uses the prior, or None when it does not support it.
+    """
+
+    name: str
+    proper: bool = True
+    joint_b: str | None = None
+    ttest: TTestPrior | None = None
+
+
+PRIOR_KINDS: dict[str, PriorKind] = {k.name: k for k in (
+    PriorKind("flat", proper=False, ttest=TTestPrior("flat", "diff", "none", lambda *_: {})),
+    PriorKind("normal", ttest=TTestPrior("normal", "diff", "normal", _ttest_normal)),
+    PriorKind("weak", ttest=TTestPrior("normal", "diff", "normal", _ttest_weak)),
+    PriorKind("rhs", joint_b="the horseshoe shares its global scale across the coefficients"),
+    PriorKind("ssp", joint_b="the spike-and-slab coefficients are products of several parameters"),
+    PriorKind("jzs", joint_b="the JZS prior is one multivariate Cauchy on all coefficients",
+              ttest=TTestPrior("jzs", "delta", "cauchy",
+                               lambda prior, *_: {"jzs_r": float(prior.get("r"))})),
+)}
+
+
+# ----------------------------------------------------------------------------- prior terms
 
 
 @dataclass(frozen=True)
@@ -32,10 +116,39 @@ class PriorTerm:
     # default target acceptance rate of sample() (Stan's adapt_delta) when this term is present
     # and the user passes none (priors with hard posterior geometry need smaller steps)
     adapt_delta: float | None = None
+    on_b: bool = False  # a prior on the coefficients beta (prior draws need one for b[...])
+    # draws of beta from a coefficient prior built from auxiliary parameters (prior draws):
+    # draw_b(n, K, data, rng) -> (n, K) array
+    draw_b: Callable[[int, int, dict[str, Any], Any], Any] | None = None
 
     @property
     def per_group_term(self) -> bool:
         return "{k}" in self.key
+
+
+def _draw_rhs(n: int, K: int, d: dict, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws of the K coefficients from the regularized horseshoe (the b_rhs row):
+    beta = z * lambda_tilde * tau, with the row's data ``d``."""
+    z = rng.standard_normal((n, K))
+    lam = np.abs(rng.standard_cauchy((n, K)))
+    tau = d["hs_tau0"] * np.abs(rng.standard_cauchy((n, 1)))
+    a, b = 0.5 * d["hs_slab_df"], 0.5 * d["hs_slab_df"] * d["hs_slab_scale"] ** 2
+    c2 = 1.0 / rng.gamma(a, 1.0 / b, size=(n, 1))
+    lt = np.sqrt(c2 * lam**2 / (c2 + tau**2 * lam**2))
+    return z * lt * tau
+
+
+def _draw_ssp(n: int, K: int, d: dict, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws of the K coefficients from the spike-and-slab prior (the b_ssp row):
+    beta = beta_raw * r * tau, with the row's data ``d``."""
+    raw = rng.laplace(0.0, d["ssp_raw_scale"], size=(n, K))
+    mu, sd = d["ssp_logit_mu"], d["ssp_logit_sd"]
+    lo, hi = (np.log(v) - np.log1p(-v) if 0 < v < 1 else (-np.inf if v <= 0 else np.inf)
+              for v in (d["ssp_lo"], d["ssp_hi"]))
+    lr = stats.truncnorm.rvs((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd, size=(n, K),
+                             random_state=rng)
+    tau = rng.exponential(1.0 / np.asarray(d["ssp_tau_rate"], dtype=float), size=(n, K))
+    return raw / (1 + np.exp(-lr)) * tau
 
 
 def _exp_term(p: ExtraParam) -> PriorTerm:
@@ -55,7 +168,7 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
                "vector<lower=0>[K] b_sd;"),
               "target += normal_lpdf(beta | b_mu, b_sd);",
               "for (c in 1:(C - 1)) {\n  target += normal_lpdf(beta[, c] | b_mu, b_sd);\n}",
-              "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);"),
+              "target += normal_lpdf(beta_free | b_mu[free_idx], b_sd[free_idx]);", on_b=True),
     # the zero part of the zero-inflated families: logit P(structural zero) = X_zi * beta_zi
     PriorTerm("b_zi", "normal",
               ("vector[K_zi] b_zi_mu;  // beta_zi ~ normal(b_zi_mu, b_zi_sd), per zero-inflation column",
@@ -86,7 +199,7 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
                        "real tau_hs = hs_tau0 * tau_raw / sqrt(w_tau);  // half-Cauchy(0, hs_tau0)",
                        "vector[K] lambda_tilde = sqrt(c2 * square(lambda) ./ (c2 + square(tau_hs) * square(lambda)));",
                        "vector[K] beta = z .* lambda_tilde * tau_hs;"),
-              adapt_delta=0.99),
+              adapt_delta=0.99, on_b=True, draw_b=_draw_rhs),
     # spike-and-slab: beta = beta_raw .* ssp_r .* ssp_tau, non-centred. The Laplace density is
     # kept: writing it as a normal scale mixture, beta_raw = w sqrt(v), removes the kink at 0 but
     # adds a scale per coefficient and more divergences (bench/bench_shrinkage.py, sparse data,
@@ -108,7 +221,7 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
                       "vector<lower=ssp_lo, upper=ssp_hi>[K] ssp_r;  // inclusion weights",
                       "vector<lower=0>[K] ssp_tau;  // slab scales"),
               tparams=("vector[K] beta = beta_raw .* ssp_r .* ssp_tau;",),
-              adapt_delta=0.99),
+              adapt_delta=0.99, on_b=True, draw_b=_draw_ssp),
     # JZS (Zellner-Siow): beta ~ multivariate Cauchy(0, (jzs_r sigma)^2 (Xc'Xc/N)^-1), sampled
     # directly (centred: a non-centred g-mixture makes a funnel when the data inform beta);
     # Jeffreys prior on sigma
@@ -117,7 +230,8 @@ PRIOR_TABLE: tuple[PriorTerm, ...] = (
               "target += multi_student_t_cholesky_lpdf(beta | 1, rep_vector(0, K), jzs_r * sigma * jzs_L);\n"
               "target += -log(sigma);  // Jeffreys prior p(sigma) proportional to 1 / sigma",
               tdata=("// Cholesky factor of (Xc'Xc / N)^-1, the shape of the JZS prior",
-                     "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));")),
+                     "matrix[K, K] jzs_L = cholesky_decompose(inverse_spd(crossprod(Xc) / N));"),
+              on_b=True),
     *(_exp_term(p) for p in EXTRA_PARAMS),  # sigma, nu, shape, phi (the family table)
     PriorTerm("cutpoints", "normal",
               ("real<lower=0> cutpoint_sd;  // cutpoints ~ normal(0, cutpoint_sd)",),
