@@ -1,6 +1,7 @@
 """The family table: all families, response checks, links, rngs, no family-name comparisons
-outside the table and its snippets, and (slow) the log density BridgeStan computes from each
-generated program against a direct scipy computation."""
+outside the table and its snippets (nor prior-name comparisons outside the prior table), and
+(slow) the log density BridgeStan computes from each generated program against a direct scipy
+computation."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from scipy.special import betaln, expit, log_expit
 
 from bayesglmm.codegen import generate
 from bayesglmm.families import FAMILIES, FAMILY_NAMES, get_family
-from bayesglmm.priors import prior_flat, prior_normal
+from bayesglmm.priors import PRIOR_NAMES, PRIOR_TABLE, prior_flat, prior_normal
 from bayesglmm.spec import build_spec
 
 
@@ -67,20 +68,58 @@ _COMPARISONS = (
     re.compile(r"""\[\s*[\w.]*\b(fam|family)\.name\s*\]"""),
     re.compile(r"""\.get\(\s*[\w.]*\b(fam|family)\.name\b"""),
 )
+# the same for priors: comparisons with a prior name ("normal" is also a distribution, a
+# bridge-sampling method and a family alias, so it is found through the forms that follow),
+# and comparisons or lookups of a prior's name (prior.name, spec.prior.name, prior_name, pname)
+_PNAMES = "|".join(n for n in PRIOR_NAMES if n != "normal")
+# a prior or its name: prior, the_prior, spec.prior, fit.model.prior (+ .name), prior_name, pname
+_PRIOR = r"""(?<![\w.])(?:\w+\.)*(?:the_|r)?prior"""
+_PRIOR_NAME = rf"""(?:{_PRIOR}(?:\.name|_name)|(?<![\w.])pname)"""
+# the terms of the coefficient priors other than "b" (b_rhs, b_ssp, b_jzs) belong to the table
+_PTERMS = "|".join(r.key for r in PRIOR_TABLE if r.on_b and r.key != "b")
+_PRIOR_COMPARISONS = (
+    re.compile(rf"""["']({_PTERMS})["']"""),
+    re.compile(rf"""(==|!=)\s*["']({_PNAMES})["']"""),
+    re.compile(rf"""["']({_PNAMES})["']\s*(==|!=)"""),
+    re.compile(rf"""\bin\s*[(\[{{][^)\]}}]*["']({_PNAMES})["']"""),
+    re.compile(rf"""["']({_PNAMES})["']\s*:"""),
+    re.compile(rf"""(?:{_PRIOR_NAME}|{_PRIOR})\s*(==|!=)"""),
+    re.compile(rf"""(==|!=)\s*(?:{_PRIOR_NAME}|{_PRIOR})\b"""),
+    re.compile(rf"""{_PRIOR_NAME}\s+(not\s+)?in\b"""),
+    re.compile(rf"""\[\s*{_PRIOR_NAME}\s*\]"""),
+    re.compile(rf"""\.get\(\s*{_PRIOR_NAME}\b"""),
+)
+
+
+def _name_comparisons(root: Path, patterns, exempt) -> list[str]:
+    """Lines of the package and the templates that match one of ``patterns`` (file:line:
+    text), outside the files for which ``exempt(path relative to root)`` is true; Python
+    comments are ignored."""
+    files = sorted((root / "bayesglmm").rglob("*.py")) + sorted((root / "templates").rglob("*.j2"))
+    hits = []
+    for f in files:
+        rel = f.relative_to(root)
+        if exempt(rel):
+            continue
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
+            code = line.split("#")[0] if f.suffix == ".py" else line
+            if any(p.search(code) for p in patterns):
+                hits.append(f"{rel}:{i}: {line.strip()}")
+    return hits
 
 
 def family_name_comparisons(root: Path) -> list[str]:
     """Lines of the package and the templates that compare family names (file:line: text),
     outside the family table (bayesglmm/families.py) and the family snippets."""
-    files = [f for f in sorted((root / "bayesglmm").rglob("*.py")) if f.name != "families.py"]
-    files += sorted((root / "templates").rglob("*.j2"))
-    hits = []
-    for f in files:
-        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
-            code = line.split("#")[0] if f.suffix == ".py" else line
-            if any(p.search(code) for p in _COMPARISONS):
-                hits.append(f"{f.relative_to(root)}:{i}: {line.strip()}")
-    return hits
+    return _name_comparisons(root, _COMPARISONS, lambda rel: rel.name == "families.py"
+                             and rel.parts[0] == "bayesglmm")
+
+
+def prior_name_comparisons(root: Path) -> list[str]:
+    """Lines of the package and the templates that compare prior names, look things up by
+    a prior's name or name the terms of the shrinkage priors (file:line: text), outside the
+    prior table (bayesglmm/priors/)."""
+    return _name_comparisons(root, _PRIOR_COMPARISONS, lambda rel: rel.parts[:2] == ("bayesglmm", "priors"))
 
 
 def test_no_family_name_comparisons():
@@ -105,6 +144,38 @@ def test_family_name_comparisons_are_found(tmp_path):
         ["bayesglmm/m.py", "1"], ["bayesglmm/m.py", "2"], ["bayesglmm/m.py", "3"],
         ["bayesglmm/m.py", "6"], ["bayesglmm/m.py", "7"], ["bayesglmm/m.py", "8"],
         ["templates/t.stan.j2", "1"], ["templates/t.stan.j2", "2"]]
+
+
+def test_no_prior_name_comparisons():
+    """Priors are a table too (bayesglmm/priors/table.py, PRIOR_KINDS): other modules and
+    templates read a prior's row (``prior.kind.proper``, ``.joint_b``, ``.ttest``), never
+    its name."""
+    assert prior_name_comparisons(ROOT) == []
+
+
+def test_prior_name_comparisons_are_found(tmp_path):
+    """The prior check finds the forms it looks for (a planted module, template and a file of
+    the prior table, which may compare names)."""
+    (tmp_path / "bayesglmm" / "priors").mkdir(parents=True)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "bayesglmm" / "m.py").write_text(
+        'a = spec.prior.name != "flat"\nb = "jzs" == name\nif p in ("rhs", "ssp"):\n'
+        '    pass\nJOINT = {"jzs": "one Cauchy"}\nc = prior.name == "normal"\n'
+        'if prior_name == "weak":\n    pass\nd = pname != "normal"\n'
+        'e = spec.prior.name in JOINT\nf = JOINT[spec.prior.name]\ng = JOINT.get(prior_name)\n'
+        'h = "normal" == the_prior.name\n'
+        'msg = f"prior_{spec.prior.name}() only"  # fine: prints the name\n'
+        'ok = spec.prior.kind.proper and method == "normal"  # fine: the table; not a prior\n'
+        'x = prior_name  # fine: "flat" == prior_name in a comment\n'
+        'has_b = "b_jzs" in terms\nDRAW = {"b_rhs": f}\n')
+    (tmp_path / "bayesglmm" / "priors" / "table.py").write_text('a = prior.name == "flat"\n')
+    (tmp_path / "templates" / "t.stan.j2").write_text(
+        '{% if prior == "normal" %}\n{% elif prior == "jzs" %}\n// {{ prior }} prior\n'
+        '{% if effect_prior == "cauchy" %}\n')
+    hits = prior_name_comparisons(tmp_path)
+    assert [h.split(":")[:2] for h in hits] == (
+        [["bayesglmm/m.py", str(i)] for i in (1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 17, 18)]
+        + [["templates/t.stan.j2", "1"], ["templates/t.stan.j2", "2"]])
 
 
 def test_every_family_has_its_snippet():
