@@ -78,7 +78,7 @@ def sampling_problems(fit: Any) -> list[str]:
             )
     if fit.lp.shape[1] < 4:  # R-hat and ESS need a few draws per chain
         return msgs
-    tab = fit.summary(inc_random=True).drop(index="lp", errors="ignore")
+    tab = fit._convergence_rows().drop(index="lp", errors="ignore")
     rhat = tab["rhat"].to_numpy()
     bad = [n for n, r in zip(tab.index, rhat) if np.isfinite(r) and r > RHAT_MAX]
     if bad and fit.chains > 1:

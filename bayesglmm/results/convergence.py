@@ -23,6 +23,12 @@ gets NaN, as in arviz; R-hat needs at least 2 chains.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
 import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.special import ndtri
@@ -165,8 +171,18 @@ def ess_mean(x: np.ndarray) -> np.ndarray:
 def mcse_mean(x: np.ndarray) -> np.ndarray:
     """Monte Carlo standard error (P,) of the posterior mean: SD / sqrt(mean ESS)."""
     x = np.asarray(x, dtype=float)
-    sd = x.reshape(-1, x.shape[2]).std(axis=0, ddof=1)
-    return sd / np.sqrt(ess_mean(x))
+    out = np.full(x.shape[2], np.nan)
+    ok = np.flatnonzero(~_invalid(x))
+    if ok.size:
+        y = x[:, :, ok]
+        out[ok] = _mcse(y, _split(y))
+    return out
+
+
+def _mcse(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """MCSE of the mean (p,) of valid draws ``y`` (chain, draw, p), ``s`` their split chains."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return y.reshape(-1, y.shape[2]).std(axis=0, ddof=1) / np.sqrt(_ess(s))
 
 
 def _rhat(z: np.ndarray) -> np.ndarray:
@@ -191,31 +207,68 @@ def rhat_rank(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def summary_diagnostics(x: np.ndarray, probs: tuple[float, float] = (0.025, 0.975)
+def summary_diagnostics(x: np.ndarray, probs: tuple[float, float] = (0.025, 0.975),
+                        mcse: bool = True, quantiles: np.ndarray | None = None
                         ) -> dict[str, np.ndarray]:
     """Every diagnostic of a posterior summary of draws ``x`` (chain, draw, P) in one pass.
 
     Returns ``{"ess_bulk", "ess_tail", "rhat", "mcse_mean"}``, each (P,): as
     :func:`ess_bulk`, the smaller of :func:`ess_quantile` at ``probs``, :func:`rhat_rank`
     and :func:`mcse_mean` (the rank-normalised split chains are computed once for the bulk
-    ESS and R-hat).
+    ESS and R-hat). ``mcse=False`` leaves out ``mcse_mean`` (one ESS computation less).
+    ``quantiles``: the (2, P) type-7 quantiles at ``probs`` of each variable's pooled draws
+    when the caller has them already (a posterior summary shows them), else computed here.
     """
     x = np.asarray(x, dtype=float)
     P = x.shape[2]
-    out = {k: np.full(P, np.nan) for k in ("ess_bulk", "ess_tail", "rhat", "mcse_mean")}
+    keys = ("ess_bulk", "ess_tail", "rhat") + (("mcse_mean",) if mcse else ())
+    out = {k: np.full(P, np.nan) for k in keys}
     ok = np.flatnonzero(~_invalid(x))
     if ok.size == 0:
         return out
     y = x[:, :, ok]
     s = _split(y)
-    z = _z_scale(s)
-    out["ess_bulk"][ok] = _ess(z)
     pooled = y.reshape(-1, ok.size)
-    q = np.quantile(pooled, probs, axis=0)
-    out["ess_tail"][ok] = np.minimum(*(_ess(_split((y <= qi).astype(float))) for qi in q))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["mcse_mean"][ok] = pooled.std(axis=0, ddof=1) / np.sqrt(_ess(s))
-    if x.shape[0] >= 2:
+    q = np.quantile(pooled, probs, axis=0) if quantiles is None else quantiles[:, ok]
+    chains = x.shape[0] >= 2
+
+    def bulk() -> tuple[np.ndarray, np.ndarray | None]:
+        z = _z_scale(s)
+        return _ess(z), (_rhat(z) if chains else None)
+
+    def folded() -> np.ndarray:
         med = np.median(s.reshape(-1, ok.size), axis=0)
-        out["rhat"][ok] = np.maximum(_rhat(z), _rhat(_z_scale(np.abs(s - med))))
+        return _rhat(_z_scale(np.abs(s - med)))
+
+    def tail() -> np.ndarray:
+        return np.minimum(*(_ess(_split((y <= qi).astype(float))) for qi in q))
+
+    # independent parts, each computed as it would be alone (so the numbers do not depend on
+    # the threads); the heavy numpy and FFT calls release the GIL
+    parts = [tail] + ([folded] if chains else []) + ([lambda: _mcse(y, s)] if mcse else [])
+    with _parallel(y.size) as run:
+        later = [run(f) for f in parts]
+        out["ess_bulk"][ok], rhat_bulk = bulk()
+        done = [f() for f in later]
+    out["ess_tail"][ok] = done[0]
+    if chains:
+        out["rhat"][ok] = np.maximum(rhat_bulk, done[1])
+    if mcse:
+        out["mcse_mean"][ok] = done[-1]
     return out
+
+
+PARALLEL_MIN_DRAWS = 40_000  # draws x variables below which the parts run one after another
+
+
+@contextmanager
+def _parallel(size: int) -> Iterator[Callable[[Callable[[], Any]], Callable[[], Any]]]:
+    """``run(f)`` starts ``f()`` in a worker thread (two workers, when the machine has more
+    than one core and ``size`` is at least :data:`PARALLEL_MIN_DRAWS`) or defers it, and
+    returns a function that gives its result."""
+    workers = min(2, os.cpu_count() or 1)
+    if workers < 2 or size < PARALLEL_MIN_DRAWS:
+        yield lambda f: f
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield lambda f: pool.submit(f).result

@@ -4,6 +4,7 @@ random effects, arviz ``InferenceData``, bridge sampling and Bayes factors."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 
 from ..core.arviz_adapter import inference_data
 from ..core.naming import ParamName
+from . import convergence
 from .base import Fit
 from .summary import (
     SUMMARY_COLUMNS,
@@ -21,6 +23,7 @@ from .summary import (
     call_line,
     check_scale,
     fmt_table,
+    kde_mode,
     mcmc_summary_table,
     observed_response,
 )
@@ -181,17 +184,54 @@ class MCMCFit(Fit):
         return pd.DataFrame(cols)
 
     # summaries ---------------------------------------------------------------
-    def _summary_rows(self, sel: Sequence[int]) -> pd.DataFrame:
-        """Summary rows for ``lp`` and the parameters at positions ``sel`` (computed once)."""
+    def _stacked(self, keys: Sequence[int | str]) -> tuple[np.ndarray, list[int]]:
+        """(draws (chain, draw, 1 + k) of ``lp`` and the k parameters among ``keys``, the
+        columns of ``keys`` in it): ``lp`` always first, built as the summary always was
+        (the memory layout decides the last bit of the sums)."""
+        idx = [k for k in keys if k != "lp"]
+        arr = np.concatenate([self.lp[:, :, None], self._draws[:, :, idx]], axis=2)
+        pos = {k: j for j, k in enumerate(["lp", *idx])}
+        return arr, [pos[k] for k in keys]
+
+    def _summary_rows(self, sel: Sequence[int],
+                      cols: Sequence[str] = (*SUMMARY_COLUMNS, "mcse_mean")) -> pd.DataFrame:
+        """Summary columns ``cols`` of ``lp`` and the parameters at positions ``sel``.
+
+        Each statistic of a row is computed once and kept. The vectorised ones (mean, sd,
+        quantiles, ESS, R-hat) are computed for all missing rows at once; the KDE mode
+        (``map``, one variable at a time) and ``mcse_mean`` (an ESS of its own) only for the
+        rows that ask for them: the sampling diagnostics after ``sample()`` read the ESS and
+        R-hat of every quantity, random effects included, while the printed table shows the
+        modes of a few.
+        """
         cache = self.__dict__.setdefault("_summary_cache", {})
-        todo = [i for i in sel if i not in cache]
-        if "lp" not in cache or todo:
-            arr = np.concatenate([self.lp[:, :, None], self._draws[:, :, todo]], axis=2)
-            tab = mcmc_summary_table(arr, ["lp"] + [self._params[i].user for i in todo])
-            cache.setdefault("lp", tab.iloc[[0]])
-            for r, i in enumerate(todo, start=1):
-                cache[i] = tab.iloc[[r]]
-        return pd.concat([cache["lp"]] + [cache[i] for i in sel])
+        keys: list[int | str] = ["lp", *sel]
+        todo = [k for k in dict.fromkeys(keys) if k not in cache]
+        if todo:
+            arr, cols_of = self._stacked(todo)
+            rows = mcmc_summary_table(arr, [str(j) for j in range(arr.shape[2])], modes=False,
+                                      mcse=False).to_dict("records")
+            for k, j in zip(todo, cols_of):
+                cache[k] = rows[j]
+        if "map" in cols:
+            for k in keys:
+                if "map" not in cache[k]:
+                    cache[k]["map"] = kde_mode(self.lp if k == "lp" else self._draws[:, :, k])
+        need = [k for k in dict.fromkeys(keys) if "mcse_mean" not in cache[k]]
+        if "mcse_mean" in cols and need:
+            arr, cols_of = self._stacked(need)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                values = convergence.mcse_mean(arr)[cols_of]
+            for k, v in zip(need, values):
+                cache[k]["mcse_mean"] = float(v)
+        index = pd.Index(["lp"] + [self._params[i].user for i in sel], name="variable")
+        return pd.DataFrame({c: [cache[k][c] for k in keys] for c in cols}, index=index)
+
+    def _convergence_rows(self) -> pd.DataFrame:
+        """ESS (bulk, tail) and R-hat of ``lp`` and every parameter (random effects
+        included), for the sampling diagnostics."""
+        return self._summary_rows(self._select(None, True), ("ess_bulk", "ess_tail", "rhat"))
 
     def summary(
         self, pars: Sequence[str] | str | None = None, inc_random: bool = False, mcse: bool = False
@@ -217,9 +257,7 @@ class MCMCFit(Fit):
         >>> fit.summary(pars=["b", "sigma"])  # doctest: +SKIP
         """
         sel = self._select(pars, inc_random)
-        df = self._summary_rows(sel)
-        cols = list(SUMMARY_COLUMNS) + (["mcse_mean"] if mcse else [])
-        return df[cols].copy()
+        return self._summary_rows(sel, list(SUMMARY_COLUMNS) + (["mcse_mean"] if mcse else []))
 
     def _method_lines(self) -> list[str]:
         """The printed lines describing the method (subclasses for other algorithms)."""

@@ -56,35 +56,36 @@ def kde_mode(x: np.ndarray, n_grid: int = 512, cut: float = 3.0) -> float:
     return float(grid[int(np.argmax(dens))])
 
 
-def mcmc_summary_table(arr: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+def mcmc_summary_table(arr: np.ndarray, names: Sequence[str], *, modes: bool = True,
+                       mcse: bool = True) -> pd.DataFrame:
     """Summary of draws ``arr`` with shape (chain, draw, variable), one row per name.
 
     Columns: mean, sd, map (KDE mode), q2.5, q97.5, ess_bulk, ess_tail, rhat, plus ``mcse_mean`` (Monte Carlo SE of the mean) kept
     as the last column for tests and diagnostics. ESS, R-hat and MCSE are arviz's definitions,
     computed for all variables at once (:mod:`bayesglmm.results.convergence`).
+    ``modes=False`` leaves out the ``map`` column and ``mcse=False`` the ``mcse_mean`` column
+    (the two statistics computed one variable at a time or with an ESS of their own); the
+    other columns do not change.
     """
     arr = np.asarray(arr, dtype=float)
     C, D, P = arr.shape
     pooled = arr.reshape(C * D, P)
+    q = np.percentile(pooled, [2.5, 97.5], axis=0)  # linear interpolation (R type 7)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        diag = convergence.summary_diagnostics(arr)  # R-hat compares chains: NaN for one
-    q = np.percentile(pooled, [2.5, 97.5], axis=0)  # linear interpolation (R type 7)
-    df = pd.DataFrame(
-        {
-            "mean": pooled.mean(axis=0),
-            "sd": pooled.std(axis=0, ddof=1) if C * D > 1 else np.full(P, np.nan),
-            "map": [kde_mode(pooled[:, i]) for i in range(P)],
-            "q2.5": q[0],
-            "q97.5": q[1],
-            "ess_bulk": diag["ess_bulk"],
-            "ess_tail": diag["ess_tail"],
-            "rhat": diag["rhat"],
-            "mcse_mean": diag["mcse_mean"],
-        },
-        index=pd.Index(list(names), name="variable"),
-    )
-    return df
+        # R-hat compares chains: NaN for one; the tail ESS is that of the same quantiles
+        diag = convergence.summary_diagnostics(arr, mcse=mcse, quantiles=q)
+    cols: dict[str, Any] = {
+        "mean": pooled.mean(axis=0),
+        "sd": pooled.std(axis=0, ddof=1) if C * D > 1 else np.full(P, np.nan),
+    }
+    if modes:
+        cols["map"] = [kde_mode(pooled[:, i]) for i in range(P)]
+    cols.update({"q2.5": q[0], "q97.5": q[1], "ess_bulk": diag["ess_bulk"],
+                 "ess_tail": diag["ess_tail"], "rhat": diag["rhat"]})
+    if mcse:
+        cols["mcse_mean"] = diag["mcse_mean"]
+    return pd.DataFrame(cols, index=pd.Index(list(names), name="variable"))
 
 
 def fmt_table(df: pd.DataFrame, fmts: dict[str, Any], headers: dict[str, str] | None = None) -> str:
