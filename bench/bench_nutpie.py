@@ -35,8 +35,17 @@ processes) and the rest, the fixed overhead of the call (setting up, reading the
 building the fit, the sampling diagnostics), with its largest parts. Shares of one process's
 wall time are far less sensitive to the machine load than seconds.
 
+``--profile`` also measures the CPU seconds per call outside the sampler (cProfile with the
+process's CPU clock; nutpie's chain threads count under ``PySampler.wait``, CmdStan's processes
+not at all), which hardly depend on the machine load.
+
+``--settings default adam ...`` instead runs nutpie alone with each of the named sampler
+settings (:data:`NUTPIE_SETTINGS`) and writes bench/results/nutpie_settings.json: min ESS_bulk
+per 1000 leapfrog steps of warm-up and sampling (what a run of fixed length costs, free of the
+machine load), median over the seeds, and its ratio to nutpie's defaults.
+
 Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]
-[--profile N]``.
+[--profile N | --settings default adam ...]``.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results" / "nutpie.json"
 PROFILE_RESULTS = HERE / "results" / "nutpie_profile.json"
+SETTINGS_RESULTS = HERE / "results" / "nutpie_settings.json"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
@@ -166,8 +176,10 @@ def ratios(a: list[dict], b: list[dict]) -> dict:
                               round(statistics.median(y["wall_s"] for y in b), 3)]}
 
 
-# frames (function name as pyinstrument shows it) whose time is the sampler itself
-SAMPLER_FRAMES = {"nutpie": ("PySampler.wait",), "stan": ("ThreadPoolExecutor.__exit__",)}
+# frames (function name as pyinstrument shows it) whose time is the sampler itself, found
+# under the first frame of the pair (the summary runs a thread pool of its own)
+SAMPLER_FRAMES = {"nutpie": ("sample_nutpie", "PySampler.wait"),
+                  "stan": ("run_nuts", "ThreadPoolExecutor.__exit__")}
 # frames whose time is reported as a part of the fixed overhead
 OVERHEAD_PARTS = ("_arrow_to_arviz", "read_trace", "split_columns", "check_sampling",
                   "CmdStanMCMC.__init__", "extract_draws", "MCMCFit.__init__",
@@ -182,6 +194,52 @@ def _frame_times(frame, names: tuple[str, ...], out: dict[str, float]) -> None:
         return
     for child in frame.children:
         _frame_times(child, names, out)
+
+
+# the sampler's own frames as cProfile names them: (file ending, function name)
+SAMPLER_CPU = {"nutpie": ("~", "<method 'wait' of 'builtins.PySampler' objects>"),
+               "stan": ("concurrent/futures/_base.py", "__exit__")}  # under cmdstanpy
+# parts of the fixed overhead reported in CPU seconds per call (cProfile function names)
+CPU_PARTS = ("check_sampling", "read_trace", "nutpie_model", "extract_draws",
+             "cmdstan_model")
+
+
+def cpu_overhead(m, kw: dict, calls: int) -> dict:
+    """CPU seconds per ``sample()`` call outside the sampler itself (cProfile with the process's
+    CPU clock, which counts every thread of the process: nutpie's chains run in threads under
+    ``PySampler.wait``, CmdStan in child processes that it does not count), with named parts.
+    CPU time, unlike wall time, hardly depends on the machine load."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    for seed in range(2, 2 + calls):
+        m.sample(seed=seed, **kw)
+    prof.disable()
+    st = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, cumulative, callers)
+    total = max(v[3] for (f, _, fn), v in st.items()
+                if fn == "sample" and f.endswith("fitting.py"))
+    end, name = SAMPLER_CPU[kw["sampler"]]
+    inner = sum(ct for (f, _, fn), v in st.items() if fn == name and f.endswith(end)
+                for (cf, _, _), (_, _, _, ct) in v[4].items()  # called from the sampler's code
+                if "cmdstanpy" in cf or "nutpie" in cf)
+    parts = {}
+    for part in CPU_PARTS:
+        v = sum(x[3] for (_, _, fn), x in st.items() if fn == part)
+        if v:
+            parts[part] = round(v / calls, 4)
+    return {"cpu_s_per_call": round(total / calls, 4),
+            "sampler_cpu_s_per_call": round(inner / calls, 4),
+            "overhead_cpu_s_per_call": round((total - inner) / calls, 4),
+            "overhead_parts_cpu_s_per_call": parts}
+
+
+def _frames(frame, name: str) -> list:
+    """The outermost frames called ``name`` under ``frame``."""
+    if frame.function == name:
+        return [frame]
+    return [f for child in frame.children for f in _frames(child, name)]
 
 
 def profile(progs: dict, args) -> dict:
@@ -206,7 +264,9 @@ def profile(progs: dict, args) -> dict:
             root = prof.last_session.root_frame()
             total = root.time
             core: dict[str, float] = {}
-            _frame_times(root, SAMPLER_FRAMES[sampler], core)
+            outer, inner = SAMPLER_FRAMES[sampler]
+            for frame in _frames(root, outer):
+                _frame_times(frame, (inner,), core)
             parts: dict[str, float] = {}
             _frame_times(root, OVERHEAD_PARTS, parts)
             sampler_s = sum(core.values())
@@ -217,7 +277,65 @@ def profile(progs: dict, args) -> dict:
                 "overhead_parts_share": {k: round(v / total, 3) for k, v in
                                          sorted(parts.items(), key=lambda kv: -kv[1])},
                 "loadavg_1min": round(load, 2)}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[key][sampler].update(cpu_overhead(m, kw, args.profile))
             print(key, sampler, json.dumps(out[key][sampler]), flush=True)
+    return out
+
+
+# nutpie sampler settings compared by --settings (nutpie.sample keyword arguments)
+NUTPIE_SETTINGS = {
+    "default": {},
+    "adam": {"step_size_adapt_method": "adam"},
+    "switch40": {"mass_matrix_switch_freq": 40},
+    "switch160": {"mass_matrix_switch_freq": 160},
+    "no_grad_mass": {"use_grad_based_mass_matrix": False},
+    "jitter0": {"step_size_jitter": 0.0},
+}
+
+
+def settings_runs(progs: dict, args) -> dict:
+    """min ESS_bulk per 1000 leapfrog steps (warm-up + sampling: what a run of fixed length
+    costs, free of the machine load) of nutpie with each of ``args.settings``, per seed."""
+    from bayesglmm.inference.nutpie import sample_nutpie
+
+    out: dict[str, dict] = {}
+    for key, (m, names) in progs.items():
+        compiled, bs = m.compile(verbose=False), m.bridgestan_model(False)
+        out[key] = {}
+        for label in args.settings:
+            rows = []
+            for seed in args.seeds:
+                params, draws, stats, _, _ = sample_nutpie(
+                    compiled, bs, m.program, data=m.run_program.data, chains=args.chains,
+                    warmup=args.warmup, sampling=args.sampling, thin=1, seed=seed, delta=0.8,
+                    max_treedepth=10, verbose=False, save_warmup=True,
+                    nutpie_settings=NUTPIE_SETTINGS[label])
+                ess = min(float(az.ess(draws[:, :, i], method="bulk"))
+                          for i, p in enumerate(params)
+                          if (p.stan in names if names else not p.user.startswith("r_re")))
+                steps, warm = int(stats["n_steps"].sum()), int(stats["warmup"]["n_steps"].sum())
+                rows.append({"seed": seed, "min_ess_bulk": round(ess, 1), "leapfrog_steps": steps,
+                             "leapfrog_steps_warmup": warm,
+                             "ess_per_1000_steps_with_warmup": round(1000 * ess / (steps + warm), 3),
+                             "divergent": int(stats["diverging"].sum()),
+                             "loadavg_1min": round(os.getloadavg()[0], 2)})
+            per = [r["ess_per_1000_steps_with_warmup"] for r in rows]
+            out[key][label] = {"settings": NUTPIE_SETTINGS[label], "runs": rows,
+                               "median_ess_per_1000_steps_with_warmup": statistics.median(per),
+                               "median_min_ess_bulk": statistics.median(r["min_ess_bulk"]
+                                                                        for r in rows),
+                               "median_steps_warmup": statistics.median(r["leapfrog_steps_warmup"]
+                                                                        for r in rows),
+                               "median_steps": statistics.median(r["leapfrog_steps"]
+                                                                 for r in rows)}
+            base = out[key].get("default")
+            if base:
+                out[key][label]["over_default"] = round(
+                    statistics.median(per) / base["median_ess_per_1000_steps_with_warmup"], 3)
+            print(key, label, {k: v for k, v in out[key][label].items() if k != "runs"},
+                  flush=True)
     return out
 
 
@@ -231,6 +349,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--profile", type=int, default=0,
                     help="profile N sample() calls per sampler and program instead")
+    ap.add_argument("--settings", nargs="+", default=None, choices=list(NUTPIE_SETTINGS),
+                    help="compare nutpie's sampler settings (ESS per leapfrog step) instead; "
+                         "put 'default' first")
     args = ap.parse_args(argv)
 
     import nutpie
@@ -244,6 +365,23 @@ def main(argv: list[str] | None = None) -> dict:
         m.compile(verbose=False)
         compile_s[key] = round(time.perf_counter() - t0, 2)
     load_start = list(os.getloadavg())
+    if args.settings:
+        result = {"benchmark": "nutpie's sampler settings: min ESS_bulk per 1000 leapfrog steps "
+                               "of warm-up and sampling",
+                  "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "machine": {"nproc": os.cpu_count(), "nutpie": nutpie.__version__,
+                              "loadavg_1_5_15_start": load_start},
+                  "settings": {"chains": args.chains, "warmup": args.warmup,
+                               "sampling": args.sampling, "delta": 0.8, "seeds": args.seeds},
+                  "metric": "min ESS_bulk over the compared parameters per 1000 leapfrog steps "
+                            "(gradient evaluations) of warm-up and sampling, median over seeds; "
+                            "over_default: its ratio to nutpie's defaults (as sample() runs it)",
+                  "programs": settings_runs(progs, args)}
+        result["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
+        out = args.out or SETTINGS_RESULTS
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
     if args.profile:
         shares = profile(progs, args)
         result = {"benchmark": "where the wall time of sample() goes, nutpie and CmdStan",

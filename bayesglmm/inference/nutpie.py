@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.display import show_progress
 from ..core.naming import bridgestan_names
-from .nutpie_trace import arrow_batches, read_trace
+from .nutpie_trace import NutpieTrace, arrow_batches, read_trace
 
 __all__ = ["NUTPIE_STATS", "SUPPORTED", "constrain_draws", "import_nutpie", "run_nutpie",
            "sample_nutpie"]
@@ -123,6 +123,7 @@ def run_nutpie(
     init: Any = None,
     bs: Any = None,
     save_warmup: bool = False,
+    nutpie_settings: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, list[str]]]:
     """Run nutpie on ``compiled``'s BridgeStan library.
 
@@ -131,6 +132,9 @@ def run_nutpie(
     (:mod:`bayesglmm.inference.nutpie_init`). None: nutpie's own starting points (standard
     normal on the unconstrained scale). ``save_warmup=True`` also returns the warm-up sampler
     statistics (under the key ``"warmup"`` of the statistics, a dict of (chain, draw) arrays).
+    ``nutpie_settings``: further settings of nutpie's sampler (``nutpie.sample``'s keyword
+    arguments, e.g. ``{"step_size_adapt_method": "adam"}``; bench/bench_nutpie.py compares
+    them).
 
     Returns ``(unc, stats, (values, names))``: the kept draws on the unconstrained scale,
     shape (chain, draw, D), the sampler statistics under arviz's names
@@ -138,6 +142,20 @@ def run_nutpie(
     CmdStan names (:func:`flat_posterior`). Every ``thin``-th of the ``sampling`` draws is
     kept, as Stan does.
     """
+    trace = _run(compiled, data, chains=chains, warmup=warmup, sampling=sampling, thin=thin,
+                 seed=seed, delta=delta, max_treedepth=max_treedepth, low_rank=low_rank,
+                 verbose=verbose, init=init, bs=bs, save_warmup=save_warmup,
+                 nutpie_settings=nutpie_settings)
+    return trace.unconstrained, trace.stats, (trace.values, trace.names)
+
+
+def _run(compiled: Any, data: Mapping[str, Any], *, chains: int, warmup: int, sampling: int,
+         thin: int, seed: int, delta: float, max_treedepth: int, low_rank: bool = False,
+         verbose: bool = True, init: Any = None, bs: Any = None,
+         save_warmup: bool = False, nutpie_settings: Mapping[str, Any] | None = None
+         ) -> NutpieTrace:
+    """:func:`run_nutpie`'s run, as the trace read from nutpie (its names those of the
+    program's outputs, its statistics converted; the warm-up statistics under ``"warmup"``)."""
     nutpie = import_nutpie()
     if init is None:
         model, flat_names = nutpie_model(compiled, data, seed), None
@@ -151,6 +169,7 @@ def run_nutpie(
         save_warmup=save_warmup, progress_bar=show_progress(verbose),
         low_rank_modified_mass_matrix=bool(low_rank), store_unconstrained=True,
         target_accept=float(delta), maxdepth=int(max_treedepth), return_raw_trace=True,
+        **dict(nutpie_settings or {}),
     )
     trace = read_trace(arrow_batches(raw), NUTPIE_STATS, thin, warmup_stats=save_warmup)
     stats = trace.stats
@@ -161,8 +180,9 @@ def run_nutpie(
         stats["diverging"] = stats["diverging"].astype(float)
     if save_warmup:
         stats["warmup"] = trace.warmup_stats
-    names = trace.names if flat_names is None else flat_names
-    return trace.unconstrained, stats, (trace.values, names)
+    if flat_names is not None:
+        trace.names = flat_names
+    return trace
 
 
 def constrain_draws(bs: Any, unc: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -194,13 +214,18 @@ def sample_nutpie(compiled: Any, bs: Any, program: Any, data: Any = None, **sett
     unc)`` as the CmdStan path gives them (see
     :func:`bayesglmm.inference.sampling.split_columns`) plus the unconstrained draws.
     """
-    from ..core.naming import resolve_params
+    from ..core.naming import log_lik_names, resolve_params
     from .sampling import split_columns
 
-    unc, stats, (values, names) = run_nutpie(compiled, program.data if data is None else data,
-                                             bs=bs, **settings)
+    trace = _run(compiled, program.data if data is None else data, bs=bs, **settings)
+    unc, stats, names = trace.unconstrained, trace.stats, trace.names
     if sorted(names) != sorted(bridgestan_names(bs)):  # e.g. tuples, which nutpie names its own way
         values, names = constrain_draws(bs, unc, settings["seed"])
+        params = resolve_params(program, names)
+        draws, _, log_lik = split_columns(values, names, params)
+        return params, draws, stats, log_lik, unc
+    # the columns picked from the trace's blocks: no copy of every output first
     params = resolve_params(program, names)
-    draws, _, log_lik = split_columns(values, names, params)
-    return params, draws, stats, log_lik, unc
+    draws = trace.take([p.stan for p in params])
+    ll = log_lik_names(names)
+    return params, draws, stats, trace.take(ll) if ll else None, unc

@@ -30,10 +30,12 @@ class NutpieTrace:
 
     Attributes
     ----------
-    values : numpy.ndarray
-        The reported quantities, shape (chain, draw, K), in the order of ``names``.
+    blocks : dict of str to numpy.ndarray
+        The reported quantities, one (chain, draw, n) array per Stan variable (its n elements
+        in C order), in the trace's order; variables of size 0 left out.
     names : list of str
-        The K element names in cmdstanpy's spelling (``b[1]``, ``L[1,2]``: 1-based indices).
+        The element names of all blocks in order, in cmdstanpy's spelling (``b[1]``,
+        ``L[1,2]``: 1-based indices).
     unconstrained : numpy.ndarray
         The draws on the unconstrained scale, shape (chain, draw, D).
     stats : dict of str to numpy.ndarray
@@ -42,11 +44,46 @@ class NutpieTrace:
         The same statistics for the warm-up iterations (empty unless asked for).
     """
 
-    values: np.ndarray
+    blocks: dict[str, np.ndarray]
     names: list[str]
     unconstrained: np.ndarray
     stats: dict[str, np.ndarray]
     warmup_stats: dict[str, np.ndarray]
+
+    @property
+    def values(self) -> np.ndarray:
+        """All reported quantities, shape (chain, draw, K), in the order of ``names``."""
+        C, S = self.unconstrained.shape[:2]
+        if not self.blocks:
+            return np.empty((C, S, 0))
+        return np.concatenate(list(self.blocks.values()), axis=2)
+
+    def take(self, wanted: Sequence[str]) -> np.ndarray:
+        """The draws (chain, draw, len(wanted)) of the elements named ``wanted``.
+
+        A whole block asked for in its order is returned as it is (no copy: the pointwise
+        log-likelihood); otherwise the elements are copied into an array laid out as numpy
+        lays out ``values[:, :, index_list]`` (each element's draws contiguous), so sums
+        over it round as they did when the draws were picked from ``values``.
+        """
+        wanted = list(wanted)
+        where: dict[str, tuple[str, int]] = {}
+        names = iter(self.names)
+        for block, x in self.blocks.items():
+            for i in range(x.shape[2]):
+                where[next(names)] = (block, i)
+        if wanted:
+            block, first = where[wanted[0]]
+            x = self.blocks[block]
+            if first == 0 and len(wanted) == x.shape[2] \
+                    and all(where[n] == (block, i) for i, n in enumerate(wanted)):
+                return x
+        C, S = self.unconstrained.shape[:2]
+        out = np.empty((len(wanted), C, S)).transpose(1, 2, 0)
+        for j, name in enumerate(wanted):
+            block, i = where[name]
+            out[:, :, j] = self.blocks[block][:, :, i]
+        return out
 
 
 def arrow_batches(raw: Any) -> tuple[list[Any], list[Any]]:
@@ -135,18 +172,14 @@ def read_trace(batches: tuple[Sequence[Any], Sequence[Any]], stats: Mapping[str,
     kept = slice(tune, total, thin)
     groups = _output_names(draw_batches[0])
     names = [n for _, elems in groups for n in elems]
-    C, S = len(draw_batches), len(range(tune, total, thin))
-    values = np.empty((C, S, len(names)))
-    for c, batch in enumerate(draw_batches):
-        k = 0
-        for col, elems in groups:
-            x = _column(batch, col, kept)
-            values[c, :, k:k + len(elems)] = x.reshape(S, len(elems))
-            k += len(elems)
+    S = len(range(tune, total, thin))
+    blocks = {col: np.stack([_column(b, col, kept).reshape(S, len(elems))
+                             for b in draw_batches]).astype(float, copy=False)
+              for col, elems in groups}
     present = [s for s in stats if s in stat_batches[0].column_names]
     unc = np.stack([_column(b, _UNCONSTRAINED, kept) for b in stat_batches]).astype(float)
     return NutpieTrace(
-        values=values, names=names, unconstrained=unc,
+        blocks=blocks, names=names, unconstrained=unc,
         stats=_stack(stat_batches, present, stats, kept),
         warmup_stats=_stack(stat_batches, present, stats, slice(0, tune)) if warmup_stats else {},
     )
