@@ -86,3 +86,31 @@ def test_run_nutpie_types_and_seed_reproducibility(sleep_model):
     np.testing.assert_array_equal(values, b[2][0])
     np.testing.assert_array_equal(unc, b[0])
     assert names == b[2][1]
+
+
+def test_take_picks_columns_as_values_indexing_does():
+    """NutpieTrace.take: the elements asked for, equal to ``values[:, :, idx]`` and laid out
+    as that fancy indexing lays them out (so sums over them round alike); a whole block asked
+    for in order is the block itself (no copy); renamed elements (the init path) are found."""
+    from bayesglmm.inference.nutpie_trace import NutpieTrace
+
+    rng = np.random.default_rng(3)
+    blocks = {"b": rng.normal(size=(2, 5, 3)), "sigma": rng.normal(size=(2, 5, 1)),
+              "log_lik": rng.normal(size=(2, 5, 4))}
+    names = ["b[1]", "b[2]", "b[3]", "sigma"] + [f"log_lik[{i}]" for i in range(1, 5)]
+    trace = NutpieTrace(blocks=blocks, names=names, unconstrained=np.zeros((2, 5, 4)),
+                        stats={}, warmup_stats={})
+    values = trace.values
+    assert values.shape == (2, 5, 8)
+    want = ["sigma", "b[3]", "b[1]", "log_lik[2]"]
+    idx = [names.index(n) for n in want]
+    got, ref = trace.take(want), values[:, :, idx]
+    np.testing.assert_array_equal(got, ref)
+    assert got.strides == ref.strides
+    ll = [n for n in names if n.startswith("log_lik")]
+    assert trace.take(ll) is blocks["log_lik"]
+    assert trace.take(ll[::-1]) is not blocks["log_lik"]
+    np.testing.assert_array_equal(trace.take(ll[::-1]), values[:, :, [7, 6, 5, 4]])
+    assert trace.take([]).shape == (2, 5, 0)
+    trace.names = [f"theta[{i}]" for i in range(1, 9)]
+    np.testing.assert_array_equal(trace.take(["theta[4]"]), values[:, :, [3]])
