@@ -42,7 +42,7 @@ not at all), which hardly depend on the machine load.
 ``--settings default adam ...`` instead runs nutpie alone with each of the named sampler
 settings (:data:`NUTPIE_SETTINGS`) and writes bench/results/nutpie_settings.json: min ESS_bulk
 per 1000 leapfrog steps of warm-up and sampling (what a run of fixed length costs, free of the
-machine load), median over the seeds, and its ratio to nutpie's defaults.
+machine load) and per CPU second, medians over the seeds, and their ratios to nutpie's defaults.
 
 Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]
 [--profile N | --settings default adam ...]``.
@@ -292,6 +292,7 @@ NUTPIE_SETTINGS = {
     "switch160": {"mass_matrix_switch_freq": 160},
     "no_grad_mass": {"use_grad_based_mass_matrix": False},
     "jitter0": {"step_size_jitter": 0.0},
+    "low_rank": {"low_rank": True},  # sample(low_rank=True): nutpie's low-rank mass matrix
 }
 
 
@@ -306,12 +307,16 @@ def settings_runs(progs: dict, args) -> dict:
         out[key] = {}
         for label in args.settings:
             rows = []
+            extra = dict(NUTPIE_SETTINGS[label])
+            low_rank = bool(extra.pop("low_rank", False))
             for seed in args.seeds:
+                c0 = time.process_time()
                 params, draws, stats, _, _ = sample_nutpie(
                     compiled, bs, m.program, data=m.run_program.data, chains=args.chains,
                     warmup=args.warmup, sampling=args.sampling, thin=1, seed=seed, delta=0.8,
-                    max_treedepth=10, verbose=False, save_warmup=True,
-                    nutpie_settings=NUTPIE_SETTINGS[label])
+                    max_treedepth=10, verbose=False, save_warmup=True, low_rank=low_rank,
+                    nutpie_settings=extra)
+                cpu = time.process_time() - c0
                 ess = min(float(az.ess(draws[:, :, i], method="bulk"))
                           for i, p in enumerate(params)
                           if (p.stan in names if names else not p.user.startswith("r_re")))
@@ -320,6 +325,8 @@ def settings_runs(progs: dict, args) -> dict:
                              "leapfrog_steps_warmup": warm,
                              "ess_per_1000_steps_with_warmup": round(1000 * ess / (steps + warm), 3),
                              "divergent": int(stats["diverging"].sum()),
+                             "cpu_s": round(cpu, 3),
+                             "ess_per_cpu_s": round(ess / cpu, 1),
                              "loadavg_1min": round(os.getloadavg()[0], 2)})
             per = [r["ess_per_1000_steps_with_warmup"] for r in rows]
             out[key][label] = {"settings": NUTPIE_SETTINGS[label], "runs": rows,
@@ -329,11 +336,15 @@ def settings_runs(progs: dict, args) -> dict:
                                "median_steps_warmup": statistics.median(r["leapfrog_steps_warmup"]
                                                                         for r in rows),
                                "median_steps": statistics.median(r["leapfrog_steps"]
-                                                                 for r in rows)}
+                                                                 for r in rows),
+                               "median_ess_per_cpu_s": statistics.median(r["ess_per_cpu_s"]
+                                                                         for r in rows)}
             base = out[key].get("default")
             if base:
                 out[key][label]["over_default"] = round(
                     statistics.median(per) / base["median_ess_per_1000_steps_with_warmup"], 3)
+                out[key][label]["cpu_over_default"] = round(
+                    out[key][label]["median_ess_per_cpu_s"] / base["median_ess_per_cpu_s"], 3)
             print(key, label, {k: v for k, v in out[key][label].items() if k != "runs"},
                   flush=True)
     return out
@@ -375,7 +386,10 @@ def main(argv: list[str] | None = None) -> dict:
                                "sampling": args.sampling, "delta": 0.8, "seeds": args.seeds},
                   "metric": "min ESS_bulk over the compared parameters per 1000 leapfrog steps "
                             "(gradient evaluations) of warm-up and sampling, median over seeds; "
-                            "over_default: its ratio to nutpie's defaults (as sample() runs it)",
+                            "over_default: its ratio to nutpie's defaults (as sample() runs it); "
+                            "ess_per_cpu_s: per CPU second of the process (nutpie's chain "
+                            "threads included; a step of the low-rank mass matrix costs more), "
+                            "cpu_over_default its ratio",
                   "programs": settings_runs(progs, args)}
         result["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
         out = args.out or SETTINGS_RESULTS
