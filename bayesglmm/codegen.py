@@ -6,7 +6,8 @@ numbers -- data, design matrices, group indices and prior hyperparameters -- go 
 :attr:`StanProgram.data`. Same spec -> byte-identical code.
 
 Stan data names: ``N``, ``y``, ``C`` (ordinal), ``trials`` (binomial), ``K``, ``X`` (N x K, no
-intercept column), ``offsets`` (offset() terms); per grouping term k: ``N_k`` (groups), ``M_k``
+intercept column; for a mostly-zero design ``nnz_X``, ``X_w``, ``X_v``, ``X_u`` instead, its CSR
+form: :mod:`bayesglmm.design_csr`), ``offsets`` (offset() terms); per grouping term k: ``N_k`` (groups), ``M_k``
 (coefficients), ``J_k`` (1-based group of each row), ``Z_k`` (N x M_k, omitted for intercept-only
 terms); prior hyperparameters (see ``priors.PRIOR_TABLE``): ``Intercept_mu``, ``Intercept_sd``,
 ``b_mu``, ``b_sd``, ``sigma_rate``, ``nu_rate``, ``shape_rate``, ``phi_rate``, ``cutpoint_sd``,
@@ -33,6 +34,7 @@ import numpy as np
 from . import residcorr
 from ._paths import snippets_dir, templates_dir
 from .core.naming import ParamName, sd_name
+from .design_csr import csr_data
 from .families import Family
 from .priors import prior_blocks
 from .spec import ModelSpec
@@ -134,6 +136,8 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
         "centred": centred,
         "icpt": icpt,
         "X": "Xc" if centred else "X",
+        "sparse": bool(spec.sparse_X),
+        "Xbeta": _xbeta(spec),
         "alpha_vector": alpha_vector,
         "alpha": alpha,
         "groups": groups,
@@ -153,6 +157,16 @@ def _context(spec: ModelSpec) -> dict[str, Any]:
                           else "".join(parts))
     ctx["ctx"] = ctx
     return ctx
+
+
+def _xbeta(spec: ModelSpec) -> str:
+    """The Stan expression of the design times ``beta`` (the centred design when the program
+    centres it): a dense product, or a sparse one for a design in CSR form, where the centring
+    is applied to the product (``X * beta - means_X' * beta``) so that no dense copy is made."""
+    if not spec.sparse_X:
+        return ("Xc" if spec.centred else "X") + " * beta"
+    prod = "csr_matrix_times_vector(N, K, X_w, X_v, X_u, beta)"
+    return prod + (" - dot_product(means_X, beta)" if spec.centred else "")
 
 
 def tidy_code(code: str) -> str:
@@ -204,7 +218,11 @@ def stan_data(spec: ModelSpec) -> dict[str, Any]:
     if fam.needs_trials:
         d["trials"] = np.asarray(r.trials, dtype=np.int64)
     d["K"] = int(spec.fixed.K)
-    d["X"] = np.ascontiguousarray(spec.fixed.X, dtype=float).reshape(spec.n_obs, spec.fixed.K)
+    if spec.sparse_X:  # a mostly-zero design, in CSR form (bayesglmm/design_csr.py)
+        d.update(csr_data(np.asarray(spec.fixed.X).reshape(spec.n_obs, spec.fixed.K)))
+    else:
+        d["X"] = np.ascontiguousarray(spec.fixed.X, dtype=float).reshape(spec.n_obs,
+                                                                          spec.fixed.K)
     if spec.zi is not None:  # zero-inflated families: logit P(structural zero) = X_zi * beta_zi
         X_zi = zi_design(spec)
         d["K_zi"] = int(X_zi.shape[1])

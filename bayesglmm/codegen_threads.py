@@ -10,7 +10,8 @@ plain fits never pay for it.
 Slicing: the observations ``1..N`` are cut into contiguous slices (``obs_seq``, at least
 ``grainsize`` rows each). A slice computes its own part of the linear predictor (rows of the
 design matrix, the offsets, each row's group effects ``r_k[J_k]`` or
-``rows_dot_product(Z_k, r_k[J_k])``) and returns the family's log density of its rows: the
+``rows_dot_product(Z_k, r_k[J_k])``; a design in CSR form is cut to the slice's rows: its
+entries ``X_u[start]`` to ``X_u[end + 1] - 1`` and row starts shifted to 1) and returns the family's log density of its rows: the
 family's ``*_glm`` density where the plain program uses it, else its vectorised density. The
 group-level effects ``r_k`` are computed once per evaluation in the model block and shared by
 the slices; their priors stay in the model block.
@@ -110,9 +111,10 @@ def threads_context(ctx: Mapping[str, Any], env: Any) -> dict[str, Any]:
     params = _declarations(_macro(fam, "params"))
     per_obs = [d["name"] for d in data if d["per_obs"]]
     X = f"{ctx['X']}[start:end]"
+    sparse = bool(ctx.get("sparse"))
     # a family's transformed data are whole-data quantities (e.g. a sum over all rows), so the
-    # *_glm form is used only by families without them
-    glm = "" if tdata_text else _macro(fam, "glm", X, ctx["alpha"])
+    # *_glm form is used only by families without them (and not with a design in CSR form)
+    glm = "" if tdata_text or sparse else _macro(fam, "glm", X, ctx["alpha"])
     expr = _slice(glm or _macro(fam, "vec"), per_obs)
 
     mu = ""
@@ -122,13 +124,22 @@ def threads_context(ctx: Mapping[str, Any], env: Any) -> dict[str, Any]:
             mu = f"matrix[n, C - 1] mu = {X} * beta{rest};  // one column per transition"
         else:
             rest = f" + {ctx['alpha']}" if ctx["alpha"] != "0" else ""
-            mu = f"vector[n] mu = {X} * beta{rest};  // linear predictor of the slice"
+            xb = f"{X} * beta"
+            if sparse:  # the slice's rows of the CSR design (rows_csr)
+                xb = ("csr_matrix_times_vector(n, rows(beta), X_w[a:b], X_v[a:b], u, beta)"
+                      + (" - dot_product(means_X, beta)" if ctx["centred"] else ""))
+            mu = f"vector[n] mu = {xb}{rest};  // linear predictor of the slice"
     used = f"{expr} {mu}"
     args: list[tuple[str, str]] = []  # (function argument type, name), in call order
     for d in data:
         if _uses(used, d["name"]):
             args.append((("data " if d["type"] != "int" else "") + d["type"], d["name"]))
-    args.append(("data matrix", ctx["X"]))
+    if sparse:
+        args += [("data vector", "X_w"), ("data array[] int", "X_v"), ("data array[] int", "X_u")]
+        if ctx["centred"]:
+            args.append(("data vector", "means_X"))
+    else:
+        args.append(("data matrix", ctx["X"]))
     args.append(("matrix" if ctx["family"]["category_specific"] else "vector", "beta"))
     if ctx["intercept"]:
         args.append(("real", ctx["icpt"]))
@@ -159,4 +170,5 @@ def threads_context(ctx: Mapping[str, Any], env: Any) -> dict[str, Any]:
         "eta_lines": eta_lines,
         "mu": mu,
         "expr": expr,
+        "rows_csr": sparse,
     }

@@ -20,6 +20,9 @@ the same templates with every such choice turned into Stan data:
 * every prior term of :data:`bayesglmm.priors.PRIOR_TABLE` that adds no parameters gets a flag
   ``prior_<term>`` (0: flat) and its hyperparameters as data.
 
+The design is read dense: a model whose own program reads it in CSR form
+(``spec.sparse_X``, :mod:`bayesglmm.design_csr`) is not covered (:func:`covers`).
+
 The zero-inflated families' zero part (``K_zi``, ``X_zi``, ``beta_zi``) is data and a parameter
 of their snippets in both programs. A family variant (the common-effect sequential model,
 ``category_specific=False``) has a program of its own, named by :attr:`Family.program`
@@ -118,6 +121,9 @@ def covers(spec: ModelSpec | None) -> str | None:
                 "slots)")
     if fam.has_intercept and not spec.has_intercept:
         return "no intercept (the generic program always samples one)"
+    if spec.sparse_X:  # bayesglmm/design_csr.py
+        return (f"a mostly-zero design of {spec.fixed.K} columns, which the model's own program "
+                "reads in CSR form (a sparse X * beta)")
     supported = set(_prior_terms(fam))
     extra = [t for t in spec.prior.terms if t not in supported]
     if extra:

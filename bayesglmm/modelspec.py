@@ -114,6 +114,9 @@ class ModelSpec:
     parsed: ParsedFormula | None = field(default=None, repr=False)  # the formula, parsed once
     # zero-inflated families: the design of logit P(structural zero) (the zi= formula)
     zi: FixedEffects | None = None
+    # the program reads X in CSR form and forms X * beta as a sparse product (mostly-zero
+    # designs: bayesglmm/design_csr.py); the log density is the same
+    sparse_X: bool = False
 
     @property
     def has_intercept(self) -> bool:
@@ -127,7 +130,8 @@ class ModelSpec:
         lines = [
             f"ModelSpec: {self.formula}",
             f"  family: {self.family.name} ({self.family.link} link); prior: {self.prior.name}"
-            + ("; centred X" if self.centred else ""),
+            + ("; centred X" if self.centred else "")
+            + ("; X in CSR form (sparse)" if self.sparse_X else ""),
             f"  observations: {self.n_obs}" + (f" ({self.n_dropped} dropped)" if self.n_dropped else ""),
             f"  response: {self.response.name}"
             + (f" (categories {', '.join(self.response.levels)})" if self.response.levels else ""),

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .core.naming import sd_name
 from .design import FormulaeRuns, contrast_wrap, fixed_effects, group_term
+from .design_csr import use_csr
 from .families import Family, get_family
 from .formula import Bar, FormulaError, ParsedFormula, contr_poly, inject_contrasts, parse_formula
 from .modelspec import FixedEffects, GroupTerm, ModelSpec, Response
@@ -163,6 +164,7 @@ def build_spec(
         resid=resid,
         parsed=parsed,
         zi=zi_fe,
+        sparse_X=use_csr(fixed.X, fam, tuple(rprior.terms)),
     )
     return hold_coefficients(spec, hold) if hold else spec
 

@@ -15,7 +15,14 @@ The dense design matrix (N x 300 doubles, 240 MB) is still built by the formula 
 in the program's data. The load average is recorded before and after each run (shared
 machine).
 
-Usage: ``python bench/bench_sparse.py [--rows N] [--levels L] [--rounds R] [--before DIR]``.
+``--stan``: the Stan gradient of the likelihood, dense ``normal_id_glm`` vs CSR, 20,000 rows x 300
+columns. ``--crossover``: the same over 5-300 columns and shares of zeros 0.59-0.99, gaussian
+and bernoulli (the rule of :mod:`bayesglmm.design_csr`). ``--sample``: ``sample()`` of the
+generated programs, design in CSR form vs dense (own and generic program), 20,000 rows with a
+100- and a 300-level factor. Each adds its key to the JSON.
+
+Usage: ``python bench/bench_sparse.py [--rows N] [--levels L] [--rounds R] [--before DIR]``
+``[--stan | --crossover | --sample [--sample-levels 100,300] [--chains 2] [--iters 300]]``.
 """
 
 from __future__ import annotations
@@ -124,6 +131,120 @@ def stan_gradients(rows: int, levels: int, rounds: int, evals: int) -> dict:
             "load": [round(v, 2) for v in os.getloadavg()]}
 
 
+STAN_BERN_DENSE = STAN_DENSE.replace("vector[N] y;", "array[N] int<lower=0, upper=1> y;").replace(
+    "  real<lower=0> sigma;\n", "").replace(
+    "normal_id_glm_lupdf(y | X, alpha, beta, sigma)", "bernoulli_logit_glm_lupmf(y | X, alpha, beta)")
+STAN_BERN_CSR = STAN_CSR.replace("vector[N] y;", "array[N] int<lower=0, upper=1> y;").replace(
+    "  real<lower=0> sigma;\n", "").replace(
+    "normal_lupdf(y | alpha + csr_matrix_times_vector(N, K, X_w, X_v, X_u, beta), sigma)",
+    "bernoulli_logit_lupmf(y | alpha + csr_matrix_times_vector(N, K, X_w, X_v, X_u, beta))")
+
+
+def crossover(rows: int, rounds: int, evals: int) -> dict:
+    """Gradient time, dense ``*_glm`` vs CSR, over designs of K columns made of ``d`` dense
+    (normal) columns and the dummy columns of one factor with K - d + 1 levels (one non-zero
+    per row): the share of zeros is about 1 - (d + 1) / K. Gaussian (normal_id_glm) and
+    bernoulli (bernoulli_logit_glm), the same points alternated in one process."""
+    from scipy import sparse
+
+    from bayesglmm.toolchain import compile_model
+
+    progs = {}
+    for fam, (sd, sc) in {"gaussian": (STAN_DENSE, STAN_CSR),
+                          "bernoulli": (STAN_BERN_DENSE, STAN_BERN_CSR)}.items():
+        progs[fam] = (compile_model(sd, name=f"bench_sparse_{fam}_dense", verbose=True),
+                      compile_model(sc, name=f"bench_sparse_{fam}_csr", verbose=True))
+    grid = [(K, 1) for K in (5, 10, 20, 50, 100, 200, 300)] + [(100, d) for d in (5, 10, 20, 40)]
+    rng = np.random.default_rng(5)
+    points = []
+    for K, d in grid:
+        X = np.zeros((rows, K))
+        X[:, :d] = rng.normal(size=(rows, d))
+        if K > d:
+            f = rng.integers(0, K - d + 1, rows)
+            hit = f > 0
+            X[np.flatnonzero(hit), d + f[hit] - 1] = 1.0
+        S = sparse.csr_matrix(X)
+        eta = X @ rng.normal(0, 0.3, K)
+        ys = {"gaussian": eta + rng.normal(size=rows),
+              "bernoulli": (rng.random(rows) < 1 / (1 + np.exp(-eta))).astype(int)}
+        for fam, (cd, cc) in progs.items():
+            base = {"N": rows, "K": K, "y": ys[fam]}
+            md = cd.bridgestan_model({**base, "X": X})
+            mc = cc.bridgestan_model({**base, "nnz": int(S.nnz), "X_w": S.data,
+                                      "X_v": S.indices + 1, "X_u": S.indptr + 1})
+            u = rng.normal(0, 0.3, K + (2 if fam == "gaussian" else 1))
+            ld_d, ld_c = md.log_density_gradient(u)[0], mc.log_density_gradient(u)[0]
+            t = {"dense": [], "csr": []}
+            for _ in range(rounds):
+                for name, m in (("dense", md), ("csr", mc)):
+                    t0 = time.perf_counter()
+                    for _ in range(evals):
+                        m.log_density_gradient(u)
+                    t[name].append((time.perf_counter() - t0) / evals)
+            best = {k: min(v) for k, v in t.items()}
+            points.append({"family": fam, "columns": K, "dense_columns": d,
+                           "zero_share": round(1 - S.nnz / X.size, 4),
+                           "gradient_s_best": best, "csr_over_dense": best["csr"] / best["dense"],
+                           "log_density_rel_difference": abs(ld_d - ld_c) / abs(ld_d),
+                           "load": [round(v, 2) for v in os.getloadavg()]})
+            print(json.dumps({k: points[-1][k] for k in ("family", "columns", "zero_share",
+                                                           "csr_over_dense")}), flush=True)
+    return {"rows": rows, "rounds": rounds, "evals_per_round": evals, "points": points}
+
+
+def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed: int) -> dict:
+    """``sample()`` of ``FORMULA`` (flat prior) with the design in CSR form (the rule's choice,
+    the model's own program), dense in the model's own program (the rule switched off,
+    ``backend="specific"``), and dense in the generic program (what ``backend="auto"`` ran
+    before the CSR form): wall time of ``sample()`` (program compiled beforehand, untimed),
+    leapfrog steps, min ESS_bulk, max R-hat; the same seed for all three."""
+    import bayesglmm
+    from bayesglmm import design_csr
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_centre import _ess_stats
+
+    runs = []
+    for levels in levels_list:
+        d = simulate(rows, levels)
+        for case in ("csr", "dense_specific", "dense_generic"):
+            keep = design_csr.FIXED_COLUMNS
+            if case != "csr":
+                design_csr.FIXED_COLUMNS = 10**9
+            m = bayesglmm.lmer(FORMULA, data=d,
+                               backend="generic" if case == "dense_generic" else "specific")
+            design_csr.FIXED_COLUMNS = keep
+            assert m.spec.sparse_X == (case == "csr"), case
+            m.compile(verbose=True)
+            load0 = [round(v, 2) for v in os.getloadavg()]
+            t0 = time.perf_counter()
+            fit = m.sample(chains=chains, warmup=iters, sampling=iters, seed=seed, verbose=False)
+            wall = time.perf_counter() - t0
+            out = {"case": case, "levels": levels, "rows": rows, "design_columns": m.spec.fixed.K,
+                   "backend": fit.backend, "chains": chains, "warmup": iters, "sampling": iters,
+                   "seed": seed, "wall_s": round(wall, 2)}
+            out.update(_ess_stats(fit, iters))
+            out["sampling_s_per_1000_steps_per_chain"] = round(
+                1000 * wall * chains / (2 * out["leapfrog_steps_sampling"]), 4)
+            out["min_ess_bulk_per_s"] = round(out["min_ess_bulk"] / wall, 3)
+            out["b_x_mean"] = float(fit.summary().loc["b[x]", "mean"])
+            out.update(load_before=load0, load_after=[round(v, 2) for v in os.getloadavg()])
+            print(json.dumps({k: out[k] for k in ("case", "levels", "wall_s", "min_ess_bulk",
+                                                  "max_rhat", "leapfrog_steps_sampling")}),
+                  flush=True)
+            runs.append(out)
+    summary = {}
+    for levels in levels_list:
+        w = {r["case"]: r["wall_s"] for r in runs if r["levels"] == levels}
+        summary[f"levels_{levels}"] = {
+            "wall_s": w, "dense_specific_over_csr": round(w["dense_specific"] / w["csr"], 2),
+            "dense_generic_over_csr": round(w["dense_generic"] / w["csr"], 2)}
+    return {"what": f"sample() of {FORMULA}, flat prior, {rows} rows, 1,000 groups, f with "
+                    f"{levels_list} levels: design in CSR form vs dense (own program, generic)",
+            "summary": summary, "runs": runs}
+
+
 def child(case: str, rows: int, levels: int) -> dict:
     import bayesglmm
     from bayesglmm.inference import lmm
@@ -177,6 +298,14 @@ def run(case: str, rows: int, levels: int, before: str | None) -> dict:
     return res
 
 
+def add_key(results: Path, key: str, res: dict) -> None:
+    """Write ``res`` (and the command line) under ``key`` of the JSON, keeping its other keys."""
+    out = json.loads(results.read_text()) if results.exists() else {}
+    out[key] = res
+    out[f"{key}_command"] = "python bench/bench_sparse.py " + " ".join(sys.argv[1:])
+    results.write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", nargs=3)
@@ -189,14 +318,29 @@ def main() -> None:
     ap.add_argument("--stan", action="store_true",
                     help="only the Stan gradient comparison (dense glm vs CSR), added to the JSON")
     ap.add_argument("--stan-rows", type=int, default=20_000)
+    ap.add_argument("--crossover", action="store_true",
+                    help="only the dense-vs-CSR gradient crossover over columns and share of "
+                         "zeros (key 'crossover' of the JSON)")
+    ap.add_argument("--sample", action="store_true",
+                    help="only sample() with the design in CSR form vs dense (key 'sample')")
+    ap.add_argument("--sample-levels", default="100,300")
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=300, help="warmup = sampling iterations")
     a = ap.parse_args()
     results = Path(a.results)
+    if a.sample:
+        res = sample_runs(a.stan_rows, [int(v) for v in a.sample_levels.split(",")], a.chains,
+                          a.iters, 8)
+        add_key(results, "sample", res)
+        print(json.dumps(res["summary"], indent=1))
+        return
+    if a.crossover:
+        res = crossover(a.stan_rows, a.rounds, 30)
+        add_key(results, "crossover", res)
+        return
     if a.stan:
         res = stan_gradients(a.stan_rows, a.levels, a.rounds, 50)
-        out = json.loads(results.read_text()) if results.exists() else {}
-        out["stan_gradient"] = res
-        out["stan_gradient_command"] = "python bench/bench_sparse.py " + " ".join(sys.argv[1:])
-        results.write_text(json.dumps(out, indent=1) + "\n")
+        add_key(results, "stan_gradient", res)
         print(json.dumps({k: res[k] for k in ("gradient_s_best", "csr_over_dense")}))
         return
     if a.child:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core.naming import bracket_name, resolve_params
+from ..design_csr import dense_design
 from .boundary import boundary_message, degenerate_with_boundary
 from .optimize import (
     JointMode,
@@ -220,8 +221,8 @@ def fit_classic(model: Any, method: str | None = None, df_method: str = "auto",
     elif has_re and df_method in ("auto", "satterthwaite"):
         df = np.array([sat.df(np.eye(f_idx.size)[i]) for i in range(f_idx.size)])
     else:  # residual df: the rank of the design (an SVD of N x K, only when used)
-        X = model.program.data.get("X")
-        rank = int(np.linalg.matrix_rank(np.asarray(X))) if X is not None and np.size(X) else 0
+        X = dense_design(model.program.data)  # either form of the design (design_csr.py)
+        rank = int(np.linalg.matrix_rank(X)) if X.size else 0
         rank += int(spec.family.has_intercept and any(p.kind == "Intercept" for p in fixed))
         df = np.full(f_idx.size, float(n_obs - rank))
     return ClassicEstimate(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..design_csr import csr_data, cut_rows, dense_design, has_csr
 from .lmm import ExactLMM, NotExact, check_applies
 
 __all__ = ["CHECK_ROWS", "exact_lmm"]
@@ -31,11 +32,14 @@ def _cut(data: dict, n: int, centre: bool) -> dict:
     for k in keys:
         if k in data and np.ndim(data[k]) >= 1 and np.shape(data[k])[0] == N:
             out[k] = np.asarray(data[k])[:n]
-    if centre and np.size(data.get("X", ())):
-        X = np.asarray(data["X"], dtype=float).reshape(N, -1)
+    csr = has_csr(data)  # the design in CSR form (bayesglmm/design_csr.py)
+    if csr:
+        out.update(cut_rows(data, slice(0, n)))
+    if centre and (csr or np.size(data.get("X", ()))) and int(data["K"]):
+        X = dense_design(data)
         Xs = np.array(X[:n])
         Xs[-1] = n * X.mean(axis=0) - Xs[:-1].sum(axis=0)
-        out["X"] = Xs
+        out.update(csr_data(Xs) if csr else {"X": Xs})
     out["N"] = n
     out["compute_log_lik"] = 0
     return out
