@@ -35,7 +35,7 @@ def _cut(data: dict, n: int, centre: bool) -> dict:
     csr = has_csr(data)  # the design in CSR form (bayesglmm/design_csr.py)
     if csr:
         out.update(cut_rows(data, slice(0, n)))
-    if centre and (csr or np.size(data.get("X", ()))) and int(data["K"]):
+    if centre and (csr or np.size(data.get("X", ()))):
         X = dense_design(data)
         Xs = np.array(X[:n])
         Xs[-1] = n * X.mean(axis=0) - Xs[:-1].sum(axis=0)
