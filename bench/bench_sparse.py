@@ -193,7 +193,8 @@ def crossover(rows: int, rounds: int, evals: int) -> dict:
     return {"rows": rows, "rounds": rounds, "evals_per_round": evals, "points": points}
 
 
-def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed: int) -> dict:
+def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed: int,
+                partial=None) -> dict:
     """``sample()`` of ``FORMULA`` (flat prior) with the design in CSR form (the rule's choice,
     the model's own program), dense in the model's own program (the rule switched off,
     ``backend="specific"``), and dense in the generic program (what ``backend="auto"`` ran
@@ -242,6 +243,8 @@ def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed
                                                   "max_rhat", "leapfrog_steps_sampling")}),
                   flush=True)
             runs.append(out)
+            if partial is not None:  # keep what is done if the run is stopped
+                partial(runs)
     summary = {}
     for levels in levels_list:
         w = {r["case"]: r["wall_s"] for r in runs if r["levels"] == levels}
@@ -257,6 +260,49 @@ def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed
     return {"what": f"sample() of {FORMULA}, flat prior, {rows} rows, 1,000 groups, f with "
                     f"{levels_list} levels: design in CSR form vs dense (own program, generic)",
             "summary": summary, "runs": runs}
+
+
+def program_gradients(rows: int, levels_list: list[int], rounds: int, evals: int) -> dict:
+    """Gradient time of the generated programs themselves (BridgeStan, the model's data) for
+    ``FORMULA``: its own program with the design in CSR form, its own program with the dense
+    design and the generic program (dense), alternated in one process, at the same random
+    unconstrained point; and their log densities there."""
+    import bayesglmm
+    from bayesglmm import design_csr
+
+    out = []
+    for levels in levels_list:
+        d = simulate(rows, levels)
+        models = {}
+        for case in ("csr", "dense_specific", "dense_generic"):
+            keep = design_csr.FIXED_COLUMNS
+            if case != "csr":
+                design_csr.FIXED_COLUMNS = 10**9
+            m = bayesglmm.lmer(FORMULA, data=d,
+                               backend="generic" if case == "dense_generic" else "specific")
+            design_csr.FIXED_COLUMNS = keep
+            models[case] = m.bridgestan_model(verbose=True)
+        u = np.random.default_rng(4).normal(0, 0.3, models["csr"].param_unc_num())
+        lp = {c: float(b.log_density(u, propto=False)) for c, b in models.items()}
+        times = {c: [] for c in models}
+        for _ in range(rounds):
+            for c, b in models.items():
+                t0 = time.perf_counter()
+                for _ in range(evals):
+                    b.log_density_gradient(u)
+                times[c].append((time.perf_counter() - t0) / evals)
+        best = {c: min(v) for c, v in times.items()}
+        out.append({"levels": levels, "rows": rows, "gradient_ms_best": {
+            c: round(1000 * v, 4) for c, v in best.items()},
+            "dense_specific_over_csr": round(best["dense_specific"] / best["csr"], 3),
+            "dense_generic_over_csr": round(best["dense_generic"] / best["csr"], 3),
+            "log_density": lp,
+            "max_rel_log_density_difference": max(abs(v - lp["csr"]) / abs(lp["csr"])
+                                                  for v in lp.values()),
+            "load": [round(v, 2) for v in os.getloadavg()]})
+        print(json.dumps(out[-1]), flush=True)
+    return {"what": f"{FORMULA}, flat prior, gradient of the generated programs (BridgeStan), "
+                    f"best of {rounds} x {evals}", "points": out}
 
 
 def child(case: str, rows: int, levels: int) -> dict:
@@ -340,11 +386,19 @@ def main() -> None:
     ap.add_argument("--sample-levels", default="100,300")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--iters", type=int, default=300, help="warmup = sampling iterations")
+    ap.add_argument("--program-gradient", action="store_true",
+                    help="only the gradient of the generated programs, CSR vs dense (key "
+                         "'program_gradient')")
     a = ap.parse_args()
     results = Path(a.results)
+    if a.program_gradient:
+        add_key(results, "program_gradient", program_gradients(
+            a.stan_rows, [int(v) for v in a.sample_levels.split(",")], a.rounds, 30))
+        return
     if a.sample:
         res = sample_runs(a.stan_rows, [int(v) for v in a.sample_levels.split(",")], a.chains,
-                          a.iters, 8)
+                          a.iters, 8, lambda runs: add_key(results, "sample", {"runs": runs,
+                                                                             "partial": True}))
         add_key(results, "sample", res)
         print(json.dumps(res["summary"], indent=1))
         return
