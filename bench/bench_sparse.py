@@ -92,6 +92,19 @@ model {
 """
 
 
+def alternate(models: dict, u: np.ndarray, rounds: int, evals: int) -> dict[str, list[float]]:
+    """Seconds per ``log_density_gradient(u)`` of each BridgeStan model, ``evals`` calls per
+    round, the models alternated in each of ``rounds`` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            t0 = time.perf_counter()
+            for _ in range(evals):
+                m.log_density_gradient(u)
+            times[name].append((time.perf_counter() - t0) / evals)
+    return times
+
+
 def stan_gradients(rows: int, levels: int, rounds: int, evals: int) -> dict:
     """Gradient time of the likelihood with the dense design (``normal_id_glm``, what the
     generated programs use) and with the design in CSR form (``csr_matrix_times_vector``),
@@ -115,13 +128,7 @@ def stan_gradients(rows: int, levels: int, rounds: int, evals: int) -> dict:
     rng = np.random.default_rng(3)
     u = rng.normal(0, 0.3, levels + 2)
     ld = {"dense": dense.log_density_gradient(u), "csr": csr.log_density_gradient(u)}
-    times = {"dense": [], "csr": []}
-    for _ in range(rounds):
-        for name, m in (("dense", dense), ("csr", csr)):
-            t0 = time.perf_counter()
-            for _ in range(evals):
-                m.log_density_gradient(u)
-            times[name].append((time.perf_counter() - t0) / evals)
+    times = alternate({"dense": dense, "csr": csr}, u, rounds, evals)
     best = {k: min(v) for k, v in times.items()}
     return {"rows": rows, "design_columns": levels, "nnz": int(S.nnz),
             "gradient_s_best": best, "gradient_s_all": times,
@@ -175,13 +182,7 @@ def crossover(rows: int, rounds: int, evals: int) -> dict:
                                       "X_v": S.indices + 1, "X_u": S.indptr + 1})
             u = rng.normal(0, 0.3, K + (2 if fam == "gaussian" else 1))
             ld_d, ld_c = md.log_density_gradient(u)[0], mc.log_density_gradient(u)[0]
-            t = {"dense": [], "csr": []}
-            for _ in range(rounds):
-                for name, m in (("dense", md), ("csr", mc)):
-                    t0 = time.perf_counter()
-                    for _ in range(evals):
-                        m.log_density_gradient(u)
-                    t[name].append((time.perf_counter() - t0) / evals)
+            t = alternate({"dense": md, "csr": mc}, u, rounds, evals)
             best = {k: min(v) for k, v in t.items()}
             points.append({"family": fam, "columns": K, "dense_columns": d,
                            "zero_share": round(1 - S.nnz / X.size, 4),
@@ -200,8 +201,6 @@ def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed
     ``backend="specific"``), and dense in the generic program (what ``backend="auto"`` ran
     before the CSR form): wall time of ``sample()`` (program compiled beforehand, untimed),
     leapfrog steps, min ESS_bulk, max R-hat; the same seed for all three."""
-    import bayesglmm
-    from bayesglmm import design_csr
 
     sys.path.insert(0, str(REPO / "bench"))
     from bench_centre import _ess_stats
@@ -209,14 +208,8 @@ def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed
     runs = []
     for levels in levels_list:
         d = simulate(rows, levels)
-        for case in ("csr", "dense_specific", "dense_generic"):
-            keep = design_csr.FIXED_COLUMNS
-            if case != "csr":
-                design_csr.FIXED_COLUMNS = 10**9
-            m = bayesglmm.lmer(FORMULA, data=d,
-                               backend="generic" if case == "dense_generic" else "specific")
-            design_csr.FIXED_COLUMNS = keep
-            assert m.spec.sparse_X == (case == "csr"), case
+        for case in CASES:
+            m = case_model(case, d)
             m.compile(verbose=True)
             load0 = [round(v, 2) for v in os.getloadavg()]
             t0 = time.perf_counter()
@@ -262,35 +255,43 @@ def sample_runs(rows: int, levels_list: list[int], chains: int, iters: int, seed
             "summary": summary, "runs": runs}
 
 
+CASES = ("csr", "dense_specific", "dense_generic")
+
+
+def case_model(case: str, d: pd.DataFrame):
+    """``FORMULA`` on ``d``: its own program with the design in CSR form ("csr", the rule's
+    choice), its own program with the dense design (the rule switched off), or the generic
+    program (dense: what ``backend="auto"`` ran before the CSR form)."""
+    import bayesglmm
+    from bayesglmm import design_csr
+
+    keep = design_csr.FIXED_COLUMNS
+    if case != "csr":
+        design_csr.FIXED_COLUMNS = 10**9
+    try:
+        m = bayesglmm.lmer(FORMULA, data=d,
+                           backend="generic" if case == "dense_generic" else "specific")
+    finally:
+        design_csr.FIXED_COLUMNS = keep
+    assert m.spec.sparse_X == (case == "csr"), case
+    return m
+
+
 def program_gradients(rows: int, levels_list: list[int], rounds: int, evals: int) -> dict:
     """Gradient time of the generated programs themselves (BridgeStan, the model's data) for
     ``FORMULA``: its own program with the design in CSR form, its own program with the dense
     design and the generic program (dense), alternated in one process, at the same random
     unconstrained point; and their log densities there."""
-    import bayesglmm
-    from bayesglmm import design_csr
 
     out = []
     for levels in levels_list:
         d = simulate(rows, levels)
         models = {}
-        for case in ("csr", "dense_specific", "dense_generic"):
-            keep = design_csr.FIXED_COLUMNS
-            if case != "csr":
-                design_csr.FIXED_COLUMNS = 10**9
-            m = bayesglmm.lmer(FORMULA, data=d,
-                               backend="generic" if case == "dense_generic" else "specific")
-            design_csr.FIXED_COLUMNS = keep
-            models[case] = m.bridgestan_model(verbose=True)
+        for case in CASES:
+            models[case] = case_model(case, d).bridgestan_model(verbose=True)
         u = np.random.default_rng(4).normal(0, 0.3, models["csr"].param_unc_num())
         lp = {c: float(b.log_density(u, propto=False)) for c, b in models.items()}
-        times = {c: [] for c in models}
-        for _ in range(rounds):
-            for c, b in models.items():
-                t0 = time.perf_counter()
-                for _ in range(evals):
-                    b.log_density_gradient(u)
-                times[c].append((time.perf_counter() - t0) / evals)
+        times = alternate(models, u, rounds, evals)
         best = {c: min(v) for c, v in times.items()}
         out.append({"levels": levels, "rows": rows, "gradient_ms_best": {
             c: round(1000 * v, 4) for c, v in best.items()},
