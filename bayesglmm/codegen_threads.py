@@ -9,8 +9,8 @@ plain fits never pay for it.
 
 Slicing: the observations ``1..N`` are cut into contiguous slices (``obs_seq``, at least
 ``grainsize`` rows each). A slice computes its own part of the linear predictor (rows of the
-design matrix, the offsets, each row's group effects ``r_k[J_k]`` or
-``rows_dot_product(Z_k, r_k[J_k])``; a design in CSR form is cut to the slice's rows: its
+design matrix, the offsets, each row's group effects ``r_k[J_k]`` or, for a term with design
+columns, the slice's rows of its CSR form ``Zw_k``/``Zv_k`` times ``r_k``; a design in CSR form is cut to the slice's rows: its
 entries ``X_u[start]`` to ``X_u[end + 1] - 1`` and row starts shifted to 1) and returns the family's log density of its rows: the
 family's ``*_glm`` density where the plain program uses it, else its vectorised density. The
 group-level effects ``r_k`` are computed once per evaluation in the model block and shared by
@@ -151,10 +151,19 @@ def threads_context(ctx: Mapping[str, Any], env: Any) -> dict[str, Any]:
         args.append(("array[] int", f"J_{k}"))
         if g["intercept_only"]:
             eta_lines.append(f"eta += r_{k}[J_{k}[start:end], 1];  // term {k}: group intercepts")
-        else:
-            args.append(("data matrix", f"Z_{k}"))
-            eta_lines.append(f"eta += rows_dot_product(Z_{k}[start:end], r_{k}[J_{k}[start:end]]);"
-                             f"  // term {k}: Z_{k} times the effects of each row's group")
+        else:  # the slice's rows of the term's CSR form (transformed data), as in the plain
+            # program: one sparse product per slice, not a node per row and coefficient
+            args += [("int", f"M_{k}"), ("int", f"N_{k}"), ("data vector", f"Zw_{k}"),
+                     ("data array[] int", f"Zv_{k}")]
+            rows = f"((start - 1) * M_{k} + 1):(end * M_{k})"
+            eta_lines += [
+                f"array[n + 1] int u_{k};  // term {k}: row starts of the slice's rows of Zw_{k}",
+                "for (i in 1:(n + 1)) {",
+                f"  u_{k}[i] = (i - 1) * M_{k} + 1;",
+                "}",
+                f"eta += csr_matrix_times_vector(n, M_{k} * N_{k}, Zw_{k}[{rows}], Zv_{k}[{rows}], "
+                f"u_{k}, to_vector(r_{k}'));  // term {k}: Z_{k} times the effects of each row's group",
+            ]
         args.append(("matrix", f"r_{k}"))
     for p in ctx["family"]["extra"]:
         args.append(("real", p["name"]))

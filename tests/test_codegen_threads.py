@@ -119,7 +119,7 @@ def _same_density(plain, threaded, seed: int) -> None:
 
 @pytest.mark.slow
 def test_threaded_density_equals_plain_sleepstudy(sleep_model, toolchain):
-    """Gaussian *_glm slices, a correlated random slope (rows_dot_product), weak prior."""
+    """Gaussian *_glm slices, a correlated random slope (the CSR form of Z cut to the slice), weak prior."""
     from bayesglmm.inference.within_chain import threaded_program
 
     cm, tdata = threaded_program(sleep_model, 2, 1, verbose=False)
@@ -159,5 +159,13 @@ def test_threaded_nuts_matches_the_plain_posterior(sleep_model, sleep_mcmc):
     for name in ("Intercept", "b[Days]", "sigma", "sd[Subject:Int]", "sd[Subject:Days]"):
         se = np.hypot(a.loc[name, "mcse_mean"], b.loc[name, "mcse_mean"])
         assert abs(a.loc[name, "mean"] - b.loc[name, "mean"]) < 4 * se, name
-    # the pointwise log-likelihood comes out as before: the same loo estimate
-    assert fit.loo().elpd_loo == pytest.approx(sleep_mcmc.loo().elpd_loo, abs=1.0)  # MC error
+    # the pointwise log-likelihood comes out as before: the plain program's log_lik at the same
+    # draws (rtol 1e-4: draws and log_lik pass through CmdStan's CSV at 6 significant digits).
+    # The elpd_loo of the two runs is not compared: on sleepstudy (Pareto k > 1) it spans
+    # about 2 over seeds of one program (tests/test_backend.py).
+    from bayesglmm.inference.loglik import pointwise_log_lik
+
+    plain = sleep_model.update(backend="specific")  # the plain program the variant threads
+    np.testing.assert_allclose(fit.log_lik(), pointwise_log_lik(plain, stan_output=fit.stan_fit),
+                               rtol=1e-4)
+    assert np.isfinite(fit.loo().elpd_loo)
