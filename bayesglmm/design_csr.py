@@ -26,7 +26,8 @@ Not for category-specific families (their ``beta`` is a matrix) nor for priors w
 transformed data use the design (the JZS prior's ``crossprod(Xc)``).
 
 Every piece of Python that reads the design from a program's data goes through
-:func:`dense_design` (or :func:`cut_rows`), which accept either form.
+:func:`dense_design`, :func:`design_matrix` (which keeps the CSR form sparse) or
+:func:`cut_rows`, which accept either form.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["COLUMNS_PER_NONZERO", "CSR_KEYS", "FIXED_COLUMNS", "MIN_CELLS", "csr_data",
-           "cut_rows", "dense_design", "has_csr", "use_csr"]
+           "cut_rows", "dense_design", "design_matrix", "has_csr", "use_csr"]
 
 #: the CSR form needs at least FIXED_COLUMNS + COLUMNS_PER_NONZERO * (non-zeros per row) columns
 FIXED_COLUMNS = 60
@@ -114,6 +115,12 @@ def dense_design(data: Mapping[str, Any]) -> np.ndarray:
     if "X" not in data:
         return np.zeros((int(data.get("N", 0)), 0))
     return np.asarray(data["X"], dtype=float).reshape(int(data["N"]), -1)
+
+
+def design_matrix(data: Mapping[str, Any]) -> Any:
+    """The design (N x K) of a program's data as it is held: a scipy CSR matrix for the CSR
+    form (not densified), else the dense array (as :func:`dense_design`)."""
+    return _csr(data) if has_csr(data) else dense_design(data)
 
 
 def cut_rows(data: Mapping[str, Any], rows: np.ndarray | slice) -> dict[str, Any]:

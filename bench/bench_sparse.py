@@ -328,7 +328,7 @@ def child(case: str, rows: int, levels: int) -> dict:
     t0 = time.perf_counter()
     m = bayesglmm.lmer(FORMULA, data=d)
     model_s = time.perf_counter() - t0
-    X = np.asarray(m.program.data["X"])
+    X = np.asarray(m.spec.fixed.X)  # the formula's design (the program may hold it as CSR)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     fit = m.classic(method="REML", verbose=False)

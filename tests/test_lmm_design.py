@@ -43,6 +43,9 @@ def test_sparsity_rule():
     assert is_sparse(X)
     assert not is_sparse(X[:, :5])  # too few columns: always dense
     assert not is_sparse(np.ones((100, 20)))
+    from scipy import sparse
+
+    assert is_sparse(sparse.csr_matrix(X)) and not is_sparse(sparse.csr_matrix(np.ones((100, 20))))
 
 
 @pytest.mark.parametrize("intercept", [True, False])
@@ -54,6 +57,20 @@ def test_sparse_products_equal_dense(intercept, centre):
     assert sp[0] == dense[0] == X.shape[1] + intercept
     for a, b in zip(sp[1:], dense[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("centre", [True, False])
+def test_a_scipy_sparse_design_gives_the_dense_products(centre):
+    # a program's CSR design (bayesglmm/design_csr.py) goes in as it is, without densifying
+    from scipy import sparse
+
+    X, y, Z = _design()
+    want = fixed_crossproducts(X, y, Z, True, True, centre, use_sparse=False)
+    for use in (None, True, False):
+        got = fixed_crossproducts(sparse.csr_matrix(X), y, Z, True, True, centre, use_sparse=use)
+        assert got[0] == want[0]
+        for a, b in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
 
 
 def _factor_data(n: int = 3000, levels: int = 40, seed: int = 5) -> pd.DataFrame:

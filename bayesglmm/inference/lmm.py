@@ -41,7 +41,7 @@ from scipy import linalg as sla
 from scipy import optimize as sopt
 from scipy import sparse
 
-from ..design_csr import dense_design
+from ..design_csr import design_matrix
 from .lmm_coords import SD_FLOOR, Term, cholesky_corr, corr_unconstrain, fd_grad_bounded
 from .lmm_design import fixed_crossproducts
 from .lmm_factor import AFactor, CentredFactor, Layout, WFactor
@@ -93,7 +93,7 @@ class ExactLMM:
         if self.sigma.size != 1:
             raise NotExact("no scale parameter")
         N = int(data["N"])
-        X = dense_design(data)  # either form of the design (bayesglmm/design_csr.py)
+        X = design_matrix(data)  # dense, or the CSR form kept sparse (design_csr.py)
         if (int(pos(icpt).size > 0) + (X.shape[1] if pos("beta").size else 0)
                 != self.fixed.size):
             raise NotExact("fixed-effect layout")

@@ -31,12 +31,14 @@ SPARSE_ZERO_SHARE = 0.9
 SPARSE_MIN_COLUMNS = 8
 
 
-def is_sparse(X: np.ndarray) -> bool:
-    """True when the design ``X`` (N x K) is handled as a sparse matrix (see the module
-    docstring for the rule)."""
-    if X.ndim != 2 or X.shape[1] < SPARSE_MIN_COLUMNS or X.size == 0:
+def is_sparse(X: Any) -> bool:
+    """True when the design ``X`` (N x K, dense or scipy sparse) is handled as a sparse matrix
+    (see the module docstring for the rule)."""
+    size = X.shape[0] * X.shape[1] if X.ndim == 2 else 0
+    if X.ndim != 2 or X.shape[1] < SPARSE_MIN_COLUMNS or size == 0:
         return False
-    return float(np.count_nonzero(X)) / X.size <= 1.0 - SPARSE_ZERO_SHARE
+    nnz = X.nnz if sparse.issparse(X) else np.count_nonzero(X)
+    return float(nnz) / size <= 1.0 - SPARSE_ZERO_SHARE
 
 
 def fixed_crossproducts(X: np.ndarray, y: np.ndarray, Z: Any, intercept: bool, beta: bool,
@@ -44,11 +46,14 @@ def fixed_crossproducts(X: np.ndarray, y: np.ndarray, Z: Any, intercept: bool, b
     """(p, Z'X1, X1'X1, X1'y) for X1 = [1 if ``intercept``, X (centred if ``centre``) if
     ``beta``].
 
-    ``Z`` is the N x q random-effects design (scipy sparse); ``use_sparse`` None decides by
-    :func:`is_sparse`."""
+    ``Z`` is the N x q random-effects design (scipy sparse); ``X`` a dense array or a scipy
+    sparse matrix (a program's CSR design, used without densifying it on the sparse path);
+    ``use_sparse`` None decides by :func:`is_sparse`."""
     N = X.shape[0]
     if use_sparse is None:
         use_sparse = beta and is_sparse(X)
+    if sparse.issparse(X) and not use_sparse:
+        X = X.toarray()
     if not use_sparse:
         Xc = X - X.mean(axis=0) if centre else X
         cols = ([np.ones((N, 1))] if intercept else []) + ([Xc] if beta else [])
@@ -59,12 +64,17 @@ def fixed_crossproducts(X: np.ndarray, y: np.ndarray, Z: Any, intercept: bool, b
     # columns that are mostly non-zero (covariates) are centred as columns, exactly as the
     # dense path does: centring their products would cancel digits (X'X - N m m' for a
     # column with a large mean); the dummy columns (means <= 1 - SPARSE_ZERO_SHARE) are not
-    dense = np.count_nonzero(X, axis=0) > (1.0 - SPARSE_ZERO_SHARE) * N
+    given = sparse.issparse(X)
+    if given:
+        X = sparse.csc_matrix(X)
+    nnz = X.getnnz(axis=0) if given else np.count_nonzero(X, axis=0)
+    dense = nnz > (1.0 - SPARSE_ZERO_SHARE) * N
     D, S = np.flatnonzero(dense), np.flatnonzero(~dense)
     Xs = sparse.csr_matrix(X[:, S])
     colsum = np.asarray(Xs.sum(axis=0)).ravel()
     mS = colsum / N if centre else np.zeros(S.size)
-    XD = X[:, D] - X[:, D].mean(axis=0) if centre else X[:, D]
+    XD = X[:, D].toarray() if given else X[:, D]
+    XD = XD - XD.mean(axis=0) if centre else XD
     Zt1 = np.asarray(Z.sum(axis=0)).ravel()  # Z'1
     one_D = XD.sum(axis=0)  # 1'Xc for the dense columns (0 up to rounding when centred)
     ZtX = np.empty((Z.shape[1], K))
