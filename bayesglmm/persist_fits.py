@@ -62,6 +62,8 @@ def _save_draws(fit: MCMCFit, ar: Archive) -> dict[str, Any]:
         "chains": fit.chains, "warmup": fit.warmup, "sampling": fit.sampling, "thin": fit.thin,
         "seed": fit.seed, "delta": fit.delta, "max_treedepth": fit.max_treedepth,
         "elapsed": fit.elapsed, "sampler": getattr(fit, "sampler", "stan"),
+        "mass_matrix": getattr(fit, "mass_matrix", "diagonal"),
+        "mass_matrix_reason": getattr(fit, "mass_matrix_reason", ""),
         "call": encode(getattr(fit, "saved_settings", None) or {}, ar, "fit.call"),
     }
     stan_fit = getattr(fit, "stan_fit", None)
@@ -94,6 +96,8 @@ def _load_mcmc(model: Any, s: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
                   sampling=s["sampling"], thin=s["thin"], seed=s["seed"], delta=s["delta"],
                   max_treedepth=s["max_treedepth"], elapsed=s["elapsed"], stan_fit=stan_fit,
                   sampler=s["sampler"], unconstrained=arrays.get("fit.unconstrained"))
+    fit.mass_matrix = s.get("mass_matrix", "diagonal")  # files saved before it was recorded
+    fit.mass_matrix_reason = s.get("mass_matrix_reason", "")
     fit.saved_settings = decode(s["call"], arrays)
     return fit
 

@@ -69,7 +69,7 @@ def test_sampler_arguments_are_checked(debate_model):
         debate_model.sample(sampler="pymc")
     with pytest.raises(ValueError, match="low_rank=True is an option of sampler='nutpie'"):
         debate_model.sample(low_rank=True)
-    with pytest.raises(ValueError, match="low_rank must be True or False"):
+    with pytest.raises(ValueError, match="low_rank must be 'auto', True or False"):
         debate_model.sample(sampler="nutpie", low_rank="yes")
     with pytest.raises(ValueError, match="warmup=0 is not available with sampler='nutpie'"):
         debate_model.sample(sampler="nutpie", warmup=0)
@@ -121,9 +121,10 @@ def test_same_tables_and_idata(debate_nutpie, debate_mcmc):
         assert a.idata.sample_stats[name].dtype.kind == b.idata.sample_stats[name].dtype.kind
     assert a.idata.log_likelihood["y"].shape == b.idata.log_likelihood["y"].shape == (4, 1000, 300)
     np.testing.assert_array_equal(a.idata.observed_data["y"], b.idata.observed_data["y"])
-    # the header names the sampler, the rest of the layout is the same
+    # the header names the sampler (and nutpie's mass matrix: debate's term is non-centred,
+    # so low_rank="auto" keeps the diagonal one), the rest of the layout is the same
     text_a, text_b = a.format().splitlines(), b.format().splitlines()
-    assert "MCMC sampling via nutpie (NUTS)" in text_a
+    assert "MCMC sampling via nutpie (NUTS, diagonal mass matrix)" in text_a
     assert "MCMC sampling via Stan (NUTS)" in text_b
     assert len(text_a) == len(text_b)
 
@@ -202,6 +203,8 @@ def test_loo_waic_effects(debate_nutpie, debate_mcmc):
 @pytest.mark.slow
 def test_sleepstudy_agrees_with_stan(sleep_model, sleep_mcmc):
     fit = sleep_model.sample(sampler="nutpie", seed=SEED, verbose=False)
+    # low_rank="auto": a weakly informed centred term keeps the diagonal mass matrix
+    assert fit.mass_matrix == "diagonal" and "weakly informed" in fit.mass_matrix_reason
     _agree(fit, sleep_mcmc)
     assert "corr[Int,Days]" in fit.summary().index
 

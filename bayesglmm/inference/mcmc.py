@@ -12,6 +12,7 @@ from ..core.naming import resolve_params
 from ..core.validate import check_delta, check_init, check_int, check_seed
 from ..results import MCMCFit
 from .diagnostics import check_sampling
+from .nutpie_rule import check_low_rank, resolve_low_rank
 from .sampling import extract_draws, new_seed, run_nuts
 from .within_chain import check_threads_per_chain, threaded_program
 
@@ -26,7 +27,8 @@ def check_sampler(sampler: Any, low_rank: Any, warmup: int = 1) -> None:
     sampler : Any
         The ``sampler`` argument of :meth:`bayesglmm.Model.sample`.
     low_rank : Any
-        Its ``low_rank`` argument (True only with ``sampler="nutpie"``).
+        Its ``low_rank`` argument: "auto", True or False (True only with
+        ``sampler="nutpie"``).
     warmup : int
         Its ``warmup`` argument (nutpie needs at least one warm-up iteration).
 
@@ -37,9 +39,8 @@ def check_sampler(sampler: Any, low_rank: Any, warmup: int = 1) -> None:
     """
     if sampler not in ("stan", "nutpie"):
         raise ValueError(f"sampler must be 'stan' or 'nutpie', got {sampler!r}")
-    if not isinstance(low_rank, bool):
-        raise ValueError(f"low_rank must be True or False, got {low_rank!r}")
-    if sampler == "stan" and low_rank:
+    check_low_rank(low_rank)
+    if sampler == "stan" and low_rank is True:
         raise ValueError("low_rank=True is an option of sampler='nutpie' (Stan's NUTS adapts a "
                          "diagonal mass matrix here)")
     if sampler == "nutpie" and warmup < 1:
@@ -61,7 +62,7 @@ def fit_nuts(
     verbose: bool = True,
     output_dir: Any = None,
     sampler: str = "stan",
-    low_rank: bool = False,
+    low_rank: bool | str = "auto",
     threads_per_chain: int | None = None,
 ) -> MCMCFit:
     """Draw from the posterior of ``model`` with NUTS.
@@ -77,8 +78,9 @@ def fit_nuts(
     sampler : {"stan", "nutpie"}
         CmdStan's NUTS, or nutpie's on the program's BridgeStan library
         (:mod:`bayesglmm.inference.nutpie`).
-    low_rank : bool
-        nutpie's low-rank modified mass matrix (nutpie only).
+    low_rank : {"auto", True, False}
+        nutpie's low-rank modified mass matrix (nutpie only); "auto": the rule of
+        :mod:`bayesglmm.inference.nutpie_rule`.
     threads_per_chain : int, optional
         Threads per chain (CmdStan only); above 1 the threaded variant of the model's own
         program runs (:mod:`bayesglmm.inference.within_chain`).
@@ -107,14 +109,17 @@ def fit_nuts(
     settings = dict(chains=chains, warmup=warmup, sampling=sampling, thin=thin, seed=seed,
                     delta=delta, max_treedepth=max_treedepth)
     unc = stan_fit = None
+    mass_matrix, why = "diagonal", "CmdStan's NUTS adapts a diagonal mass matrix"
     if sampler == "nutpie":
         from .nutpie import import_nutpie, sample_nutpie
 
         import_nutpie()  # before compiling: a missing nutpie fails at once
+        compiled, bs = model.compile(verbose), model.bridgestan_model(verbose)
+        use, why = resolve_low_rank(low_rank, model.spec, bs.param_unc_num())
+        mass_matrix = "low-rank" if use else "diagonal"
         params, draws, stats, log_lik, unc = sample_nutpie(
-            model.compile(verbose), model.bridgestan_model(verbose), model.program,
-            data=model.run_program.data,
-            low_rank=low_rank, verbose=verbose, init=init, **settings)
+            compiled, bs, model.program, data=model.run_program.data,
+            low_rank=use, verbose=verbose, init=init, **settings)
     else:
         if threads > 1:
             compiled, data = threaded_program(model, threads, chains, verbose)
@@ -129,6 +134,7 @@ def fit_nuts(
         model, params, draws, stats, log_lik, **settings, elapsed=time.perf_counter() - t0,
         stan_fit=stan_fit, sampler=sampler, unconstrained=unc,
     )
+    fit.mass_matrix, fit.mass_matrix_reason = mass_matrix, why
     if threads > 1:
         fit.threads_per_chain = threads
         if model.spec is not None:  # the draws come from the model's own (threaded) program

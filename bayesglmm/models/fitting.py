@@ -39,7 +39,7 @@ class FitMethods:
         verbose: bool = True,
         output_dir: str | os.PathLike | None = None,
         sampler: str = "stan",
-        low_rank: bool = False,
+        low_rank: bool | str = "auto",
         file: str | os.PathLike | None = None,
         file_refit: str = "on_change",
         threads_per_chain: int | None = None,
@@ -77,9 +77,16 @@ class FitMethods:
             program (no second compile); in our benchmark it gave 1.5-1.8 times the
             effective draws per second of CmdStan (median over seeds);
             needs ``pip install 'bayesglmm[nutpie]'`` and ``warmup >= 1``.
-        low_rank : bool
-            nutpie only: adapt a low-rank modified mass matrix (for strongly correlated
-            posteriors).
+        low_rank : {"auto", True, False}
+            nutpie only: adapt nutpie's low-rank modified mass matrix (True) or a diagonal one
+            (False). "auto" (default) picks the low-rank one when every grouping term is
+            centred and well informed, the model has at most 100 unconstrained parameters and
+            correlated coefficients (a grouping factor with centred intercepts and slopes, or
+            strongly correlated predictors), where it gave more effective draws per CPU
+            second without more divergences in our measurements (docs/inference.md,
+            :mod:`bayesglmm.inference.nutpie_rule`); the fit records the choice
+            (``fit.mass_matrix``, ``fit.mass_matrix_reason``) and prints it. With
+            ``sampler="stan"`` only "auto" and False are accepted.
         file : path, optional
             As brms's ``file=``: save the fit there (``.bglmm`` added without a suffix), and
             next time load it instead of sampling again (see ``file_refit``).

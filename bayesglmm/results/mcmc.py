@@ -35,7 +35,8 @@ class MCMCFit(Fit):
     """Posterior draws from NUTS (``Model.sample()``).
 
     Attributes: ``chains``, ``warmup``, ``sampling``, ``thin``, ``seed``, ``elapsed`` (seconds),
-    ``sampler`` ("stan" or "nutpie"), ``stan_fit`` (the underlying ``cmdstanpy.CmdStanMCMC``;
+    ``sampler`` ("stan" or "nutpie"), ``mass_matrix`` ("diagonal" or "low-rank": nutpie's
+    ``low_rank``) with ``mass_matrix_reason``, ``stan_fit`` (the underlying ``cmdstanpy.CmdStanMCMC``;
     None with nutpie), ``unconstrained`` (nutpie's draws on the unconstrained scale, else None).
     """
 
@@ -63,6 +64,9 @@ class MCMCFit(Fit):
     ):
         super().__init__(model, params)
         self.sampler = sampler
+        # the mass matrix the sampler adapted ("diagonal" or "low-rank", nutpie's
+        # low_rank=) and why (low_rank="auto": bayesglmm/inference/nutpie_rule.py)
+        self.mass_matrix, self.mass_matrix_reason = "diagonal", ""
         self.threads_per_chain = 1  # > 1: sampled with the threaded program (reduce_sum)
         self.unconstrained = unconstrained  # (chain, draw, D) when the sampler returned them
         self._draws = np.asarray(draws, dtype=float)  # (chain, draw, P)
@@ -262,7 +266,8 @@ class MCMCFit(Fit):
     def _method_lines(self) -> list[str]:
         """The printed lines describing the method (subclasses for other algorithms)."""
         return [
-            "MCMC sampling via " + ("nutpie (NUTS)" if self.sampler == "nutpie" else "Stan (NUTS)"),
+            "MCMC sampling via " + (f"nutpie (NUTS, {self.mass_matrix} mass matrix)"
+                                    if self.sampler == "nutpie" else "Stan (NUTS)"),
             f"Chains: {self.chains}, warmup: {self.warmup}, sampling: {self.sampling}, thin: {self.thin}",
             f"Divergent transitions: {self.num_divergent}",
         ]

@@ -1,0 +1,184 @@
+"""Which mass matrix nutpie adapts: ``sample(sampler="nutpie", low_rank="auto")``.
+
+nutpie adapts a diagonal mass matrix by default; with ``low_rank_modified_mass_matrix`` it
+adds a low-rank correction estimated from the warm-up draws and gradients, which follows
+posterior correlations a diagonal one cannot. Each leapfrog step then costs more (on this
+machine about 0.17 D^1.25 microseconds more for D unconstrained parameters, measured from
+D = 5 to 306), so it pays only where the correlations are strong and D is small. The
+``"auto"`` rule (:func:`low_rank_choice`) reads the model's structure, known before sampling
+(:func:`mass_matrix_features`), and picks the low-rank mass matrix when all four hold:
+
+1. **No non-centred grouping term.** A non-centred term's posterior is a funnel (standardised
+   effects against their SD) whose scale changes across the posterior; one linear
+   correction fitted to the warm-up draws does not follow it. Measured (per CPU second,
+   low-rank / diagonal, median of 5 seeds): non-centred sleepstudy 0.35 with more
+   divergences, debate ``(1 | group)`` 0.19, debate ``(1 + talk | group)`` 0.56, crossed
+   terms one of them non-centred 0.53.
+2. **At most** :data:`LOW_RANK_MAX_DIM` **(100) unconstrained parameters.** The extra cost
+   per step grows faster than D while the rank nutpie can estimate from a warm-up window
+   does not: centred ``(x | g)`` with 150 groups (D = 306) gained 1.07x per step and lost
+   (0.45x per CPU second).
+3. **Correlated coefficients a diagonal mass matrix cannot scale**: a grouping factor with
+   two or more centred coefficients (intercept and slope: each group's coefficients are
+   correlated through its rows and the group-level covariance, the same way in every
+   group), or population-level predictors whose standardised cross-product has a condition
+   number of at least :data:`LOW_RANK_MIN_CONDITION` (10). For a Gaussian posterior a
+   diagonal mass matrix leaves that condition number, and NUTS needs about its square root
+   as many steps per independent draw: at 10 that is ~3x, more than the extra cost of a
+   low-rank step on a cheap model. A model with only single-coefficient centred terms and
+   uncorrelated predictors (cbpp: 1.56x per step but 0.93x per CPU second) stays diagonal.
+4. **Every centred term well informed**: its data / prior precision ratio (the one
+   ``param="auto"`` centres a term by, :func:`bayesglmm.reparam.term_information`) at least
+   :data:`LOW_RANK_MIN_INFORMATION` (3, twice the centring threshold). Closer to the
+   threshold the centred posterior still bends (each group's effects against their SD, a mild
+   funnel), and the larger steps of the low-rank mass matrix diverge there: centred sleepstudy
+   (ratio 1.7) had 22 divergences over 5 seeds against 1 with the diagonal mass matrix (CmdStan
+   29). nutpie's ``mass_matrix_gamma`` = 1e-2 removed them on sleepstudy but lost a third of
+   the effective draws per CPU second on three other models, so it is not used.
+
+``low_rank=True`` and ``False`` force either (nutpie's settings otherwise unchanged). Every
+number here is in bench/results/nutpie_lowrank.json and nutpie_lowrank_knobs.json
+(``python bench/bench_nutpie.py --settings default low_rank --models ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LOW_RANK_MAX_DIM", "LOW_RANK_MIN_CONDITION", "LOW_RANK_MIN_INFORMATION",
+           "centred_information", "check_low_rank", "fixed_condition", "low_rank_choice",
+           "mass_matrix_features", "resolve_low_rank"]
+
+# the most unconstrained parameters for which "auto" picks the low-rank mass matrix
+LOW_RANK_MAX_DIM = 100
+# condition number of the standardised population-level cross-product from which it does
+LOW_RANK_MIN_CONDITION = 10.0
+# the least data / prior precision ratio of a centred term from which it does (param="auto"
+# centres from 1.5: bayesglmm.reparam.AUTO_MIN_INFORMATION)
+LOW_RANK_MIN_INFORMATION = 3.0
+
+
+def fixed_condition(spec: Any) -> float:
+    """The condition number of the population-level design's cross-product scaled to unit
+    diagonal (columns centred when the model has an intercept, which absorbs their means):
+    the condition number of the coefficients' posterior correlation under a flat prior.
+    1 for fewer than two columns."""
+    X = np.asarray(spec.fixed.X, dtype=float)
+    if X.ndim != 2 or X.shape[1] < 2 or X.shape[0] <= X.shape[1]:
+        return 1.0
+    if spec.has_intercept:
+        X = X - X.mean(axis=0)
+    P = X.T @ X
+    d = np.sqrt(np.diag(P))
+    if not np.all(d > 0):
+        return float("inf")
+    ev = np.linalg.eigvalsh(P / np.outer(d, d))
+    return float(ev[-1] / ev[0]) if ev[0] > 0 else float("inf")
+
+
+def centred_information(spec: Any, g: Any) -> float:
+    """How strongly the data inform a grouping term's coefficients relative to the group-level
+    distribution (:func:`bayesglmm.reparam.term_information`, the quantity ``param="auto"``
+    centres a term by)."""
+    from ..reparam import term_information
+
+    X = np.asarray(spec.fixed.X, dtype=float)
+    return float(term_information(np.asarray(spec.response.y, dtype=float), spec.response.trials,
+                                  X, g.index, g.Z, g.n_groups))
+
+
+def mass_matrix_features(spec: Any, n_unconstrained: int) -> dict[str, Any]:
+    """The model's structure that :func:`low_rank_choice` reads.
+
+    Parameters
+    ----------
+    spec : ModelSpec or None
+        The model's specification (None for ``from_stan`` programs).
+    n_unconstrained : int
+        The number of unconstrained parameters of the program that runs.
+
+    Returns
+    -------
+    dict
+        ``n_unconstrained``, ``n_obs``, ``terms`` (per grouping term: text, centred,
+        coefficients, correlated, groups), ``centred_coefficients`` (the most centred
+        coefficients of one grouping factor, over its terms) and ``fixed_condition``
+        (:func:`fixed_condition`); ``formula`` False for a ``from_stan`` program.
+    """
+    if spec is None:
+        return {"formula": False, "n_unconstrained": int(n_unconstrained)}
+    per_factor: dict[str, int] = {}
+    information = []
+    for g in spec.groups:
+        if g.centered:
+            per_factor[g.factor] = per_factor.get(g.factor, 0) + g.q
+            information.append(centred_information(spec, g))
+    return {
+        "formula": True,
+        "n_unconstrained": int(n_unconstrained),
+        "n_obs": int(spec.n_obs),
+        "terms": [{"term": g.text, "centered": bool(g.centered), "q": g.q,
+                   "correlated": bool(g.has_corr), "groups": g.n_groups} for g in spec.groups],
+        "centred_coefficients": max(per_factor.values(), default=0),
+        "fixed_condition": round(fixed_condition(spec), 3),
+        "centred_information": round(min(information), 3) if information else None,
+    }
+
+
+def low_rank_choice(features: dict[str, Any]) -> tuple[bool, str]:
+    """The ``"auto"`` rule (see the module docstring): (use the low-rank mass matrix, why).
+
+    Parameters
+    ----------
+    features : dict
+        :func:`mass_matrix_features` of the model.
+
+    Returns
+    -------
+    tuple of (bool, str)
+
+    Examples
+    --------
+    >>> low_rank_choice({"formula": True, "n_unconstrained": 42, "terms": [
+    ...     {"term": "(Days | Subject)", "centered": True, "q": 2}],
+    ...     "centred_coefficients": 2, "fixed_condition": 1.0, "centred_information": 14.4})
+    (True, 'centred grouping factor with 2 coefficients, 42 parameters')
+    """
+    if not features.get("formula", True):
+        return False, "a from_stan program (no model structure to judge from)"
+    noncentred = [t["term"] for t in features["terms"] if not t["centered"]]
+    if noncentred:
+        return False, f"non-centred grouping term {noncentred[0]}"
+    dim = features["n_unconstrained"]
+    if dim > LOW_RANK_MAX_DIM:
+        return False, f"{dim} parameters (> {LOW_RANK_MAX_DIM})"
+    info = features["centred_information"]
+    if info is not None and info < LOW_RANK_MIN_INFORMATION:
+        return False, (f"a weakly informed centred term (data / prior precision {info:.3g} "
+                       f"< {LOW_RANK_MIN_INFORMATION:g})")
+    if features["centred_coefficients"] >= 2:
+        return True, (f"centred grouping factor with {features['centred_coefficients']} "
+                      f"coefficients, {dim} parameters")
+    kappa = features["fixed_condition"]
+    if kappa >= LOW_RANK_MIN_CONDITION:
+        return True, f"correlated predictors (condition number {kappa:.3g}), {dim} parameters"
+    return False, "no strongly correlated coefficients"
+
+
+def check_low_rank(low_rank: Any) -> Any:
+    """``low_rank`` of :meth:`bayesglmm.Model.sample`: "auto", True or False, else a
+    ValueError naming it."""
+    if isinstance(low_rank, bool) or (isinstance(low_rank, str) and low_rank == "auto"):
+        return low_rank
+    raise ValueError(f"low_rank must be 'auto', True or False, got {low_rank!r}")
+
+
+def resolve_low_rank(low_rank: Any, spec: Any, n_unconstrained: int) -> tuple[bool, str]:
+    """The mass matrix nutpie adapts: ``low_rank`` itself when True or False, else
+    :func:`low_rank_choice` of the model's structure. Returns (low rank, why)."""
+    if low_rank is True or low_rank is False:
+        return low_rank, f"low_rank={low_rank}"
+    return low_rank_choice(mass_matrix_features(spec, n_unconstrained))
+
