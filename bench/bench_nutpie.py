@@ -44,8 +44,14 @@ settings (:data:`NUTPIE_SETTINGS`) and writes bench/results/nutpie_settings.json
 per 1000 leapfrog steps of warm-up and sampling (what a run of fixed length costs, free of the
 machine load) and per CPU second, medians over the seeds, and their ratios to nutpie's defaults.
 
+``--models`` runs ``--settings`` on models of different shape instead (:data:`SHAPES`: the
+benchmark models and simulated ones, all on the precompiled generic programs) and records
+each model's structure and the ``low_rank="auto"`` rule's decision
+(bayesglmm/inference/nutpie_rule.py); the setting ``auto`` runs the rule's choice.
+``--merge A.json B.json --out C.json`` combines such runs (bench/results/nutpie_lowrank.json).
+
 Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]
-[--profile N | --settings default adam ...]``.
+[--profile N | --settings default adam ... [--models sleepstudy lm_corr ...]]``.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 from bench_core import PARAMS, brms_data, our_model
+from nutpie_shapes import SHAPES
 
 import bayesglmm
 from bayesglmm.inference.nutpie import run_nutpie
@@ -292,7 +299,18 @@ NUTPIE_SETTINGS = {
     "switch160": {"mass_matrix_switch_freq": 160},
     "no_grad_mass": {"use_grad_based_mass_matrix": False},
     "jitter0": {"step_size_jitter": 0.0},
-    "low_rank": {"low_rank": True},  # sample(low_rank=True): nutpie's low-rank mass matrix
+    "low_rank": {"low_rank": True},  # nutpie's low-rank mass matrix with its defaults
+    # sample(low_rank="auto"): the rule's choice, with its settings (inference/nutpie_rule.py)
+    "auto": {"low_rank": "auto"},
+    # nutpie's low-rank knobs: eigenvalues kept outside [1/c, c] (default c = 2) and the
+    # regularisation of the draw and gradient covariances (default 1e-5)
+    "low_rank_cut4": {"low_rank": True, "mass_matrix_eigval_cutoff": 4.0},
+    "low_rank_cut10": {"low_rank": True, "mass_matrix_eigval_cutoff": 10.0},
+    "low_rank_gamma1e-3": {"low_rank": True, "mass_matrix_gamma": 1e-3},
+    "low_rank_gamma1e-2": {"low_rank": True, "mass_matrix_gamma": 1e-2},
+    "low_rank_gamma1e-1": {"low_rank": True, "mass_matrix_gamma": 1e-1},
+    "low_rank_gamma1": {"low_rank": True, "mass_matrix_gamma": 1.0},
+    "low_rank_switch40": {"low_rank": True, "mass_matrix_switch_freq": 40},
 }
 
 
@@ -300,15 +318,24 @@ def settings_runs(progs: dict, args) -> dict:
     """min ESS_bulk per 1000 leapfrog steps (warm-up + sampling: what a run of fixed length
     costs, free of the machine load) of nutpie with each of ``args.settings``, per seed."""
     from bayesglmm.inference.nutpie import sample_nutpie
+    from bayesglmm.inference.nutpie_rule import (
+        low_rank_choice,
+        mass_matrix_features,
+    )
 
     out: dict[str, dict] = {}
     for key, (m, names) in progs.items():
         compiled, bs = m.compile(verbose=False), m.bridgestan_model(False)
-        out[key] = {}
+        features = mass_matrix_features(m.spec, bs.param_unc_num())
+        use, why = low_rank_choice(features)
+        out[key] = {"structure": {**features, "rule_low_rank": use, "rule_reason": why}}
+        print(key, out[key]["structure"], flush=True)
         for label in args.settings:
             rows = []
             extra = dict(NUTPIE_SETTINGS[label])
-            low_rank = bool(extra.pop("low_rank", False))
+            low_rank = extra.pop("low_rank", False)
+            if low_rank == "auto":
+                low_rank = use
             for seed in args.seeds:
                 c0 = time.process_time()
                 params, draws, stats, _, _ = sample_nutpie(
@@ -317,15 +344,17 @@ def settings_runs(progs: dict, args) -> dict:
                     max_treedepth=10, verbose=False, save_warmup=True, low_rank=low_rank,
                     nutpie_settings=extra)
                 cpu = time.process_time() - c0
-                ess = min(float(az.ess(draws[:, :, i], method="bulk"))
-                          for i, p in enumerate(params)
-                          if (p.stan in names if names else not p.user.startswith("r_re")))
+                ess, worst = min((float(az.ess(draws[:, :, i], method="bulk")), p.user)
+                                 for i, p in enumerate(params)
+                                 if (p.stan in names if names else not p.user.startswith("r_re")))
                 steps, warm = int(stats["n_steps"].sum()), int(stats["warmup"]["n_steps"].sum())
-                rows.append({"seed": seed, "min_ess_bulk": round(ess, 1), "leapfrog_steps": steps,
+                rows.append({"seed": seed, "min_ess_bulk": round(ess, 1),
+                             "min_ess_variable": worst, "leapfrog_steps": steps,
                              "leapfrog_steps_warmup": warm,
                              "ess_per_1000_steps_with_warmup": round(1000 * ess / (steps + warm), 3),
                              "divergent": int(stats["diverging"].sum()),
                              "cpu_s": round(cpu, 3),
+                             "cpu_us_per_step": round(1e6 * cpu / (steps + warm), 2),
                              "ess_per_cpu_s": round(ess / cpu, 1),
                              "loadavg_1min": round(os.getloadavg()[0], 2)})
             per = [r["ess_per_1000_steps_with_warmup"] for r in rows]
@@ -338,7 +367,10 @@ def settings_runs(progs: dict, args) -> dict:
                                "median_steps": statistics.median(r["leapfrog_steps"]
                                                                  for r in rows),
                                "median_ess_per_cpu_s": statistics.median(r["ess_per_cpu_s"]
-                                                                         for r in rows)}
+                                                                         for r in rows),
+                               "median_cpu_us_per_step": statistics.median(
+                                   r["cpu_us_per_step"] for r in rows),
+                               "divergent_per_seed": [r["divergent"] for r in rows]}
             base = out[key].get("default")
             if base:
                 out[key][label]["over_default"] = round(
@@ -350,10 +382,61 @@ def settings_runs(progs: dict, args) -> dict:
     return out
 
 
+def rule_check(programs: dict) -> dict:
+    """Per model run with ``default`` and ``low_rank``: the ``low_rank="auto"`` rule's choice
+    against the measurements (ratios low-rank / diagonal per leapfrog step and per CPU second,
+    divergences summed over the seeds); ``better`` is the mass matrix with more min ESS_bulk
+    per CPU second among those without more divergences than the diagonal one."""
+    out = {}
+    for name, prog in programs.items():
+        if "default" not in prog or "low_rank" not in prog:
+            continue
+        d, lr = prog["default"], prog["low_rank"]
+        div = [sum(d["divergent_per_seed"]), sum(lr["divergent_per_seed"])]
+        cpu = round(lr["median_ess_per_cpu_s"] / d["median_ess_per_cpu_s"], 3)
+        better = "low-rank" if cpu > 1 and div[1] <= div[0] else "diagonal"
+        pick = "low-rank" if prog["structure"]["rule_low_rank"] else "diagonal"
+        out[name] = {"rule": pick, "reason": prog["structure"]["rule_reason"],
+                     "per_step": round(lr["median_ess_per_1000_steps_with_warmup"]
+                                       / d["median_ess_per_1000_steps_with_warmup"], 3),
+                     "per_cpu_s": cpu, "divergent_diagonal_low_rank": div,
+                     "better": better, "agrees": pick == better}
+    return out
+
+
+def merge_settings(paths: list[Path]) -> dict:
+    """One --settings result from several runs' JSON files (``--merge``): each model's
+    settings from every file (a later file's run of the same model and setting replaces an
+    earlier one), the ratios to nutpie's defaults recomputed, every file's load kept."""
+    out: dict = {"programs": {}, "runs_merged": []}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        out["runs_merged"].append({"file": Path(path).name, "generated": part["generated"],
+                                   "machine": part["machine"], "settings": part["settings"]})
+        for key in ("benchmark", "metric"):
+            out[key] = part[key]
+        for name, prog in part["programs"].items():
+            out["programs"].setdefault(name, {}).update(prog)
+    for prog in out["programs"].values():
+        base = prog.get("default")
+        for label, res in prog.items():
+            if label == "structure" or not base:
+                continue
+            res["over_default"] = round(res["median_ess_per_1000_steps_with_warmup"]
+                                        / base["median_ess_per_1000_steps_with_warmup"], 3)
+            res["cpu_over_default"] = round(res["median_ess_per_cpu_s"]
+                                            / base["median_ess_per_cpu_s"], 3)
+    out["rule_check"] = rule_check(out["programs"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--programs", nargs="+", default=None)
+    ap.add_argument("--models", nargs="+", default=None, choices=list(SHAPES),
+                    help="with --settings: these models of different shape (SHAPES) instead "
+                         "of the benchmark programs")
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--sampling", type=int, default=1000)
@@ -363,11 +446,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--settings", nargs="+", default=None, choices=list(NUTPIE_SETTINGS),
                     help="compare nutpie's sampler settings (ESS per leapfrog step) instead; "
                          "put 'default' first")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None,
+                    help="merge these --settings JSON files into --out instead of running")
     args = ap.parse_args(argv)
+    if args.merge:
+        result = merge_settings(args.merge)
+        result["generated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        out = args.out or SETTINGS_RESULTS
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
 
     import nutpie
 
-    progs = models()
+    if args.models:
+        progs = {k: SHAPES[k]() for k in args.models}
+    else:
+        progs = models()
     if args.programs:
         progs = {k: v for k, v in progs.items() if k in args.programs}
     compile_s = {}
@@ -391,6 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "threads included; a step of the low-rank mass matrix costs more), "
                             "cpu_over_default its ratio",
                   "programs": settings_runs(progs, args)}
+        result["rule_check"] = rule_check(result["programs"])
         result["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
         out = args.out or SETTINGS_RESULTS
         out.parent.mkdir(parents=True, exist_ok=True)

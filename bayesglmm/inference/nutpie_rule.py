@@ -2,22 +2,23 @@
 
 nutpie adapts a diagonal mass matrix by default; with ``low_rank_modified_mass_matrix`` it
 adds a low-rank correction estimated from the warm-up draws and gradients, which follows
-posterior correlations a diagonal one cannot. Each leapfrog step then costs more (on this
-machine about 0.17 D^1.25 microseconds more for D unconstrained parameters, measured from
-D = 5 to 306), so it pays only where the correlations are strong and D is small. The
+posterior correlations a diagonal one cannot. Each leapfrog step then costs more: on this
+machine 0.3-0.7 microseconds of CPU per unconstrained parameter and step, growing with the
+number D of them (6 at D = 20, 48 at D = 105, 187 at D = 306), against 3-150 for a whole
+step with the diagonal one, so it pays only where the correlations are strong and D small. The
 ``"auto"`` rule (:func:`low_rank_choice`) reads the model's structure, known before sampling
 (:func:`mass_matrix_features`), and picks the low-rank mass matrix when all four hold:
 
 1. **No non-centred grouping term.** A non-centred term's posterior is a funnel (standardised
    effects against their SD) whose scale changes across the posterior; one linear
    correction fitted to the warm-up draws does not follow it. Measured (per CPU second,
-   low-rank / diagonal, median of 5 seeds): non-centred sleepstudy 0.35 with more
-   divergences, debate ``(1 | group)`` 0.19, debate ``(1 + talk | group)`` 0.56, crossed
-   terms one of them non-centred 0.53.
+   low-rank / diagonal, median of 5 seeds): non-centred sleepstudy 0.32 with 8 divergences
+   against 1, debate ``(1 | group)`` 0.19, debate ``(1 + talk | group)`` 0.57, crossed
+   terms one of them non-centred 0.76.
 2. **At most** :data:`LOW_RANK_MAX_DIM` **(100) unconstrained parameters.** The extra cost
-   per step grows faster than D while the rank nutpie can estimate from a warm-up window
-   does not: centred ``(x | g)`` with 150 groups (D = 306) gained 1.07x per step and lost
-   (0.45x per CPU second).
+   per step grows faster than D while the gain per step shrinks: a centred, well informed
+   ``(x | g)`` gained 2.23x per step with 40 groups (D = 86; 1.20x per CPU second), 1.05x
+   with 70 (D = 146; 0.51x) and 1.07x with 150 (D = 306; 0.47x).
 3. **Correlated coefficients a diagonal mass matrix cannot scale**: a grouping factor with
    two or more centred coefficients (intercept and slope: each group's coefficients are
    correlated through its rows and the group-level covariance, the same way in every
@@ -25,16 +26,20 @@ D = 5 to 306), so it pays only where the correlations are strong and D is small.
    number of at least :data:`LOW_RANK_MIN_CONDITION` (10). For a Gaussian posterior a
    diagonal mass matrix leaves that condition number, and NUTS needs about its square root
    as many steps per independent draw: at 10 that is ~3x, more than the extra cost of a
-   low-rank step on a cheap model. A model with only single-coefficient centred terms and
-   uncorrelated predictors (cbpp: 1.56x per step but 0.93x per CPU second) stays diagonal.
+   low-rank step on a cheap model (predictors correlated 0.95, condition number 80: 15.6x
+   per step, 5.8x per CPU second; uncorrelated: 0.93x and 0.66x).
 4. **Every centred term well informed**: its data / prior precision ratio (the one
    ``param="auto"`` centres a term by, :func:`bayesglmm.reparam.term_information`) at least
    :data:`LOW_RANK_MIN_INFORMATION` (3, twice the centring threshold). Closer to the
    threshold the centred posterior still bends (each group's effects against their SD, a mild
    funnel), and the larger steps of the low-rank mass matrix diverge there: centred sleepstudy
    (ratio 1.7) had 22 divergences over 5 seeds against 1 with the diagonal mass matrix (CmdStan
-   29). nutpie's ``mass_matrix_gamma`` = 1e-2 removed them on sleepstudy but lost a third of
-   the effective draws per CPU second on three other models, so it is not used.
+   29 in an earlier run), though 1.86x the draws per CPU second. nutpie's knobs did not make
+   it safe and fast at once: ``mass_matrix_gamma`` = 1e-2 brought the divergences to 1 but
+   cost a third or more of the draws per CPU second on three other models (0.57x-0.69x of
+   the diagonal one), ``mass_matrix_eigval_cutoff`` 4 or 10 and ``mass_matrix_switch_freq``
+   40 left 2-12 divergences. The price of this caution: a simulated Poisson ``(x | g)``
+   (ratio 1.71, 1.18x without divergences) and cbpp (1.94, 0.93-1.03x) stay diagonal.
 
 ``low_rank=True`` and ``False`` force either (nutpie's settings otherwise unchanged). Every
 number here is in bench/results/nutpie_lowrank.json and nutpie_lowrank_knobs.json

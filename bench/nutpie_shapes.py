@@ -1,0 +1,112 @@
+"""Models of different shape for ``bench_nutpie.py --settings ... --models ...`` (the
+``low_rank="auto"`` rule, bench/results/nutpie_lowrank.json): the benchmark models, variants
+of them and simulated ones (fixed seeds), every one on a precompiled generic program (nothing
+to compile)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from bench_core import PARAMS, our_model  # noqa: E402
+
+import bayesglmm  # noqa: E402
+
+__all__ = ["SHAPES"]
+
+
+def _sim_slope(n_groups: int, rows: int, family: str, seed: int) -> pd.DataFrame:
+    """Simulated ``y ~ x + (x | g)``: intercept and slope SDs (0.5, 0.3) (Poisson) or (1, 0.5)
+    (Gaussian, residual SD 1), correlation 0.5, x ~ normal(0, 1)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rows)
+    x = rng.normal(size=g.size)
+    sd = np.array([0.5, 0.3]) if family == "poisson" else np.array([1.0, 0.5])
+    cov = np.outer(sd, sd) * np.array([[1, 0.5], [0.5, 1]])
+    b = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
+    eta = 1.0 + 0.3 * x + b[g, 0] + b[g, 1] * x
+    y = rng.poisson(np.exp(eta)) if family == "poisson" else eta + rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]})
+
+
+def _sim_crossed(seed: int = 7) -> pd.DataFrame:
+    """Simulated ``y ~ x + (1 | g1) + (1 | g2)``: 30 x 20 crossed groups, 2 rows per cell, SDs
+    1 (g1, well informed) and 0.1 (g2, weakly informed), residual SD 1."""
+    rng = np.random.default_rng(seed)
+    g1, g2 = np.meshgrid(np.arange(30), np.arange(20), indexing="ij")
+    g1, g2 = np.repeat(g1.ravel(), 2), np.repeat(g2.ravel(), 2)
+    x = rng.normal(size=g1.size)
+    y = 1 + 0.5 * x + rng.normal(0, 1, 30)[g1] + rng.normal(0, 0.1, 20)[g2] \
+        + rng.normal(size=g1.size)
+    return pd.DataFrame({"y": y, "x": x, "g1": [f"a{j}" for j in g1],
+                         "g2": [f"b{j}" for j in g2]})
+
+
+def _sim_lm_corr(seed: int = 11, rho: float = 0.95) -> pd.DataFrame:
+    """Simulated ``y ~ x1 + x2 + x3``, 200 rows, predictors with pairwise correlation
+    ``rho``."""
+    rng = np.random.default_rng(seed)
+    cov = np.full((3, 3), rho) + (1 - rho) * np.eye(3)
+    x = rng.multivariate_normal(np.zeros(3), cov, size=200)
+    y = 1 + x @ np.array([0.5, -0.3, 0.2]) + rng.normal(size=200)
+    return pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]})
+
+
+def _sleep(formula: str, **kw) -> bayesglmm.Model:
+    """sleepstudy with the brms-like priors of ``our_model()`` and another formula/param."""
+    from bench_core import BRMS_LOCATION, BRMS_SCALE
+
+    prior = bayesglmm.prior_normal(b_sd=None, sigma_rate=1 / BRMS_SCALE,
+                                   tau_rate=1 / BRMS_SCALE,
+                                   overrides={"Intercept_c": (BRMS_LOCATION, BRMS_SCALE)})
+    return bayesglmm.lmer(formula, bayesglmm.load_sleepstudy(), prior=prior, **kw)
+
+
+# models of different shape for --settings (the low-rank rule, bench/results/nutpie_lowrank.json):
+# name -> () -> (model, compared Stan names or None = every reported parameter but r_re); every
+# one runs on a precompiled generic program (no compile)
+SHAPES = {
+    "sleepstudy": lambda: (our_model(), list(PARAMS)),
+    "sleepstudy_nc": lambda: (_sleep("Reaction ~ Days + (Days | Subject)",
+                                     param="noncentered"), None),
+    "sleepstudy_uncorr": lambda: (_sleep("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"),
+                                  None),
+    "cbpp": lambda: models_cbpp(),
+    "debate": lambda: (bayesglmm.lmer("sat ~ talk + perf + (1 | group)", bayesglmm.load_debate(),
+                                      prior=bayesglmm.prior_normal()), None),
+    "debate_slope": lambda: (bayesglmm.lmer("sat ~ talk + perf + (1 + talk | group)",
+                                            bayesglmm.load_debate(),
+                                            prior=bayesglmm.prior_normal()), None),
+    "sim_slope_40": lambda: (bayesglmm.lmer("y ~ x + (x | g)", _sim_slope(40, 25, "gaussian", 3),
+                                            prior=bayesglmm.prior_normal()), None),
+    "sim_slope_70": lambda: (bayesglmm.lmer("y ~ x + (x | g)", _sim_slope(70, 25, "gaussian", 6),
+                                            prior=bayesglmm.prior_normal()), None),
+    "sim_slope_150": lambda: (bayesglmm.lmer("y ~ x + (x | g)", _sim_slope(150, 20, "gaussian", 5),
+                                             prior=bayesglmm.prior_normal()), None),
+    "sim_poisson_slope": lambda: (bayesglmm.glmer("y ~ x + (x | g)",
+                                                  _sim_slope(30, 30, "poisson", 4),
+                                                  family="poisson",
+                                                  prior=bayesglmm.prior_normal()), None),
+    "sim_crossed": lambda: (bayesglmm.lmer("y ~ x + (1 | g1) + (1 | g2)", _sim_crossed(),
+                                           prior=bayesglmm.prior_normal()), None),
+    "lm_corr": lambda: (bayesglmm.lm("y ~ x1 + x2 + x3", _sim_lm_corr(),
+                                     prior=bayesglmm.prior_normal()), None),
+    "lm_uncorr": lambda: (bayesglmm.lm("y ~ x1 + x2 + x3", _sim_lm_corr(rho=0.0),
+                                       prior=bayesglmm.prior_normal()), None),
+}
+
+
+def models_cbpp() -> tuple[bayesglmm.Model, None]:
+    cbpp = pd.read_csv(REPO / "tests" / "reference" / "cbpp.csv",
+                       dtype={"herd": str, "period": str})
+    cbpp["failures"] = cbpp["size"] - cbpp["incidence"]
+    return bayesglmm.glmer("cbind(incidence, failures) ~ period + (1 | herd)", cbpp,
+                           family="binomial"), None
