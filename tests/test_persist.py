@@ -278,6 +278,11 @@ def test_sample_file_argument(conjugate_model, conjugate_compiled, tmp_path):
     b = conjugate_model.sample(chains=1, sampling=200, seed=1, verbose=False, file=f)
     np.testing.assert_array_equal(a.draws_array()[0], b.draws_array()[0])
     assert b.stan_fit.__class__.__name__ == "SavedStanOutput"  # loaded, not sampled
+    # with CmdStan low_rank="auto" (the default) is False: the same run, so it loads
+    b2 = conjugate_model.sample(chains=1, sampling=200, seed=1, verbose=False, file=f,
+                                low_rank=False)
+    assert b2.stan_fit.__class__.__name__ == "SavedStanOutput"
+    assert a.saved_settings["low_rank"] is False
     c = conjugate_model.sample(chains=1, sampling=300, seed=1, verbose=False, file=f)
     assert c.sampling == 300 and c.stan_fit.__class__.__name__ != "SavedStanOutput"
     d = conjugate_model.sample(chains=1, sampling=200, seed=2, verbose=False, file=f,

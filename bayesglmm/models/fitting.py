@@ -127,6 +127,8 @@ class FitMethods:
         if file is None:
             return run()
         settings["delta"] = self.default_delta if delta is None else delta
+        if sampler == "stan" and low_rank == "auto":
+            settings["low_rank"] = False  # the same run (fits saved before "auto" match)
         return cached_fit(self, file, file_refit, settings, run)
 
     @one_blas_thread
