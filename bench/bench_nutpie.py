@@ -326,7 +326,7 @@ def settings_runs(progs: dict, args) -> dict:
     out: dict[str, dict] = {}
     for key, (m, names) in progs.items():
         compiled, bs = m.compile(verbose=False), m.bridgestan_model(False)
-        features = mass_matrix_features(m.spec, bs.param_unc_num())
+        features = mass_matrix_features(m.spec, bs.param_unc_num(), full=True)
         use, why = low_rank_choice(features)
         out[key] = {"structure": {**features, "rule_low_rank": use, "rule_reason": why}}
         print(key, out[key]["structure"], flush=True)

@@ -84,6 +84,11 @@ def test_too_many_parameters_keep_diagonal(sleep_df):
     assert _choice(m, LOW_RANK_MAX_DIM)[0]
     use, why = _choice(m, LOW_RANK_MAX_DIM + 1)
     assert not use and f"> {LOW_RANK_MAX_DIM}" in why
+    # the features that cost a pass over the data are skipped when the rule does not need them
+    f = mass_matrix_features(m.spec, LOW_RANK_MAX_DIM + 1)
+    assert f["fixed_condition"] is None and f["centred_information"] is None
+    full = mass_matrix_features(m.spec, LOW_RANK_MAX_DIM + 1, full=True)
+    assert full["fixed_condition"] == 1.0 and full["centred_information"] > 10
 
 
 def test_single_centred_coefficient_keeps_diagonal(sleep_df):

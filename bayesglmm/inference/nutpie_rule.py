@@ -94,7 +94,8 @@ def centred_information(spec: Any, g: Any) -> float:
                                   X, g.index, g.Z, g.n_groups))
 
 
-def mass_matrix_features(spec: Any, n_unconstrained: int) -> dict[str, Any]:
+def mass_matrix_features(spec: Any, n_unconstrained: int, full: bool = False
+                         ) -> dict[str, Any]:
     """The model's structure that :func:`low_rank_choice` reads.
 
     Parameters
@@ -103,23 +104,30 @@ def mass_matrix_features(spec: Any, n_unconstrained: int) -> dict[str, Any]:
         The model's specification (None for ``from_stan`` programs).
     n_unconstrained : int
         The number of unconstrained parameters of the program that runs.
+    full : bool
+        Compute every feature. False: the ones that cost a pass over the data
+        (``fixed_condition``, ``centred_information``) are None when the rule does not need
+        them (a non-centred term, or more than :data:`LOW_RANK_MAX_DIM` parameters).
 
     Returns
     -------
     dict
         ``n_unconstrained``, ``n_obs``, ``terms`` (per grouping term: text, centred,
         coefficients, correlated, groups), ``centred_coefficients`` (the most centred
-        coefficients of one grouping factor, over its terms) and ``fixed_condition``
-        (:func:`fixed_condition`); ``formula`` False for a ``from_stan`` program.
+        coefficients of one grouping factor, over its terms), ``fixed_condition``
+        (:func:`fixed_condition`) and ``centred_information`` (the least
+        :func:`centred_information` of a centred term; None without one); ``formula`` False
+        for a ``from_stan`` program.
     """
     if spec is None:
         return {"formula": False, "n_unconstrained": int(n_unconstrained)}
     per_factor: dict[str, int] = {}
-    information = []
     for g in spec.groups:
         if g.centered:
             per_factor[g.factor] = per_factor.get(g.factor, 0) + g.q
-            information.append(centred_information(spec, g))
+    needed = full or (n_unconstrained <= LOW_RANK_MAX_DIM
+                      and all(g.centered for g in spec.groups))
+    information = [centred_information(spec, g) for g in spec.groups if g.centered and needed]
     return {
         "formula": True,
         "n_unconstrained": int(n_unconstrained),
@@ -127,7 +135,7 @@ def mass_matrix_features(spec: Any, n_unconstrained: int) -> dict[str, Any]:
         "terms": [{"term": g.text, "centered": bool(g.centered), "q": g.q,
                    "correlated": bool(g.has_corr), "groups": g.n_groups} for g in spec.groups],
         "centred_coefficients": max(per_factor.values(), default=0),
-        "fixed_condition": round(fixed_condition(spec), 3),
+        "fixed_condition": round(fixed_condition(spec), 3) if needed else None,
         "centred_information": round(min(information), 3) if information else None,
     }
 
