@@ -318,17 +318,11 @@ def settings_runs(progs: dict, args) -> dict:
     """min ESS_bulk per 1000 leapfrog steps (warm-up + sampling: what a run of fixed length
     costs, free of the machine load) of nutpie with each of ``args.settings``, per seed."""
     from bayesglmm.inference.nutpie import sample_nutpie
-    from bayesglmm.inference.nutpie_rule import (
-        low_rank_choice,
-        mass_matrix_features,
-    )
-
     out: dict[str, dict] = {}
     for key, (m, names) in progs.items():
         compiled, bs = m.compile(verbose=False), m.bridgestan_model(False)
-        features = mass_matrix_features(m.spec, bs.param_unc_num(), full=True)
-        use, why = low_rank_choice(features)
-        out[key] = {"structure": {**features, "rule_low_rank": use, "rule_reason": why}}
+        out[key] = {"structure": structure(m)}
+        use = out[key]["structure"]["rule_low_rank"]
         print(key, out[key]["structure"], flush=True)
         for label in args.settings:
             rows = []
@@ -404,10 +398,22 @@ def rule_check(programs: dict) -> dict:
     return out
 
 
-def merge_settings(paths: list[Path]) -> dict:
+def structure(model) -> dict:
+    """A model's structure (every feature) and the ``low_rank="auto"`` rule's decision."""
+    from bayesglmm.inference.nutpie_rule import low_rank_choice, mass_matrix_features
+
+    features = mass_matrix_features(model.spec, model.bridgestan_model(False).param_unc_num(),
+                                     full=True)
+    use, why = low_rank_choice(features)
+    return {**features, "rule_low_rank": use, "rule_reason": why}
+
+
+def merge_settings(paths: list[Path], restructure: bool = False) -> dict:
     """One --settings result from several runs' JSON files (``--merge``): each model's
     settings from every file (a later file's run of the same model and setting replaces an
-    earlier one), the ratios to nutpie's defaults recomputed, every file's load kept."""
+    earlier one), the ratios to nutpie's defaults recomputed, every file's load kept.
+    ``restructure``: each model's structure and the rule's decision recomputed with the
+    current rule (the models rebuilt from :data:`SHAPES`; nothing sampled)."""
     out: dict = {"programs": {}, "runs_merged": []}
     for path in paths:
         part = json.loads(Path(path).read_text())
@@ -417,6 +423,9 @@ def merge_settings(paths: list[Path]) -> dict:
             out[key] = part[key]
         for name, prog in part["programs"].items():
             out["programs"].setdefault(name, {}).update(prog)
+    if restructure:
+        for name, prog in out["programs"].items():
+            prog["structure"] = structure(SHAPES[name]()[0])
     for prog in out["programs"].values():
         base = prog.get("default")
         for label, res in prog.items():
@@ -448,9 +457,12 @@ def main(argv: list[str] | None = None) -> dict:
                          "put 'default' first")
     ap.add_argument("--merge", nargs="+", type=Path, default=None,
                     help="merge these --settings JSON files into --out instead of running")
+    ap.add_argument("--restructure", action="store_true",
+                    help="with --merge: recompute each model's structure and the rule's "
+                         "decision with the current rule")
     args = ap.parse_args(argv)
     if args.merge:
-        result = merge_settings(args.merge)
+        result = merge_settings(args.merge, args.restructure)
         result["generated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out = args.out or SETTINGS_RESULTS
         out.write_text(json.dumps(result, indent=1) + "\n")

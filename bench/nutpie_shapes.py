@@ -60,6 +60,34 @@ def _sim_lm_corr(seed: int = 11, rho: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]})
 
 
+def _sim_heldout(kind: str, seed: int = 13) -> pd.DataFrame:
+    """Models added after the rule was set, to check it on shapes it was not derived from:
+    ``"binomial_slope"``: ``cbind(k, n - k) ~ x + (x | g)``, 40 groups x 15 rows of 30 trials,
+    SDs (0.5, 0.3); ``"glm_corr"``: logistic ``y ~ x1 + x2 + x3``, 600 rows, predictors
+    correlated 0.9; ``"lmer_corr"``: ``y ~ x1 + x2 + x3 + (1 | g)``, 20 groups x 30 rows,
+    predictors correlated 0.95, group SD 1, residual SD 1."""
+    rng = np.random.default_rng(seed)
+    if kind == "binomial_slope":
+        g = np.repeat(np.arange(40), 15)
+        x = rng.normal(size=g.size)
+        b = rng.normal(size=(40, 2)) * np.array([0.5, 0.3])
+        p = 1 / (1 + np.exp(-(-0.5 + 0.4 * x + b[g, 0] + b[g, 1] * x)))
+        k = rng.binomial(30, p)
+        return pd.DataFrame({"k": k, "f": 30 - k, "x": x, "g": [f"g{j}" for j in g]})
+    rho, n = (0.9, 600) if kind == "glm_corr" else (0.95, 600)
+    cov = np.full((3, 3), rho) + (1 - rho) * np.eye(3)
+    x = rng.multivariate_normal(np.zeros(3), cov, size=n)
+    eta = x @ np.array([0.5, -0.3, 0.2])
+    df = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]})
+    if kind == "glm_corr":
+        df["y"] = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        g = np.repeat(np.arange(20), 30)
+        df["y"] = 1 + eta + rng.normal(size=20)[g] + rng.normal(size=n)
+        df["g"] = [f"g{j}" for j in g]
+    return df
+
+
 def _sleep(formula: str, **kw) -> bayesglmm.Model:
     """sleepstudy with the brms-like priors of ``our_model()`` and another formula/param."""
     from bench_core import BRMS_LOCATION, BRMS_SCALE
@@ -101,6 +129,20 @@ SHAPES = {
                                      prior=bayesglmm.prior_normal()), None),
     "lm_uncorr": lambda: (bayesglmm.lm("y ~ x1 + x2 + x3", _sim_lm_corr(rho=0.0),
                                        prior=bayesglmm.prior_normal()), None),
+    # added after the rule's thresholds were set, to check it: the binomial model showed its
+    # first version (any two centred coefficients) picking a loss, which led to
+    # nutpie_rule.group_condition
+    "heldout_binomial_slope": lambda: (bayesglmm.glmer(
+        "cbind(k, f) ~ x + (x | g)", _sim_heldout("binomial_slope"), family="binomial",
+        prior=bayesglmm.prior_normal()), None),
+    "heldout_glm_corr": lambda: (bayesglmm.glm("y ~ x1 + x2 + x3", _sim_heldout("glm_corr"),
+                                               family="bernoulli",
+                                               prior=bayesglmm.prior_normal()), None),
+    "heldout_lmer_corr": lambda: (bayesglmm.lmer("y ~ x1 + x2 + x3 + (1 | g)",
+                                                 _sim_heldout("lmer_corr"),
+                                                 prior=bayesglmm.prior_normal()), None),
+    "heldout_lmer_int": lambda: (bayesglmm.lmer("y ~ x1 + (1 | g)", _sim_heldout("lmer_corr"),
+                                                prior=bayesglmm.prior_normal()), None),
 }
 
 

@@ -23,6 +23,7 @@ from bayesglmm.inference.nutpie_rule import (
     LOW_RANK_MIN_INFORMATION,
     check_low_rank,
     fixed_condition,
+    group_condition,
     low_rank_choice,
     mass_matrix_features,
     resolve_low_rank,
@@ -48,15 +49,34 @@ def sleep_df():
     return bayesglmm.load_sleepstudy()
 
 
-def test_well_informed_centred_intercept_and_slope_pick_low_rank(sleep_df):
-    # two terms of one factor: two centred coefficients per group, each term well informed
+def test_correlated_centred_intercept_and_slope_pick_low_rank(sleep_df):
+    # two terms of one factor: two centred coefficients per group, each term well informed;
+    # Days 0-9 in every group: Z_j'Z_j = [[10, 45], [45, 285]], correlation 0.843
     m = bayesglmm.lmer(UNCORR, sleep_df)
     assert all(g.centered for g in m.spec.groups)
     f = mass_matrix_features(m.spec, 41)
     assert f["centred_coefficients"] == 2
     assert f["centred_information"] > LOW_RANK_MIN_INFORMATION
+    r = 45 / np.sqrt(10 * 285)
+    assert group_condition(m.spec) == pytest.approx((1 + r) / (1 - r), rel=1e-9)
     use, why = low_rank_choice(f)
-    assert use and why == "centred grouping factor with 2 coefficients, 41 parameters"
+    assert use and why == ("correlated coefficients within groups (condition number 11.7), "
+                           "41 parameters")
+
+
+def test_uncorrelated_centred_intercept_and_slope_keep_diagonal():
+    # a centred predictor: each group's intercept and slope hardly correlated
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 25)
+    x = rng.normal(size=g.size)
+    b = rng.normal(size=(30, 2)) * [1.0, 0.5]
+    df = pd.DataFrame({"y": 1 + 0.3 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=g.size),
+                       "x": x, "g": g.astype(str)})
+    m = bayesglmm.lmer("y ~ x + (x | g)", df)
+    f = mass_matrix_features(m.spec, 66)
+    assert m.spec.groups[0].centered and f["centred_information"] > LOW_RANK_MIN_INFORMATION
+    assert f["group_condition"] < 2
+    assert low_rank_choice(f) == (False, "no strongly correlated coefficients")
 
 
 def test_weakly_informed_centred_term_keeps_diagonal(sleep_df):
@@ -158,7 +178,7 @@ def test_auto_low_rank_fit_agrees_with_stan(uncorr_model, tmp_path):
         warnings.simplefilter("ignore")
         fit = uncorr_model.sample(sampler="nutpie", seed=SEED, verbose=False)
         ref = uncorr_model.sample(seed=SEED, verbose=False)
-    assert fit.mass_matrix == "low-rank" and "2 coefficients" in fit.mass_matrix_reason
+    assert fit.mass_matrix == "low-rank" and "within groups" in fit.mass_matrix_reason
     assert "MCMC sampling via nutpie (NUTS, low-rank mass matrix)" in fit.format()
     assert ref.mass_matrix == "diagonal" and "Stan (NUTS)" in ref.format()
     means_agree(fit, ref, 4.0, True)

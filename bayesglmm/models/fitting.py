@@ -81,10 +81,10 @@ class FitMethods:
             nutpie only: adapt nutpie's low-rank modified mass matrix (True) or a diagonal one
             (False). "auto" (default) picks the low-rank one when every grouping term is
             centred and well informed, the model has at most 100 unconstrained parameters and
-            correlated coefficients (a grouping factor with centred intercepts and slopes, or
-            strongly correlated predictors), where it gave more effective draws per CPU
-            second without more divergences in our measurements (docs/inference.md,
-            :mod:`bayesglmm.inference.nutpie_rule`); the fit records the choice
+            strongly correlated coefficients (correlated predictors, or a group's centred
+            intercept and slope correlated through its rows), where it gave more effective
+            draws per CPU second without more divergences in our measurements
+            (docs/inference.md, :mod:`bayesglmm.inference.nutpie_rule`); the fit records the choice
             (``fit.mass_matrix``, ``fit.mass_matrix_reason``) and prints it. With
             ``sampler="stan"`` only "auto" and False are accepted.
         file : path, optional
