@@ -59,6 +59,7 @@ def _save_draws(fit: MCMCFit, ar: Archive) -> dict[str, Any]:
     s: dict[str, Any] = {
         "params": [p.stan for p in fit._params], "users": [p.user for p in fit._params],
         "stats": list(fit._stats), "log_lik": written is not None,
+        "log_lik_deferred": bool(getattr(fit, "log_lik_deferred", False)),
         "chains": fit.chains, "warmup": fit.warmup, "sampling": fit.sampling, "thin": fit.thin,
         "seed": fit.seed, "delta": fit.delta, "max_treedepth": fit.max_treedepth,
         "elapsed": fit.elapsed, "sampler": getattr(fit, "sampler", "stan"),
@@ -98,6 +99,7 @@ def _load_mcmc(model: Any, s: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
                   sampler=s["sampler"], unconstrained=arrays.get("fit.unconstrained"))
     fit.mass_matrix = s.get("mass_matrix", "diagonal")  # files saved before it was recorded
     fit.mass_matrix_reason = s.get("mass_matrix_reason", "")
+    fit.log_lik_deferred = bool(s.get("log_lik_deferred", False))
     fit.saved_settings = decode(s["call"], arrays)
     return fit
 

@@ -372,3 +372,34 @@ def test_init_with_random_generated_quantities(toolchain, tmp_path):
     assert resid.std() == pytest.approx(1.0, abs=0.05)
     again = m.sample(sampler="nutpie", init={"mu": 0.0}, seed=11, verbose=False)
     np.testing.assert_array_equal(again.draws()["y_new"], d["y_new"])
+
+
+# ----------------------------------------------------------------------------- log_lik
+
+
+@pytest.mark.slow
+def test_log_lik_on_demand_equals_the_programs(debate_model, tmp_path):
+    """nutpie runs the program without log_lik (compute_log_lik = 0); the fit computes it from
+    the unconstrained draws when asked: exactly the values the program writes while sampling
+    (a run with compute_log_lik = 1, same seed), also after saving and loading the fit."""
+    import bayesglmm
+    from bayesglmm.inference.nutpie import defers_log_lik, run_nutpie
+
+    data = debate_model.run_program.data
+    assert defers_log_lik(data) and not defers_log_lik({**data, "compute_log_lik": 0})
+    assert not defers_log_lik({"N": 3})  # from_stan programs: no flag, run as they are
+    kw = dict(chains=2, warmup=150, sampling=60, thin=2, seed=5, delta=0.8, max_treedepth=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # a short run: low ESS expected
+        fit = debate_model.sample(sampler="nutpie", verbose=False, **kw)
+    assert fit.log_lik_deferred and fit._log_lik_written is None and fit.log_lik_on_demand
+    unc, _, (values, names) = run_nutpie(debate_model.compile(verbose=False), data,
+                                         verbose=False, **kw)
+    np.testing.assert_array_equal(unc, fit.unconstrained)  # the same run
+    ll_cols = [i for i, n in enumerate(names) if n.startswith("log_lik[")]
+    assert len(ll_cols) == 300
+    np.testing.assert_array_equal(fit.log_lik(), values[:, :, ll_cols])
+    assert fit.idata.log_likelihood["y"].shape == (2, 30, 300)
+    back = bayesglmm.load(fit.save(tmp_path / "fit"))
+    assert back.log_lik_deferred
+    np.testing.assert_array_equal(back.log_lik(), values[:, :, ll_cols])

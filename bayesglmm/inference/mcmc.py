@@ -110,8 +110,9 @@ def fit_nuts(
                     delta=delta, max_treedepth=max_treedepth)
     unc = stan_fit = None
     mass_matrix, why = "diagonal", "CmdStan's NUTS adapts a diagonal mass matrix"
+    deferred = False  # log_lik left out of the run, computed from the draws when asked
     if sampler == "nutpie":
-        from .nutpie import import_nutpie, sample_nutpie
+        from .nutpie import defers_log_lik, import_nutpie, sample_nutpie
 
         import_nutpie()  # before compiling: a missing nutpie fails at once
         compiled, bs = model.compile(verbose), model.bridgestan_model(verbose)
@@ -120,6 +121,7 @@ def fit_nuts(
         params, draws, stats, log_lik, unc = sample_nutpie(
             compiled, bs, model.program, data=model.run_program.data,
             low_rank=use, verbose=verbose, init=init, **settings)
+        deferred = log_lik is None and defers_log_lik(model.run_program.data)
     else:
         if threads > 1:
             compiled, data = threaded_program(model, threads, chains, verbose)
@@ -135,6 +137,7 @@ def fit_nuts(
         stan_fit=stan_fit, sampler=sampler, unconstrained=unc,
     )
     fit.mass_matrix, fit.mass_matrix_reason = mass_matrix, why
+    fit.log_lik_deferred = deferred
     if threads > 1:
         fit.threads_per_chain = threads
         if model.spec is not None:  # the draws come from the model's own (threaded) program

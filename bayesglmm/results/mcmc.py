@@ -41,6 +41,9 @@ class MCMCFit(Fit):
     """
 
     method = "sample"
+    # True when the sampler ran the program without its log_lik although the data ask for it
+    # (nutpie, :func:`bayesglmm.inference.nutpie.defers_log_lik`): computed on demand too
+    log_lik_deferred = False
 
     def __init__(
         self,
@@ -97,10 +100,13 @@ class MCMCFit(Fit):
     @property
     def log_lik_on_demand(self) -> bool:
         """True when the program ran without its pointwise log-likelihood (``compute_log_lik``
-        = 0, data above :data:`bayesglmm.codegen.LOG_LIK_IN_PROGRAM_MAX_ROWS` rows): it is
-        computed from the draws when first needed (:meth:`log_lik`, ``loo()``, ``idata``)."""
+        = 0, data above :data:`bayesglmm.codegen.LOG_LIK_IN_PROGRAM_MAX_ROWS` rows, or a nutpie
+        run: :attr:`log_lik_deferred`): it is computed from the draws when first needed
+        (:meth:`log_lik`, ``loo()``, ``idata``)."""
         if self._log_lik_written is not None:
             return False
+        if self.log_lik_deferred:
+            return self.unconstrained is not None
         run = getattr(self.model, "run_program", None)
         data = getattr(run, "data", None) or {}
         return int(data.get("compute_log_lik", 1)) == 0
