@@ -39,6 +39,11 @@ wall time are far less sensitive to the machine load than seconds.
 process's CPU clock; nutpie's chain threads count under ``PySampler.wait``, CmdStan's processes
 not at all), which hardly depend on the machine load.
 
+``--profile`` also times paired, alternating nutpie calls with the pointwise log-likelihood
+computed in the run (as before) and on demand (now), and counts the instructions of one raw
+nutpie run per log-likelihood setting with callgrind (``--callgrind debate ...``; see
+bench/nutpie_cost.py): gradient, per-draw generated quantities and nutpie's own share.
+
 ``--settings default adam ...`` instead runs nutpie alone with each of the named sampler
 settings (:data:`NUTPIE_SETTINGS`) and writes bench/results/nutpie_settings.json: min ESS_bulk
 per 1000 leapfrog steps of warm-up and sampling (what a run of fixed length costs, free of the
@@ -51,7 +56,8 @@ each model's structure and the ``low_rank="auto"`` rule's decision
 ``--merge A.json B.json --out C.json`` combines such runs (bench/results/nutpie_lowrank.json).
 
 Usage: ``python bench/bench_nutpie.py [--seeds 1 2 3 4 5] [--programs sleepstudy cbpp ...]
-[--profile N | --settings default adam ... [--models sleepstudy lm_corr ...]]``.
+[--profile N [--pairs 5] [--callgrind debate] | --settings default adam ...
+[--models sleepstudy lm_corr ...]]``.
 """
 
 from __future__ import annotations
@@ -452,6 +458,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--profile", type=int, default=0,
                     help="profile N sample() calls per sampler and program instead")
+    ap.add_argument("--pairs", type=int, default=5,
+                    help="with --profile: pairs of nutpie calls, log_lik in the run or not")
+    ap.add_argument("--callgrind", nargs="*", default=["debate"],
+                    help="with --profile: programs whose raw nutpie run callgrind counts")
     ap.add_argument("--settings", nargs="+", default=None, choices=list(NUTPIE_SETTINGS),
                     help="compare nutpie's sampler settings (ESS per leapfrog step) instead; "
                          "put 'default' first")
@@ -504,7 +514,19 @@ def main(argv: list[str] | None = None) -> dict:
         out.write_text(json.dumps(result, indent=1) + "\n")
         return result
     if args.profile:
+        from nutpie_cost import callgrind_counts, log_lik_ab
+
         shares = profile(progs, args)
+        for key, (m, _) in progs.items():  # nutpie: log_lik in the run or on demand
+            if key in shares and "compute_log_lik" in m.run_program.data:
+                shares[key]["nutpie"]["log_lik_ab"] = log_lik_ab(
+                    m, lambda seed, m=m: sum(warmup_steps(m, "nutpie", seed, args)),
+                    args.pairs, args.chains, args.warmup, args.sampling)
+                print(key, "log_lik_ab", json.dumps(
+                    {k: v for k, v in shares[key]["nutpie"]["log_lik_ab"].items()
+                     if k != "runs"}), flush=True)
+        counts = {key: [callgrind_counts(key, ll, args.chains, args.warmup, args.sampling)
+                        for ll in (1, 0)] for key in args.callgrind}
         result = {"benchmark": "where the wall time of sample() goes, nutpie and CmdStan",
                   "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "machine": {"nproc": os.cpu_count(), "nutpie": nutpie.__version__,
@@ -516,8 +538,13 @@ def main(argv: list[str] | None = None) -> dict:
                             "calls: sampler_share in the sampler itself (nutpie: "
                             "PySampler.wait; CmdStan: waiting for its processes), "
                             "fixed_overhead_share the rest; overhead_parts_share: named "
-                            "parts of the rest",
-                  "profiles": shares}
+                            "parts of the rest; cpu_s_per_call: CPU seconds of the process "
+                            "(cProfile, process clock); log_lik_ab (nutpie): paired alternating "
+                            "calls with log_lik computed in the run (before) or on demand (now), "
+                            "CPU and wall seconds per call and CPU us per leapfrog step of "
+                            "warm-up and sampling; callgrind: instructions of one raw nutpie run "
+                            "(seed 1) with compute_log_lik 1 and 0",
+                  "profiles": shares, "callgrind": counts}
         out = args.out or PROFILE_RESULTS
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

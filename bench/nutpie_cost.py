@@ -1,0 +1,164 @@
+"""Where nutpie's time per leapfrog step and per draw goes (``bench_nutpie.py --profile``).
+
+Two load-robust measurements for ``sample(sampler="nutpie")``, added to
+bench/results/nutpie_profile.json:
+
+* :func:`log_lik_ab`: paired, alternating ``sample()`` calls of one program with the pointwise
+  log-likelihood computed in the run (as before issue 17's profiling: nutpie's per-draw
+  ``param_constrain`` wrote ``log_lik``) and left out of the run (now: computed from the
+  unconstrained draws only when ``loo()`` etc. ask for it,
+  :func:`bayesglmm.inference.nutpie.defers_log_lik`). Same seed within a pair, so both take
+  the same leapfrog steps; CPU seconds of the process (nutpie's chain threads included) per
+  call and per leapfrog step of warm-up and sampling, and wall seconds, medians over pairs.
+* :func:`callgrind_counts`: instructions (valgrind's callgrind, exact and independent of the
+  load) of one raw ``nutpie.sample`` run, split into the gradient calls
+  (``bs_log_density_gradient``), the per-draw generated quantities (``bs_param_constrain``,
+  warm-up draws included) and the rest of nutpie's chain threads (its Rust sampler,
+  adaptation and Arrow storage); also the dynamic TLS look-ups (``__tls_get_addr``) the
+  gradient makes through the autodiff stack of a dlopen'ed library.
+
+``python bench/nutpie_cost.py --raw PROGRAM LOG_LIK`` is the child process that callgrind runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# symbols whose inclusive instruction counts are read from callgrind_annotate
+SYMBOLS = {"threads": "start_thread", "gradient": "bs_log_density_gradient",
+           "constrain": "bs_param_constrain", "tls_get_addr": "__tls_get_addr"}
+
+
+def log_lik_ab(model, steps_of, pairs: int, chains: int, warmup: int, sampling: int) -> dict:
+    """Paired alternating ``model.sample(sampler="nutpie")`` calls, log_lik in the run or not.
+
+    ``steps_of(seed)`` gives the leapfrog steps of warm-up and sampling of that seed's run
+    (the same for both variants: the trajectory does not depend on the generated quantities).
+    """
+    import bayesglmm.inference.nutpie as nutpie_mod
+
+    deferring = nutpie_mod.defers_log_lik
+    variants = {"log_lik_in_run": lambda data: False, "log_lik_on_demand": deferring}
+    rows: dict[str, list[dict]] = {k: [] for k in variants}
+    kw = dict(chains=chains, warmup=warmup, sampling=sampling, delta=0.8, sampler="nutpie",
+              verbose=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.sample(seed=1, **kw)  # libraries loaded, caches warm
+            for seed in range(2, 2 + pairs):
+                order = list(variants) if seed % 2 else list(variants)[::-1]
+                steps = steps_of(seed)
+                for name in order:
+                    nutpie_mod.defers_log_lik = variants[name]
+                    load = os.getloadavg()[0]
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    model.sample(seed=seed, **kw)
+                    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+                    rows[name].append({"seed": seed, "cpu_s": round(cpu, 4),
+                                       "wall_s": round(wall, 4), "leapfrog_steps": steps,
+                                       "cpu_us_per_step": round(1e6 * cpu / steps, 3),
+                                       "loadavg_1min": round(load, 2)})
+    finally:
+        nutpie_mod.defers_log_lik = deferring
+    out: dict = {"pairs": pairs, "runs": rows}
+    for name, r in rows.items():
+        out[name] = {k: round(statistics.median(x[k] for x in r), 4)
+                     for k in ("cpu_s", "wall_s", "cpu_us_per_step")}
+    a, b = out["log_lik_on_demand"], out["log_lik_in_run"]
+    out["on_demand_over_in_run"] = {
+        "cpu_s": round(statistics.median(x["cpu_s"] / y["cpu_s"] for x, y in
+                                         zip(rows["log_lik_on_demand"], rows["log_lik_in_run"])),
+                       3),
+        "wall_s": round(statistics.median(x["wall_s"] / y["wall_s"] for x, y in
+                                          zip(rows["log_lik_on_demand"],
+                                              rows["log_lik_in_run"])), 3),
+        "median_cpu_s": round(a["cpu_s"] / b["cpu_s"], 3)}
+    return out
+
+
+def _inclusive(annotated: str) -> dict[str, int]:
+    """Inclusive instruction counts of :data:`SYMBOLS` from ``callgrind_annotate`` output."""
+    out = {}
+    for key, sym in SYMBOLS.items():
+        for line in annotated.splitlines():
+            m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+\S*:" + re.escape(sym) + r"\s", line)
+            if m:
+                out[key] = int(m.group(1).replace(",", ""))
+                break
+    return out
+
+
+def callgrind_counts(program: str, log_lik: int, chains: int, warmup: int,
+                     sampling: int) -> dict:
+    """Instructions of one raw nutpie run of ``program`` (``compute_log_lik = log_lik``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = Path(tmp) / "callgrind.out"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+               sys.executable, str(Path(__file__)), "--raw", program, str(log_lik),
+               str(chains), str(warmup), str(sampling)]
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        seconds = time.perf_counter() - t0
+        found = re.search(r"raw-run steps (\d+) draws (\d+)", run.stdout)
+        steps, draws = int(found.group(1)), int(found.group(2))
+        annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                                    str(out_file)], capture_output=True, text=True,
+                                   check=True).stdout
+    ir = _inclusive(annotated)
+    rest = ir["threads"] - ir["gradient"] - ir.get("constrain", 0)
+    return {"compute_log_lik": log_lik, "leapfrog_steps": steps, "draws": draws,
+            "instructions": ir,
+            "per_step": {"gradient": round(ir["gradient"] / steps),
+                         "tls_get_addr": round(ir.get("tls_get_addr", 0) / steps),
+                         "nutpie_rest": round(rest / steps),
+                         "all_threads": round(ir["threads"] / steps)},
+            "per_draw_constrain": round(ir.get("constrain", 0) / draws),
+            "shares_of_threads": {"gradient": round(ir["gradient"] / ir["threads"], 4),
+                                  "constrain": round(ir.get("constrain", 0) / ir["threads"], 4),
+                                  "nutpie_rest": round(rest / ir["threads"], 4)},
+            "valgrind_wall_s": round(seconds, 1)}
+
+
+def _raw_run(program: str, log_lik: int, chains: int, warmup: int, sampling: int) -> None:
+    """One ``nutpie.sample`` of ``program`` as ``sample()`` runs it (seed 1), the warm-up
+    kept to count its steps; prints the leapfrog steps and draws (warm-up included)."""
+    sys.path.insert(0, str(HERE))
+    import nutpie
+    from bench_nutpie import models
+
+    from bayesglmm.inference.nutpie import nutpie_model
+    from bayesglmm.inference.nutpie_trace import arrow_batches
+
+    m = models()[program][0]
+    data = {**m.run_program.data, "compute_log_lik": log_lik}
+    model = nutpie_model(m.compile(verbose=False), data, 1)
+    raw = nutpie.sample(model, draws=sampling, tune=warmup, chains=chains,
+                        cores=min(chains, os.cpu_count() or 1), seed=1, save_warmup=True,
+                        progress_bar=False, store_unconstrained=True, target_accept=0.8,
+                        maxdepth=10, return_raw_trace=True)
+    _, stats = arrow_batches(raw)
+    steps = sum(int(np.asarray(b.column("n_steps")).sum()) for b in stats)
+    print(f"raw-run steps {steps} draws {sum(b.num_rows for b in stats)}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--raw":
+        _raw_run(sys.argv[2], *(int(a) for a in sys.argv[3:]))
+    else:
+        sys.exit("usage: python bench/nutpie_cost.py --raw PROGRAM LOG_LIK CHAINS WARMUP "
+                 "SAMPLING (run by bench_nutpie.py --profile)")
