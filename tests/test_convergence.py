@@ -135,3 +135,24 @@ def test_parallel_parts_equal_the_serial_ones(monkeypatch):
     for k in ser:
         np.testing.assert_array_equal(par[k], ser[k])
     np.testing.assert_array_equal(par["ess_bulk"], ess_bulk(x))
+
+
+def test_rank_normalisation_with_ties_is_exact():
+    """Tied draws (repeated MCMC draws, rounded values, a constant) take the normal score of
+    their average rank, exactly as computed one variable at a time from scipy's ranks."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    from bayesglmm.results.convergence import _z_scale
+
+    rng = np.random.default_rng(5)
+    x = _draws(4, 250, seed=3)
+    repeat = rng.random(x.shape) < 0.1  # a rejected transition repeats the previous draw
+    for t in range(1, x.shape[1]):
+        x[:, t] = np.where(repeat[:, t], x[:, t - 1], x[:, t])
+    x[:, :, 1] = np.round(x[:, :, 1], 1)
+    n = x.shape[0] * x.shape[1]
+    ref = np.stack([ndtri((rankdata(x[:, :, i].ravel()) - 0.375) / (n + 0.25))
+                    .reshape(x.shape[:2]) for i in range(x.shape[2])], axis=2)
+    np.testing.assert_array_equal(_z_scale(x), ref)
+    np.testing.assert_array_equal(_z_scale(x[:, :, [0]]), ref[:, :, [0]])  # one variable

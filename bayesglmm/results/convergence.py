@@ -68,13 +68,18 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
         # so every variable takes the same n normal scores, in its own order
         scores = ndtri((idx + 1.0 - 0.375) / (n + 0.25))
         np.put_along_axis(z, order, np.broadcast_to(scores, (P, n)), axis=1)
-    else:  # tied values share the average of their positions
-        end = np.ones((P, n), dtype=bool)
-        end[:, :-1] = start[:, 1:]
-        first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
-        last = np.minimum.accumulate(np.where(end, idx, n)[:, ::-1], axis=1)[:, ::-1]
-        ranks = (first + last) * 0.5 + 1.0
-        np.put_along_axis(z, order, ndtri((ranks - 0.375) / (n + 0.25)), axis=1)
+    else:  # tied values share the average of their positions (repeated MCMC draws)
+        flags = start.ravel()  # a run of equal values starts here (never across variables)
+        first = np.flatnonzero(flags)  # flat position of each run's first and last value
+        last = np.empty_like(first)
+        last[:-1] = first[1:] - 1
+        last[-1] = flags.size - 1
+        # the average rank of a run is (first + last) / 2 + 1 within its row: one of 2n - 1
+        # values, whose normal scores are computed once, then looked up by every draw
+        key = first + last - 2 * (first - first % n)
+        scores = ndtri((np.arange(2 * n - 1) * 0.5 + 1.0 - 0.375) / (n + 0.25))
+        run = np.cumsum(flags) - 1
+        np.put_along_axis(z, order, scores[key][run].reshape(P, n), axis=1)
     return np.ascontiguousarray(z.T).reshape(M, N, P)
 
 
