@@ -53,13 +53,21 @@ def _invalid(x: np.ndarray, min_chains: int = 1) -> np.ndarray:
     return bad
 
 
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalised ``x`` (M, N, P): average ranks over the M*N draws of each variable."""
+def _sort_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, sorted)``, each (P, M*N): the pooled draws of each variable of ``x`` (M, N, P)
+    as a row, its sorting permutation and the sorted row."""
+    M, N, P = x.shape
+    flat = np.ascontiguousarray(x.reshape(M * N, P).T)  # (P, n): sort along contiguous rows
+    order = np.argsort(flat, axis=1)
+    return order, np.take_along_axis(flat, order, axis=1)
+
+
+def _z_scale(x: np.ndarray, rows: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Rank-normalised ``x`` (M, N, P): average ranks over the M*N draws of each variable.
+    ``rows``: :func:`_sort_rows` of ``x`` when the caller has it."""
     M, N, P = x.shape
     n = M * N
-    flat = np.ascontiguousarray(x.reshape(n, P).T)  # (P, n): sort along contiguous rows
-    order = np.argsort(flat, axis=1)
-    s = np.take_along_axis(flat, order, axis=1)
+    order, s = _sort_rows(x) if rows is None else rows
     idx = np.arange(n)
     start = np.ones((P, n), dtype=bool)
     np.not_equal(s[:, 1:], s[:, :-1], out=start[:, 1:])
@@ -237,12 +245,15 @@ def summary_diagnostics(x: np.ndarray, probs: tuple[float, float] = (0.025, 0.97
     q = np.quantile(pooled, probs, axis=0) if quantiles is None else quantiles[:, ok]
     chains = x.shape[0] >= 2
 
+    rows: tuple[np.ndarray, np.ndarray] = ()  # the split chains' draws sorted, once
+
     def bulk() -> tuple[np.ndarray, np.ndarray | None]:
-        z = _z_scale(s)
+        z = _z_scale(s, rows)
         return _ess(z), (_rhat(z) if chains else None)
 
     def folded() -> np.ndarray:
-        med = np.median(s.reshape(-1, ok.size), axis=0)
+        # the median of the sorted rows: the same order statistics as np.median of the draws
+        med = np.median(rows[1], axis=1)
         return _rhat(_z_scale(np.abs(s - med)))
 
     def tail() -> np.ndarray:
@@ -250,9 +261,13 @@ def summary_diagnostics(x: np.ndarray, probs: tuple[float, float] = (0.025, 0.97
 
     # independent parts, each computed as it would be alone (so the numbers do not depend on
     # the threads); the heavy numpy and FFT calls release the GIL
-    parts = [tail] + ([folded] if chains else []) + ([lambda: _mcse(y, s)] if mcse else [])
     with _parallel(y.size) as run:
-        later = [run(f) for f in parts]
+        later = [run(tail)]  # needs no ranks: starts at once
+        rows = _sort_rows(s)
+        if chains:
+            later.append(run(folded))
+        if mcse:
+            later.append(run(lambda: _mcse(y, s)))
         out["ess_bulk"][ok], rhat_bulk = bulk()
         done = [f() for f in later]
     out["ess_tail"][ok] = done[0]
