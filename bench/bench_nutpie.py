@@ -462,6 +462,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="with --profile: pairs of nutpie calls, log_lik in the run or not")
     ap.add_argument("--callgrind", nargs="*", default=["debate"],
                     help="with --profile: programs whose raw nutpie run callgrind counts")
+    ap.add_argument("--tls", nargs="*", default=["debate"],
+                    help="with --profile: programs also built with TLS descriptors and timed")
     ap.add_argument("--settings", nargs="+", default=None, choices=list(NUTPIE_SETTINGS),
                     help="compare nutpie's sampler settings (ESS per leapfrog step) instead; "
                          "put 'default' first")
@@ -514,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
         out.write_text(json.dumps(result, indent=1) + "\n")
         return result
     if args.profile:
-        from nutpie_cost import callgrind_counts, log_lik_ab
+        from nutpie_cost import callgrind_counts, log_lik_ab, tls_dialect_ab
 
         shares = profile(progs, args)
         for key, (m, _) in progs.items():  # nutpie: log_lik in the run or on demand
@@ -527,6 +529,8 @@ def main(argv: list[str] | None = None) -> dict:
                      if k != "runs"}), flush=True)
         counts = {key: [callgrind_counts(key, ll, args.chains, args.warmup, args.sampling)
                         for ll in (1, 0)] for key in args.callgrind}
+        tls = {key: tls_dialect_ab(progs[key][0], args.pairs, args.chains, args.warmup,
+                                   args.sampling) for key in args.tls if key in progs}
         result = {"benchmark": "where the wall time of sample() goes, nutpie and CmdStan",
                   "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "machine": {"nproc": os.cpu_count(), "nutpie": nutpie.__version__,
@@ -543,8 +547,10 @@ def main(argv: list[str] | None = None) -> dict:
                             "calls with log_lik computed in the run (before) or on demand (now), "
                             "CPU and wall seconds per call and CPU us per leapfrog step of "
                             "warm-up and sampling; callgrind: instructions of one raw nutpie run "
-                            "(seed 1) with compute_log_lik 1 and 0",
-                  "profiles": shares, "callgrind": counts}
+                            "(seed 1) with compute_log_lik 1 and 0; tls_dialect: paired raw "
+                            "nutpie runs on the cached library and on the same program built "
+                            "with -mtls-dialect=gnu2 (bench only), CPU us per leapfrog step",
+                  "profiles": shares, "callgrind": counts, "tls_dialect": tls}
         out = args.out or PROFILE_RESULTS
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -16,6 +16,9 @@ bench/results/nutpie_profile.json:
   warm-up draws included) and the rest of nutpie's chain threads (its Rust sampler,
   adaptation and Arrow storage); also the dynamic TLS look-ups (``__tls_get_addr``) the
   gradient makes through the autodiff stack of a dlopen'ed library.
+* :func:`tls_dialect_ab`: what those look-ups cost in time, against the same program built
+  with TLS descriptors (a bench-only build in a temporary directory; the toolchain is not
+  changed).
 
 ``python bench/nutpie_cost.py --raw PROGRAM LOG_LIK`` is the child process that callgrind runs.
 """
@@ -88,6 +91,68 @@ def log_lik_ab(model, steps_of, pairs: int, chains: int, warmup: int, sampling: 
                                               rows["log_lik_in_run"])), 3),
         "median_cpu_s": round(a["cpu_s"] / b["cpu_s"], 3)}
     return out
+
+
+def tls_dialect_ab(model, pairs: int, chains: int, warmup: int, sampling: int) -> dict:
+    """The model's BridgeStan library as the toolchain builds it (thread-locals of a dlopen'ed
+    library found through ``__tls_get_addr``) against the same program compiled once more, into
+    a temporary directory, with ``-mtls-dialect=gnu2`` (TLS descriptors; x86-64 GCC/Clang):
+    paired alternating raw nutpie runs, same seed within a pair (log_lik left out, as
+    ``sample()`` runs them); CPU microseconds of the process per leapfrog step of warm-up and
+    sampling. The runs of a pair must take the same steps to the same log densities (the
+    dialect changes how thread-local variables are found, not the arithmetic)."""
+    import nutpie
+    from nutpie import _lib
+    from nutpie.compile_stan import CompiledStanModel
+
+    from bayesglmm.inference.nutpie import _plain
+    from bayesglmm.inference.nutpie_trace import arrow_batches
+
+    compiled = model.compile(verbose=False)
+    flags = compiled.manifest.get("flags", {})
+    data = {k: _plain(v) for k, v in {**model.run_program.data, "compute_log_lik": 0}.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / f"{compiled.name}.stan").write_text(compiled.code)
+        so = Path(tmp) / f"{compiled.name}_model.so"
+        t0 = time.perf_counter()
+        subprocess.run([os.environ.get("MAKE") or "make", "-C",
+                        str(compiled.toolchain.bridgestan_dir),
+                        f"STANCFLAGS+=--filename-in-msg={compiled.name}.stan",
+                        f"O={flags.get('O', 1)}", "CXXFLAGS+=-mtls-dialect=gnu2", str(so)],
+                       capture_output=True, text=True, check=True)
+        build_s = time.perf_counter() - t0
+        libs = {"global_dynamic": _lib.StanLibrary(str(compiled.so_file)),
+                "tls_descriptors": _lib.StanLibrary(str(so))}
+        rows: dict[str, list[dict]] = {k: [] for k in libs}
+        for seed in range(1, 1 + pairs):
+            ends = {}
+            for name in (list(libs) if seed % 2 else list(libs)[::-1]):
+                m = CompiledStanModel(code=compiled.code, library=libs[name], dims={},
+                                      _coords={}, model_name=compiled.name, model=None,
+                                      data=None).with_data(seed=seed, **data)
+                load = os.getloadavg()[0]
+                c0 = time.process_time()
+                raw = nutpie.sample(m, draws=sampling, tune=warmup, chains=chains,
+                                    cores=min(chains, os.cpu_count() or 1), seed=seed,
+                                    save_warmup=True, progress_bar=False,
+                                    store_unconstrained=True, target_accept=0.8, maxdepth=10,
+                                    return_raw_trace=True)
+                cpu = time.process_time() - c0
+                _, stats = arrow_batches(raw)
+                steps = sum(int(np.asarray(b.column("n_steps")).sum()) for b in stats)
+                ends[name] = (steps, [np.asarray(b.column("logp")).tolist() for b in stats])
+                rows[name].append({"seed": seed, "cpu_s": round(cpu, 4), "leapfrog_steps": steps,
+                                   "cpu_us_per_step": round(1e6 * cpu / steps, 3),
+                                   "loadavg_1min": round(load, 2)})
+            if len(set(map(repr, ends.values()))) != 1:
+                raise RuntimeError(f"seed {seed}: the two libraries sampled differently")
+    gd, td = rows["global_dynamic"], rows["tls_descriptors"]
+    return {"build_s": round(build_s, 1), "pairs": pairs, "runs": rows,
+            "same_steps_and_log_densities": True,
+            "median_cpu_us_per_step": {k: statistics.median(r["cpu_us_per_step"] for r in v)
+                                       for k, v in rows.items()},
+            "median_ratio_cpu_per_step": round(statistics.median(
+                b["cpu_us_per_step"] / a["cpu_us_per_step"] for a, b in zip(gd, td)), 3)}
 
 
 def _inclusive(annotated: str) -> dict[str, int]:
