@@ -189,114 +189,6 @@ def ratios(a: list[dict], b: list[dict]) -> dict:
                               round(statistics.median(y["wall_s"] for y in b), 3)]}
 
 
-# frames (function name as pyinstrument shows it) whose time is the sampler itself, found
-# under the first frame of the pair (the summary runs a thread pool of its own)
-SAMPLER_FRAMES = {"nutpie": ("sample_nutpie", "PySampler.wait"),
-                  "stan": ("run_nuts", "ThreadPoolExecutor.__exit__")}
-# frames whose time is reported as a part of the fixed overhead
-OVERHEAD_PARTS = ("_arrow_to_arviz", "read_trace", "split_columns", "check_sampling",
-                  "CmdStanMCMC.__init__", "extract_draws", "MCMCFit.__init__",
-                  "nutpie_model", "bridgestan_model", "compile")
-
-
-def _frame_times(frame, names: tuple[str, ...], out: dict[str, float]) -> None:
-    """Add the time of the outermost frames called one of ``names`` under ``frame``."""
-    name = f"{frame.class_name}.{frame.function}" if frame.class_name else frame.function
-    if name in names or frame.function in names:
-        out[name] = out.get(name, 0.0) + frame.time
-        return
-    for child in frame.children:
-        _frame_times(child, names, out)
-
-
-# the sampler's own frames as cProfile names them: (file ending, function name)
-SAMPLER_CPU = {"nutpie": ("~", "<method 'wait' of 'builtins.PySampler' objects>"),
-               "stan": ("concurrent/futures/_base.py", "__exit__")}  # under cmdstanpy
-# parts of the fixed overhead reported in CPU seconds per call (cProfile function names)
-CPU_PARTS = ("check_sampling", "read_trace", "nutpie_model", "extract_draws",
-             "cmdstan_model")
-
-
-def cpu_overhead(m, kw: dict, calls: int) -> dict:
-    """CPU seconds per ``sample()`` call outside the sampler itself (cProfile with the process's
-    CPU clock, which counts every thread of the process: nutpie's chains run in threads under
-    ``PySampler.wait``, CmdStan in child processes that it does not count), with named parts.
-    CPU time, unlike wall time, hardly depends on the machine load."""
-    import cProfile
-    import pstats
-
-    prof = cProfile.Profile(time.process_time)
-    prof.enable()
-    for seed in range(2, 2 + calls):
-        m.sample(seed=seed, **kw)
-    prof.disable()
-    st = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, cumulative, callers)
-    total = max(v[3] for (f, _, fn), v in st.items()
-                if fn == "sample" and f.endswith("fitting.py"))
-    end, name = SAMPLER_CPU[kw["sampler"]]
-    inner = sum(ct for (f, _, fn), v in st.items() if fn == name and f.endswith(end)
-                for (cf, _, _), (_, _, _, ct) in v[4].items()  # called from the sampler's code
-                if "cmdstanpy" in cf or "nutpie" in cf)
-    parts = {}
-    for part in CPU_PARTS:
-        v = sum(x[3] for (_, _, fn), x in st.items() if fn == part)
-        if v:
-            parts[part] = round(v / calls, 4)
-    return {"cpu_s_per_call": round(total / calls, 4),
-            "sampler_cpu_s_per_call": round(inner / calls, 4),
-            "overhead_cpu_s_per_call": round((total - inner) / calls, 4),
-            "overhead_parts_cpu_s_per_call": parts}
-
-
-def _frames(frame, name: str) -> list:
-    """The outermost frames called ``name`` under ``frame``."""
-    if frame.function == name:
-        return [frame]
-    return [f for child in frame.children for f in _frames(child, name)]
-
-
-def profile(progs: dict, args) -> dict:
-    """Wall-time shares of ``sample()`` for each program and sampler (pyinstrument)."""
-    from pyinstrument import Profiler
-
-    out: dict[str, dict] = {}
-    for key, (m, _) in progs.items():
-        out[key] = {}
-        for sampler in SAMPLERS:
-            kw = dict(chains=args.chains, warmup=args.warmup, sampling=args.sampling,
-                      delta=0.8, sampler=sampler, verbose=False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m.sample(seed=1, **kw)  # libraries loaded, caches warm: not profiled
-                load = os.getloadavg()[0]
-                prof = Profiler(interval=0.0005)
-                prof.start()
-                for seed in range(2, 2 + args.profile):
-                    m.sample(seed=seed, **kw)
-                prof.stop()
-            root = prof.last_session.root_frame()
-            total = root.time
-            core: dict[str, float] = {}
-            outer, inner = SAMPLER_FRAMES[sampler]
-            for frame in _frames(root, outer):
-                _frame_times(frame, (inner,), core)
-            parts: dict[str, float] = {}
-            _frame_times(root, OVERHEAD_PARTS, parts)
-            sampler_s = sum(core.values())
-            out[key][sampler] = {
-                "calls": args.profile, "wall_s_per_call": round(total / args.profile, 3),
-                "sampler_share": round(sampler_s / total, 3),
-                "fixed_overhead_share": round(1 - sampler_s / total, 3),
-                "overhead_parts_share": {k: round(v / total, 3) for k, v in
-                                         sorted(parts.items(), key=lambda kv: -kv[1])},
-                "loadavg_1min": round(load, 2)}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[key][sampler].update(cpu_overhead(m, kw, args.profile))
-            print(key, sampler, json.dumps(out[key][sampler]), flush=True)
-    return out
-
-
 # nutpie sampler settings compared by --settings (nutpie.sample keyword arguments)
 NUTPIE_SETTINGS = {
     "default": {},
@@ -516,7 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
         out.write_text(json.dumps(result, indent=1) + "\n")
         return result
     if args.profile:
-        from nutpie_cost import callgrind_counts, log_lik_ab, tls_dialect_ab
+        from nutpie_cost import callgrind_counts, log_lik_ab, profile, tls_dialect_ab
 
         shares = profile(progs, args)
         for key, (m, _) in progs.items():  # nutpie: log_lik in the run or on demand
