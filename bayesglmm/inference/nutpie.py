@@ -210,8 +210,9 @@ def defers_log_lik(data: Mapping[str, Any]) -> bool:
     Generated programs compute ``log_lik`` only when their data flag ``compute_log_lik`` is 1
     (:mod:`bayesglmm.inference.loglik`). With nutpie the flag is set to 0 for the run: nutpie
     computes the generated quantities of every draw, warm-up included, as it samples, and the
-    N values of ``log_lik`` made up most of that work (e.g. 7.3 of 7.3 us per debate draw
-    against 1.5 us without them; a gradient takes 11 us). The fit then computes ``log_lik``
+    N values of ``log_lik`` made up most of that work (on debate a draw's generated
+    quantities took 7.3 us with its 300 values and 1.5 us without; a gradient 11 us; see
+    bench/results/nutpie_profile.json for instruction counts). The fit then computes ``log_lik``
     from the unconstrained draws when ``loo()``, ``waic()``, ``log_lik()`` or ``idata`` ask
     for it, by the same generated-quantities code at the same points: the same numbers.
 
