@@ -201,12 +201,22 @@ def test_loo_waic_effects(debate_nutpie, debate_mcmc):
 
 
 @pytest.mark.slow
-def test_sleepstudy_agrees_with_stan(sleep_model, sleep_mcmc):
-    fit = sleep_model.sample(sampler="nutpie", seed=SEED, verbose=False)
-    # low_rank="auto": a weakly informed centred term keeps the diagonal mass matrix
-    assert fit.mass_matrix == "diagonal" and "weakly informed" in fit.mass_matrix_reason
+def test_sleepstudy_agrees_with_stan(sleep_model, sleep_mcmc, tmp_path):
+    path = tmp_path / "sleep_nutpie"
+    fit = sleep_model.sample(sampler="nutpie", seed=SEED, verbose=False, file=path)
+    # low_rank="auto": correlated intercepts and slopes of a weakly informed centred term, so
+    # the low-rank mass matrix with the default delta raised to 0.9
+    assert fit.mass_matrix == "low-rank" and "weakly informed" in fit.mass_matrix_reason
+    assert fit.delta == 0.9 and sleep_mcmc.delta == 0.8
     _agree(fit, sleep_mcmc)
     assert "corr[Int,Days]" in fit.summary().index
+    # file=: the same call loads the saved fit; a delta given differs from the default asked
+    # for before (even where it equals the default), so it samples again, at that delta
+    again = sleep_model.sample(sampler="nutpie", seed=SEED, verbose=False, file=path)
+    assert again.delta == 0.9 and np.array_equal(again.lp, fit.lp)
+    given = sleep_model.sample(sampler="nutpie", seed=SEED, verbose=False, file=path,
+                               delta=0.8, chains=2, warmup=300, sampling=300)
+    assert given.delta == 0.8 and given.mass_matrix == "low-rank" and given.lp.shape == (2, 300)
 
 
 @pytest.mark.slow

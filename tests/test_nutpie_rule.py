@@ -21,18 +21,21 @@ import bayesglmm
 from bayesglmm.inference.nutpie_rule import (
     LOW_RANK_MAX_DIM,
     LOW_RANK_MIN_INFORMATION,
+    LOW_RANK_WEAK_DELTA,
+    MassMatrixChoice,
     check_low_rank,
     fixed_condition,
     group_condition,
     low_rank_choice,
     mass_matrix_features,
     resolve_low_rank,
+    run_delta,
 )
 
 UNCORR = "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"
 
 
-def _choice(model, dim: int = 40) -> tuple[bool, str]:
+def _choice(model, dim: int = 40) -> MassMatrixChoice:
     return low_rank_choice(mass_matrix_features(model.spec, dim))
 
 
@@ -59,9 +62,8 @@ def test_correlated_centred_intercept_and_slope_pick_low_rank(sleep_df):
     assert f["centred_information"] > LOW_RANK_MIN_INFORMATION
     r = 45 / np.sqrt(10 * 285)
     assert group_condition(m.spec) == pytest.approx((1 + r) / (1 - r), rel=1e-9)
-    use, why = low_rank_choice(f)
-    assert use and why == ("correlated coefficients within groups (condition number 11.7), "
-                           "41 parameters")
+    assert low_rank_choice(f) == (True, "correlated coefficients within groups (condition "
+                                        "number 11.7), 41 parameters", None)
 
 
 def test_uncorrelated_centred_intercept_and_slope_keep_diagonal():
@@ -76,22 +78,44 @@ def test_uncorrelated_centred_intercept_and_slope_keep_diagonal():
     f = mass_matrix_features(m.spec, 66)
     assert m.spec.groups[0].centered and f["centred_information"] > LOW_RANK_MIN_INFORMATION
     assert f["group_condition"] < 2
-    assert low_rank_choice(f) == (False, "no strongly correlated coefficients")
+    assert low_rank_choice(f) == (False, "no strongly correlated coefficients", None)
 
 
-def test_weakly_informed_centred_term_keeps_diagonal(sleep_df):
-    # (Days | Subject): centred by param="auto" at a data / prior precision ratio of 1.7
+def test_weakly_informed_centred_term_picks_low_rank_at_a_higher_delta(sleep_df):
+    # (Days | Subject): centred by param="auto" at a data / prior precision ratio of 1.7;
+    # Days 0-9 in every group correlate each subject's intercept and slope (condition 11.7)
     m = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", sleep_df)
     assert m.spec.groups[0].centered
     f = mass_matrix_features(m.spec, 42)
     assert f["centred_information"] == pytest.approx(1.7, abs=0.05)
-    use, why = low_rank_choice(f)
-    assert not use and why.startswith("a weakly informed centred term")
+    choice = low_rank_choice(f)
+    assert choice.low_rank and choice.min_delta == LOW_RANK_WEAK_DELTA == 0.9
+    assert choice.reason == (
+        "correlated coefficients within groups (condition number 11.7), 42 parameters; a "
+        "weakly informed centred term (data / prior precision 1.7 < 3): target acceptance "
+        "rate at least 0.9")
+
+
+def test_weakly_informed_term_without_correlation_keeps_diagonal(sleep_df):
+    # the same weak information, but a single centred coefficient per group: nothing for a
+    # low-rank correction to follow, so no reason to raise delta either
+    m = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", sleep_df)
+    f = {**mass_matrix_features(m.spec, 42), "group_condition": 1.0}
+    assert low_rank_choice(f) == (False, "no strongly correlated coefficients", None)
+
+
+def test_run_delta_keeps_a_given_delta_and_raises_the_default():
+    weak = MassMatrixChoice(True, "weak", 0.9)
+    assert run_delta(None, 0.8, weak) == 0.9
+    assert run_delta(None, 0.99, weak) == 0.99  # a higher default (horseshoe) stays
+    assert run_delta(0.8, 0.8, weak) == 0.8  # the user's delta is never overridden
+    assert run_delta(None, 0.8, MassMatrixChoice(True, "strong")) == 0.8
+    assert run_delta(0.95, 0.8, MassMatrixChoice(False, "diagonal")) == 0.95
 
 
 def test_noncentred_term_keeps_diagonal(sleep_df):
     m = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", sleep_df, param="noncentered")
-    assert _choice(m, 42) == (False, "non-centred grouping term (Days | Subject)")
+    assert _choice(m, 42) == (False, "non-centred grouping term (Days | Subject)", None)
     # one term of two non-centred is enough
     mixed = bayesglmm.lmer("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", sleep_df,
                            param={"(1 | Subject)": "centered",
@@ -102,7 +126,7 @@ def test_noncentred_term_keeps_diagonal(sleep_df):
 def test_too_many_parameters_keep_diagonal(sleep_df):
     m = bayesglmm.lmer(UNCORR, sleep_df)
     assert _choice(m, LOW_RANK_MAX_DIM)[0]
-    use, why = _choice(m, LOW_RANK_MAX_DIM + 1)
+    use, why, _ = _choice(m, LOW_RANK_MAX_DIM + 1)
     assert not use and f"> {LOW_RANK_MAX_DIM}" in why
     # the features that cost a pass over the data are skipped when the rule does not need them
     f = mass_matrix_features(m.spec, LOW_RANK_MAX_DIM + 1)
@@ -114,7 +138,7 @@ def test_too_many_parameters_keep_diagonal(sleep_df):
 def test_single_centred_coefficient_keeps_diagonal(sleep_df):
     m = bayesglmm.lmer("Reaction ~ Days + (1 | Subject)", sleep_df)
     assert m.spec.groups[0].centered
-    assert _choice(m, 21) == (False, "no strongly correlated coefficients")
+    assert _choice(m, 21) == (False, "no strongly correlated coefficients", None)
 
 
 def test_correlated_predictors_pick_low_rank():
@@ -123,7 +147,7 @@ def test_correlated_predictors_pick_low_rank():
     # three predictors with pairwise correlation rho: condition number (1 + 2 rho) / (1 - rho)
     assert fixed_condition(corr.spec) == pytest.approx(58, rel=0.5)
     assert fixed_condition(indep.spec) < 1.5
-    use, why = _choice(corr, 5)
+    use, why, _ = _choice(corr, 5)
     assert use and "correlated predictors" in why
     assert not _choice(indep, 5)[0]
 
@@ -138,14 +162,14 @@ def test_fixed_condition_of_one_column_and_of_a_collinear_design(sleep_df):
 
 def test_from_stan_keeps_diagonal():
     assert low_rank_choice(mass_matrix_features(None, 3)) == (
-        False, "a from_stan program (no model structure to judge from)")
+        False, "a from_stan program (no model structure to judge from)", None)
 
 
 def test_explicit_low_rank_overrides_the_rule(sleep_df):
     m = bayesglmm.lmer("Reaction ~ Days + (Days | Subject)", sleep_df, param="noncentered")
-    assert resolve_low_rank(True, m.spec, 42) == (True, "low_rank=True")
-    assert resolve_low_rank(False, m.spec, 42) == (False, "low_rank=False")
-    assert resolve_low_rank("auto", m.spec, 42)[0] is False
+    assert resolve_low_rank(True, m.spec, 42) == (True, "low_rank=True", None)
+    assert resolve_low_rank(False, m.spec, 42) == (False, "low_rank=False", None)
+    assert resolve_low_rank("auto", m.spec, 42).low_rank is False
 
 
 def test_low_rank_argument_is_checked(debate_model):

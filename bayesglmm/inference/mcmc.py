@@ -12,7 +12,7 @@ from ..core.naming import resolve_params
 from ..core.validate import check_delta, check_init, check_int, check_seed
 from ..results import MCMCFit
 from .diagnostics import check_sampling
-from .nutpie_rule import check_low_rank, resolve_low_rank
+from .nutpie_rule import check_low_rank, resolve_low_rank, run_delta
 from .sampling import extract_draws, new_seed, run_nuts
 from .within_chain import check_threads_per_chain, threaded_program
 
@@ -72,7 +72,10 @@ def fit_nuts(
     model : Model
         The model to fit; compiled (or fetched from the cache) after the arguments are checked.
     chains, warmup, sampling, thin, seed, delta, max_treedepth, init, verbose
-        As in :meth:`bayesglmm.Model.sample`; ``delta=None`` takes ``model.default_delta``.
+        As in :meth:`bayesglmm.Model.sample`; ``delta=None`` takes ``model.default_delta``
+        (with nutpie raised to the least target acceptance rate of the mass matrix chosen,
+        :func:`bayesglmm.inference.nutpie_rule.run_delta`; the fit records the rate it ran at,
+        ``fit.delta``).
     output_dir : str or path, optional
         The directory of CmdStan's output files (None: a new temporary directory).
     sampler : {"stan", "nutpie"}
@@ -98,7 +101,8 @@ def fit_nuts(
     sampling = check_int("sampling", sampling, 1)
     thin = check_int("thin", thin, 1)
     max_treedepth = check_int("max_treedepth", max_treedepth, 1)
-    delta = check_delta(model.default_delta if delta is None else delta)
+    asked_delta = None if delta is None else check_delta(delta)
+    delta = model.default_delta if asked_delta is None else asked_delta
     seed = check_seed(seed)
     if seed is None:
         seed = new_seed()
@@ -116,11 +120,13 @@ def fit_nuts(
 
         import_nutpie()  # before compiling: a missing nutpie fails at once
         compiled, bs = model.compile(verbose), model.bridgestan_model(verbose)
-        use, why = resolve_low_rank(low_rank, model.spec, bs.param_unc_num())
-        mass_matrix = "low-rank" if use else "diagonal"
+        choice = resolve_low_rank(low_rank, model.spec, bs.param_unc_num())
+        settings["delta"] = run_delta(asked_delta, delta, choice)
+        mass_matrix = "low-rank" if choice.low_rank else "diagonal"
+        why = choice.reason
         params, draws, stats, log_lik, unc = sample_nutpie(
             compiled, bs, model.program, data=model.run_program.data,
-            low_rank=use, verbose=verbose, init=init, **settings)
+            low_rank=choice.low_rank, verbose=verbose, init=init, **settings)
         deferred = log_lik is None and defers_log_lik(model.run_program.data)
     else:
         if threads > 1:

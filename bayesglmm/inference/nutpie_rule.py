@@ -7,7 +7,7 @@ machine 0.3-0.7 microseconds of CPU per unconstrained parameter and step, growin
 number D of them (6 at D = 20, 48 at D = 105, 187 at D = 306), against 3-150 for a whole
 step with the diagonal one, so it pays only where the correlations are strong and D small. The
 ``"auto"`` rule (:func:`low_rank_choice`) reads the model's structure, known before sampling
-(:func:`mass_matrix_features`), and picks the low-rank mass matrix when all four hold:
+(:func:`mass_matrix_features`), and picks the low-rank mass matrix when all three hold:
 
 1. **No non-centred grouping term.** A non-centred term's posterior is a funnel (standardised
    effects against their SD) whose scale changes across the posterior; one linear
@@ -22,7 +22,7 @@ step with the diagonal one, so it pays only where the correlations are strong an
 3. **Correlated coefficients a diagonal mass matrix cannot scale**: the standardised
    cross-product of the population-level design (:func:`fixed_condition`), or of one group's
    centred coefficients (:func:`group_condition`: intercept and slope over the group's rows,
-   which is their posterior correlation where the data dominate, as clause 4 ensures), has a
+   which is about their posterior correlation where the data dominate), has a
    condition number of at least :data:`LOW_RANK_MIN_CONDITION` (10). For a Gaussian
    posterior a diagonal mass matrix leaves that condition number, and NUTS needs about its
    square root as many steps per independent draw: at 10 that is ~3x, more than the extra
@@ -32,18 +32,20 @@ step with the diagonal one, so it pays only where the correlations are strong an
    (Days 0-9 in every group: 11.7) 3.5x; uncorrelated predictors 0.66x and 0.76x. Centred
    intercepts and slopes of a centred predictor (condition number 1.3-1.5) gained 1.2x and
    1.18x on two simulated models and lost on a third (binomial, 0.79x): they stay diagonal.
-4. **Every centred term well informed**: its data / prior precision ratio (the one
-   ``param="auto"`` centres a term by, :func:`bayesglmm.reparam.term_information`) at least
-   :data:`LOW_RANK_MIN_INFORMATION` (3, twice the centring threshold). Closer to the
-   threshold the centred posterior still bends (each group's effects against their SD, a mild
-   funnel), and the larger steps of the low-rank mass matrix diverge there: centred sleepstudy
-   (ratio 1.7) had 22 divergences over 5 seeds against 1 with the diagonal mass matrix (CmdStan
-   29 in an earlier run), though 1.86x the draws per CPU second. nutpie's knobs did not make
-   it safe and fast at once: ``mass_matrix_gamma`` = 1e-2 brought the divergences to 1 but
-   cost a third or more of the draws per CPU second on three other models (0.57x-0.69x of
-   the diagonal one), ``mass_matrix_eigval_cutoff`` 4 or 10 and ``mass_matrix_switch_freq``
-   40 left 2-12 divergences. The price of this caution: a simulated Poisson ``(x | g)``
-   (ratio 1.71, 1.18x without divergences) and cbpp (1.94, 0.93-1.03x) stay diagonal.
+
+A centred term only weakly informed by the data (data / prior precision ratio, the one
+``param="auto"`` centres a term by, :func:`bayesglmm.reparam.term_information`, below
+:data:`LOW_RANK_MIN_INFORMATION`, 3: twice the centring threshold) keeps a mild funnel, each
+group's effects against their SD, and the larger steps of the low-rank mass matrix diverge
+there at Stan's default target acceptance rate 0.8 (centred sleepstudy, ratio 1.7: 22
+divergences over 5 seeds against 1 with the diagonal mass matrix). A higher rate, smaller
+steps, removes them at a smaller cost than a diagonal mass matrix pays for the correlation:
+for such a model the rule picks the low-rank mass matrix with ``delta`` at least
+:data:`LOW_RANK_WEAK_DELTA` (0.9; :func:`run_delta`, never overriding a ``delta`` the user
+gave). nutpie's own knobs did not make it safe and fast at once: ``mass_matrix_gamma`` = 1e-2
+brought the divergences to 1 but cost a third or more of the draws per CPU second on three
+other models, ``mass_matrix_eigval_cutoff`` 4 or 10 and ``mass_matrix_switch_freq`` 40 left
+2-12 divergences (nutpie_lowrank_knobs.json).
 
 ``low_rank=True`` and ``False`` force either (nutpie's settings otherwise unchanged). Every
 number here is in bench/results/nutpie_lowrank.json and nutpie_lowrank_knobs.json
@@ -52,22 +54,24 @@ number here is in bench/results/nutpie_lowrank.json and nutpie_lowrank_knobs.jso
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = ["LOW_RANK_MAX_DIM", "LOW_RANK_MIN_CONDITION", "LOW_RANK_MIN_INFORMATION",
-           "centred_information", "check_low_rank", "fixed_condition", "group_condition",
-           "low_rank_choice", "mass_matrix_features", "resolve_low_rank"]
+           "LOW_RANK_WEAK_DELTA", "MassMatrixChoice", "centred_information", "check_low_rank",
+           "fixed_condition", "group_condition", "low_rank_choice", "mass_matrix_features", "resolve_low_rank", "run_delta"]
 
 # the most unconstrained parameters for which "auto" picks the low-rank mass matrix
 LOW_RANK_MAX_DIM = 100
 # condition number of the standardised cross-product of the population-level design, or of
 # a group's centred coefficients, from which it does
 LOW_RANK_MIN_CONDITION = 10.0
-# the least data / prior precision ratio of a centred term from which it does (param="auto"
-# centres from 1.5: bayesglmm.reparam.AUTO_MIN_INFORMATION)
+# below this data / prior precision ratio of a centred term (param="auto" centres from 1.5:
+# bayesglmm.reparam.AUTO_MIN_INFORMATION) the low-rank mass matrix needs smaller steps ...
 LOW_RANK_MIN_INFORMATION = 3.0
+# ... this target acceptance rate at least (sample()'s default delta is raised to it)
+LOW_RANK_WEAK_DELTA = 0.9
 
 
 def _condition(X: np.ndarray) -> float:
@@ -177,8 +181,27 @@ def mass_matrix_features(spec: Any, n_unconstrained: int, full: bool = False
     }
 
 
-def low_rank_choice(features: dict[str, Any]) -> tuple[bool, str]:
-    """The ``"auto"`` rule (see the module docstring): (use the low-rank mass matrix, why).
+class MassMatrixChoice(NamedTuple):
+    """The mass matrix nutpie adapts for a model, and why.
+
+    Attributes
+    ----------
+    low_rank : bool
+        nutpie's low-rank modified mass matrix (True) or its diagonal one.
+    reason : str
+        Why, in words (printed with the fit).
+    min_delta : float or None
+        The least target acceptance rate the choice is safe at (None: any); ``sample()``
+        raises its default ``delta`` to it (:func:`run_delta`), never a ``delta`` the user gave.
+    """
+
+    low_rank: bool
+    reason: str
+    min_delta: float | None = None
+
+
+def low_rank_choice(features: dict[str, Any]) -> MassMatrixChoice:
+    """The ``"auto"`` rule (see the module docstring).
 
     Parameters
     ----------
@@ -187,35 +210,56 @@ def low_rank_choice(features: dict[str, Any]) -> tuple[bool, str]:
 
     Returns
     -------
-    tuple of (bool, str)
+    MassMatrixChoice
 
     Examples
     --------
     >>> low_rank_choice({"formula": True, "n_unconstrained": 42, "terms": [
     ...     {"term": "(Days | Subject)", "centered": True, "q": 2}], "centred_coefficients": 2,
     ...     "fixed_condition": 1.0, "group_condition": 11.7, "centred_information": 14.4})
-    (True, 'correlated coefficients within groups (condition number 11.7), 42 parameters')
+    ... # doctest: +NORMALIZE_WHITESPACE
+    MassMatrixChoice(low_rank=True, reason='correlated coefficients within groups (condition
+    number 11.7), 42 parameters', min_delta=None)
     """
     if not features.get("formula", True):
-        return False, "a from_stan program (no model structure to judge from)"
+        return MassMatrixChoice(False, "a from_stan program (no model structure to judge from)")
     noncentred = [t["term"] for t in features["terms"] if not t["centered"]]
     if noncentred:
-        return False, f"non-centred grouping term {noncentred[0]}"
+        return MassMatrixChoice(False, f"non-centred grouping term {noncentred[0]}")
     dim = features["n_unconstrained"]
     if dim > LOW_RANK_MAX_DIM:
-        return False, f"{dim} parameters (> {LOW_RANK_MAX_DIM})"
+        return MassMatrixChoice(False, f"{dim} parameters (> {LOW_RANK_MAX_DIM})")
+    if features["group_condition"] >= LOW_RANK_MIN_CONDITION:
+        why = (f"correlated coefficients within groups (condition number "
+               f"{features['group_condition']:.3g}), {dim} parameters")
+    elif features["fixed_condition"] >= LOW_RANK_MIN_CONDITION:
+        why = (f"correlated predictors (condition number {features['fixed_condition']:.3g}), "
+               f"{dim} parameters")
+    else:
+        return MassMatrixChoice(False, "no strongly correlated coefficients")
     info = features["centred_information"]
     if info is not None and info < LOW_RANK_MIN_INFORMATION:
-        return False, (f"a weakly informed centred term (data / prior precision {info:.3g} "
-                       f"< {LOW_RANK_MIN_INFORMATION:g})")
-    kappa = features["group_condition"]
-    if kappa >= LOW_RANK_MIN_CONDITION:
-        return True, (f"correlated coefficients within groups (condition number {kappa:.3g}), "
-                      f"{dim} parameters")
-    kappa = features["fixed_condition"]
-    if kappa >= LOW_RANK_MIN_CONDITION:
-        return True, f"correlated predictors (condition number {kappa:.3g}), {dim} parameters"
-    return False, "no strongly correlated coefficients"
+        return MassMatrixChoice(True, (
+            f"{why}; a weakly informed centred term (data / prior precision {info:.3g} < "
+            f"{LOW_RANK_MIN_INFORMATION:g}): target acceptance rate at least "
+            f"{LOW_RANK_WEAK_DELTA:g}"), LOW_RANK_WEAK_DELTA)
+    return MassMatrixChoice(True, why)
+
+
+def run_delta(delta: float | None, default: float, choice: MassMatrixChoice) -> float:
+    """The target acceptance rate nutpie runs at: ``delta`` when the user gave one, else the
+    model's ``default`` raised to the choice's ``min_delta``.
+
+    Examples
+    --------
+    >>> run_delta(None, 0.8, MassMatrixChoice(True, "", 0.9))
+    0.9
+    >>> run_delta(0.85, 0.8, MassMatrixChoice(True, "", 0.9))
+    0.85
+    """
+    if delta is not None:
+        return delta
+    return default if choice.min_delta is None else max(default, choice.min_delta)
 
 
 def check_low_rank(low_rank: Any) -> Any:
@@ -226,10 +270,10 @@ def check_low_rank(low_rank: Any) -> Any:
     raise ValueError(f"low_rank must be 'auto', True or False, got {low_rank!r}")
 
 
-def resolve_low_rank(low_rank: Any, spec: Any, n_unconstrained: int) -> tuple[bool, str]:
+def resolve_low_rank(low_rank: Any, spec: Any, n_unconstrained: int) -> MassMatrixChoice:
     """The mass matrix nutpie adapts: ``low_rank`` itself when True or False, else
-    :func:`low_rank_choice` of the model's structure. Returns (low rank, why)."""
+    :func:`low_rank_choice` of the model's structure."""
     if low_rank is True or low_rank is False:
-        return low_rank, f"low_rank={low_rank}"
+        return MassMatrixChoice(low_rank, f"low_rank={low_rank}")
     return low_rank_choice(mass_matrix_features(spec, n_unconstrained))
 

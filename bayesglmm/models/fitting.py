@@ -59,7 +59,9 @@ class FitMethods:
         delta : float, optional
             Target acceptance rate (Stan's ``adapt_delta``), in (0, 1). None: the model's
             :attr:`default_delta` (0.99 with the horseshoe and spike-and-slab priors, whose
-            posteriors need small steps, else Stan's 0.8).
+            posteriors need small steps, else Stan's 0.8); with ``sampler="nutpie"`` at least
+            0.9 where ``low_rank="auto"`` picks the low-rank mass matrix for a weakly informed
+            centred term (see ``low_rank``). The rate the fit ran at is ``fit.delta``.
         max_treedepth : int
             Maximum depth of the NUTS trajectory tree.
         init : None, float or dict
@@ -80,10 +82,12 @@ class FitMethods:
         low_rank : {"auto", True, False}
             nutpie only: adapt nutpie's low-rank modified mass matrix (True) or a diagonal one
             (False). "auto" (default) picks the low-rank one when every grouping term is
-            centred and well informed, the model has at most 100 unconstrained parameters and
-            strongly correlated coefficients (correlated predictors, or a group's centred
-            intercept and slope correlated through its rows), where it gave more effective
-            draws per CPU second without more divergences in our measurements
+            centred, the model has at most 100 unconstrained parameters and strongly
+            correlated coefficients (correlated predictors, or a group's centred intercept and
+            slope correlated through its rows), where it gave more effective draws per CPU
+            second without more divergences in our measurements; where a centred term is
+            weakly informed by the data (a mild funnel remains), it also raises the default
+            ``delta`` to 0.9, which kept those runs free of divergences
             (docs/inference.md, :mod:`bayesglmm.inference.nutpie_rule`); the fit records the choice
             (``fit.mass_matrix``, ``fit.mass_matrix_reason``) and prints it. With
             ``sampler="stan"`` only "auto" and False are accepted.
@@ -119,17 +123,22 @@ class FitMethods:
                         delta=delta, max_treedepth=max_treedepth, init=init, sampler=sampler,
                         low_rank=low_rank, threads_per_chain=threads_per_chain)
 
+        # what the call asks for, as a saved fit records it: delta=None is the model's default
+        # (nutpie may raise it for the mass matrix it picks, so whether it was given counts)
+        asked = {**settings, "delta": self.default_delta if delta is None else delta}
+        if sampler == "nutpie":
+            asked["delta_given"] = delta is not None
+        if sampler == "stan" and low_rank == "auto":
+            asked["low_rank"] = False  # the same run (fits saved before "auto" match)
+
         def run() -> MCMCFit:
             fit = fit_nuts(self, verbose=verbose, output_dir=output_dir, **settings)
-            fit.saved_settings = {**settings, "seed": fit.seed, "delta": fit.delta}
+            fit.saved_settings = {**asked, "seed": fit.seed}
             return fit
 
         if file is None:
             return run()
-        settings["delta"] = self.default_delta if delta is None else delta
-        if sampler == "stan" and low_rank == "auto":
-            settings["low_rank"] = False  # the same run (fits saved before "auto" match)
-        return cached_fit(self, file, file_refit, settings, run)
+        return cached_fit(self, file, file_refit, asked, run)
 
     @one_blas_thread
     def optimize(
