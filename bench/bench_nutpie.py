@@ -2,7 +2,11 @@
 
 For each program, in one run, the two samplers of ``Model.sample(sampler=...)`` on the same
 compiled program (nutpie on its BridgeStan library, CmdStan on its executable), 4 chains x
-(1000 warmup + 1000 draws), delta 0.8, max_treedepth 10, for seeds 1-5; within each seed the
+(1000 warmup + 1000 draws), max_treedepth 10, for seeds 1-5, each sampler as ``sample()`` runs
+it by default (``--delta`` sets one target acceptance rate for both: CmdStan's default is 0.8;
+nutpie's too, raised where ``low_rank="auto"`` picks the low-rank mass matrix for a weakly
+informed centred term, as for sleepstudy; each run records its rate and mass matrix); within
+each seed the
 order of the two samplers alternates (Stan first on odd seeds, nutpie first on even seeds) so
 that changes of the machine load hit both alike.
 
@@ -71,6 +75,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -121,17 +126,23 @@ def min_ess(fit, stan_names: list[str] | None) -> tuple[float, str]:
     return ess[worst], worst
 
 
-def warmup_steps(model, sampler: str, seed: int, args) -> tuple[int, int]:
-    """(leapfrog steps of the warm-up, of the sampling phase) of the run ``run()`` timed: the
-    same sampler, program, data, seed and settings, rerun untimed with the warm-up kept (both
-    samplers are deterministic given the seed; ``run()`` checks that the sampling-phase count
-    is the timed run's)."""
+def warmup_steps(model, fit, seed: int, args) -> tuple[int, int]:
+    """(leapfrog steps of the warm-up, of the sampling phase) of the run ``run()`` timed
+    (``fit``): the same sampler, program, data, seed and settings (the target acceptance rate
+    and, with nutpie, the mass matrix the fit ran with), rerun untimed with the warm-up kept
+    (both samplers are deterministic given the seed; ``run()`` checks that the sampling-phase
+    count is the timed run's)."""
+    from bayesglmm.inference.nutpie import defers_log_lik
+
     settings = dict(chains=args.chains, warmup=args.warmup, sampling=args.sampling, thin=1,
-                    seed=seed, delta=0.8, max_treedepth=10)
+                    seed=seed, delta=fit.delta, max_treedepth=10)
     compiled = model.compile(verbose=False)
-    if sampler == "nutpie":
-        _, stats, _ = run_nutpie(compiled, model.run_program.data, save_warmup=True,
-                                 verbose=False, **settings)
+    data = model.run_program.data
+    if fit.sampler == "nutpie":
+        if defers_log_lik(data):  # as sample() runs it
+            data = {**data, "compute_log_lik": 0}
+        _, stats, _ = run_nutpie(compiled, data, save_warmup=True, verbose=False,
+                                 low_rank=fit.mass_matrix == "low-rank", **settings)
         return int(stats["warmup"]["n_steps"].sum()), int(stats["n_steps"].sum())
     fit = run_nuts(compiled.cmdstan_model(), model.run_program.data, save_warmup=True,
                    verbose=False, **settings)
@@ -140,21 +151,32 @@ def warmup_steps(model, sampler: str, seed: int, args) -> tuple[int, int]:
     return int(steps[: args.warmup].sum()), int(steps[args.warmup:].sum())
 
 
+def nutpie_run(model, delta: float) -> SimpleNamespace:
+    """What :func:`warmup_steps` reads of a fit: ``sample(sampler="nutpie", delta=delta)``'s
+    sampler, target acceptance rate and mass matrix (``low_rank="auto"``)."""
+    from bayesglmm.inference.nutpie_rule import resolve_low_rank
+
+    choice = resolve_low_rank("auto", model.spec, model.bridgestan_model(False).param_unc_num())
+    return SimpleNamespace(sampler="nutpie", delta=delta,
+                           mass_matrix="low-rank" if choice.low_rank else "diagonal")
+
+
 def run(model, names, sampler: str, seed: int, args) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = model.sample(chains=args.chains, warmup=args.warmup, sampling=args.sampling,
-                           seed=seed, delta=0.8, sampler=sampler, verbose=False)
+                           seed=seed, delta=args.delta, sampler=sampler, verbose=False)
     wall = time.perf_counter() - t0
     ess, worst = min_ess(fit, names)
     steps = int(fit._stats["n_steps"].sum())
-    warm, again = warmup_steps(model, sampler, seed, args)
+    warm, again = warmup_steps(model, fit, seed, args)
     if again != steps:
         raise RuntimeError(f"{sampler} seed {seed}: the rerun with the warm-up kept took "
                            f"{again} sampling steps, the timed run {steps}")
-    return {"seed": seed, "sampler": sampler, "min_ess_bulk": round(ess, 1),
+    return {"seed": seed, "sampler": sampler, "delta": fit.delta,
+            "mass_matrix": fit.mass_matrix, "min_ess_bulk": round(ess, 1),
             "min_ess_variable": worst, "draws_s": round(fit.elapsed, 3),
             "wall_s": round(wall, 3), "leapfrog_steps": steps,
             "leapfrog_steps_warmup": warm,
@@ -198,7 +220,11 @@ NUTPIE_SETTINGS = {
     "no_grad_mass": {"use_grad_based_mass_matrix": False},
     "jitter0": {"step_size_jitter": 0.0},
     "low_rank": {"low_rank": True},  # nutpie's low-rank mass matrix with its defaults
-    # sample(low_rank="auto"): the rule's choice, with its settings (inference/nutpie_rule.py)
+    # the low-rank mass matrix at higher target acceptance rates (smaller steps)
+    "low_rank_delta85": {"low_rank": True, "delta": 0.85},
+    "low_rank_delta90": {"low_rank": True, "delta": 0.9},
+    # sample(low_rank="auto"): the rule's choice at the rule's target acceptance rate
+    # (inference/nutpie_rule.py)
     "auto": {"low_rank": "auto"},
     # nutpie's low-rank knobs: eigenvalues kept outside [1/c, c] (default c = 2) and the
     # regularisation of the draw and gradient covariances (default 1e-5)
@@ -226,13 +252,15 @@ def settings_runs(progs: dict, args) -> dict:
             rows = []
             extra = dict(NUTPIE_SETTINGS[label])
             low_rank = extra.pop("low_rank", False)
+            delta = extra.pop("delta", 0.8)
             if low_rank == "auto":
                 low_rank = use
+                delta = out[key]["structure"]["rule_min_delta"] or 0.8
             for seed in args.seeds:
                 c0 = time.process_time()
                 params, draws, stats, _, _ = sample_nutpie(
                     compiled, bs, m.program, data=m.run_program.data, chains=args.chains,
-                    warmup=args.warmup, sampling=args.sampling, thin=1, seed=seed, delta=0.8,
+                    warmup=args.warmup, sampling=args.sampling, thin=1, seed=seed, delta=delta,
                     max_treedepth=10, verbose=False, save_warmup=True, low_rank=low_rank,
                     nutpie_settings=extra)
                 cpu = time.process_time() - c0
@@ -274,25 +302,44 @@ def settings_runs(progs: dict, args) -> dict:
     return out
 
 
+LOW_RANK_RUNS = ("low_rank", "low_rank_delta85", "low_rank_delta90")
+
+
 def rule_check(programs: dict) -> dict:
-    """Per model run with ``default`` and ``low_rank``: the ``low_rank="auto"`` rule's choice
-    against the measurements (ratios low-rank / diagonal per leapfrog step and per CPU second,
-    divergences summed over the seeds); ``better`` is the mass matrix with more min ESS_bulk
-    per CPU second among those without more divergences than the diagonal one."""
+    """Per model run with ``default`` and at least one low-rank setting
+    (:data:`LOW_RANK_RUNS`): the ``low_rank="auto"`` rule's choice against the measurements.
+    Per low-rank setting its ratios to the diagonal mass matrix (per leapfrog step and per CPU
+    second, medians over the seeds) and the divergences summed over the seeds; ``better`` is
+    the setting with the most min ESS_bulk per CPU second among those with no more
+    divergences than the diagonal one (``default`` among them); ``agrees``: the rule's mass
+    matrix (``rule_setting``: the low-rank setting at the rule's target acceptance rate, or
+    ``default``) is ``better``'s."""
     out = {}
     for name, prog in programs.items():
-        if "default" not in prog or "low_rank" not in prog:
+        runs = [k for k in LOW_RANK_RUNS if k in prog]
+        if "default" not in prog or not runs:
             continue
-        d, lr = prog["default"], prog["low_rank"]
-        div = [sum(d["divergent_per_seed"]), sum(lr["divergent_per_seed"])]
-        cpu = round(lr["median_ess_per_cpu_s"] / d["median_ess_per_cpu_s"], 3)
-        better = "low-rank" if cpu > 1 and div[1] <= div[0] else "diagonal"
-        pick = "low-rank" if prog["structure"]["rule_low_rank"] else "diagonal"
-        out[name] = {"rule": pick, "reason": prog["structure"]["rule_reason"],
-                     "per_step": round(lr["median_ess_per_1000_steps_with_warmup"]
-                                       / d["median_ess_per_1000_steps_with_warmup"], 3),
-                     "per_cpu_s": cpu, "divergent_diagonal_low_rank": div,
-                     "better": better, "agrees": pick == better}
+        d = prog["default"]
+        div_d = sum(d["divergent_per_seed"])
+        per = {}
+        for k in runs:
+            lr = prog[k]
+            per[k] = {"per_step": round(lr["median_ess_per_1000_steps_with_warmup"]
+                                        / d["median_ess_per_1000_steps_with_warmup"], 3),
+                      "per_cpu_s": round(lr["median_ess_per_cpu_s"] / d["median_ess_per_cpu_s"],
+                                         3),
+                      "divergent": sum(lr["divergent_per_seed"])}
+        safe = {k: v["per_cpu_s"] for k, v in per.items() if v["divergent"] <= div_d}
+        better = max(safe, key=safe.get) if safe and max(safe.values()) > 1 else "default"
+        st = prog["structure"]
+        if not st["rule_low_rank"]:
+            pick = "default"
+        else:
+            pick = "low_rank_delta90" if st.get("rule_min_delta") == 0.9 else "low_rank"
+        out[name] = {"rule": "low-rank" if st["rule_low_rank"] else "diagonal",
+                     "rule_setting": pick, "reason": st["rule_reason"],
+                     "divergent_diagonal": div_d, "low_rank": per, "better": better,
+                     "agrees": (pick == "default") == (better == "default")}
     return out
 
 
@@ -302,8 +349,9 @@ def structure(model) -> dict:
 
     features = mass_matrix_features(model.spec, model.bridgestan_model(False).param_unc_num(),
                                      full=True)
-    use, why = low_rank_choice(features)
-    return {**features, "rule_low_rank": use, "rule_reason": why}
+    choice = low_rank_choice(features)
+    return {**features, "rule_low_rank": choice.low_rank, "rule_reason": choice.reason,
+            "rule_min_delta": choice.min_delta}
 
 
 def merge_settings(paths: list[Path], restructure: bool = False) -> dict:
@@ -348,6 +396,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--sampling", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--delta", type=float, default=None,
+                    help="target acceptance rate of both samplers (default: each sampler's "
+                         "default as sample() runs it; nutpie's may be raised by "
+                         "low_rank='auto')")
     ap.add_argument("--profile", type=int, default=0,
                     help="profile N sample() calls per sampler and program instead")
     ap.add_argument("--pairs", type=int, default=5,
@@ -414,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict:
         for key, (m, _) in progs.items():  # nutpie: log_lik in the run or on demand
             if key in shares and "compute_log_lik" in m.run_program.data:
                 shares[key]["nutpie"]["log_lik_ab"] = log_lik_ab(
-                    m, lambda seed, m=m: sum(warmup_steps(m, "nutpie", seed, args)),
+                    m, lambda seed, m=m: sum(warmup_steps(m, nutpie_run(m, 0.8), seed, args)),
                     args.pairs, args.chains, args.warmup, args.sampling)
                 print(key, "log_lik_ab", json.dumps(
                     {k: v for k, v in shares[key]["nutpie"]["log_lik_ab"].items()
@@ -471,7 +523,11 @@ def main(argv: list[str] | None = None) -> dict:
                     "note": "2 cores shared with other agents' compiles and tests: wall-time "
                             "ratios are noisy; ESS per leapfrog step is not affected by load"},
         "settings": {"chains": args.chains, "warmup": args.warmup, "sampling": args.sampling,
-                     "seeds": args.seeds, "delta": 0.8, "max_treedepth": 10,
+                     "seeds": args.seeds, "max_treedepth": 10,
+                     "delta": args.delta if args.delta is not None else (
+                         "each sampler's default as sample() runs it (CmdStan 0.8; nutpie 0.8, "
+                         "raised by low_rank='auto' where its choice needs more: the rate of "
+                         "each run is recorded with it)"),
                      "order": "per seed and program: stan then nutpie on odd seeds, nutpie "
                               "then stan on even seeds"},
         "compile_s": compile_s,

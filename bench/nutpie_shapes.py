@@ -88,6 +88,38 @@ def _sim_heldout(kind: str, seed: int = 13) -> pd.DataFrame:
     return df
 
 
+def _sim_days(n_groups: int, days: int, family: str, seed: int, sd_resid: float = 30.0
+              ) -> pd.DataFrame:
+    """Simulated sleepstudy-like ``y ~ x + (x | g)``: x = 0, ..., ``days`` - 1 in every group
+    (not centred, so each group's intercept and slope correlate through its rows), intercept
+    and slope SDs (25, 6) and residual SD ``sd_resid`` (Gaussian, mean 250 + 10 x) or SDs
+    (0.4, 0.08) (Poisson, log mean 2 + 0.05 x); correlation 0.2."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), days)
+    x = np.tile(np.arange(days, dtype=float), n_groups)
+    sd = np.array([0.4, 0.08]) if family == "poisson" else np.array([25.0, 6.0])
+    cov = np.outer(sd, sd) * np.array([[1, 0.2], [0.2, 1]])
+    b = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
+    if family == "poisson":
+        y = rng.poisson(np.exp(2.0 + 0.05 * x + b[g, 0] + b[g, 1] * x))
+    else:
+        y = 250 + 10 * x + b[g, 0] + b[g, 1] * x + rng.normal(0, sd_resid, g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]})
+
+
+def _sim_weak_corr(seed: int, rho: float = 0.9, n_groups: int = 15, rows: int = 4,
+                   sd_group: float = 0.5) -> pd.DataFrame:
+    """Simulated ``y ~ x1 + x2 + (1 | g)``: predictors correlated ``rho``, ``n_groups`` groups
+    of ``rows`` rows, a small group SD ``sd_group`` against residual SD 1 (a weakly informed
+    intercept term)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rows)
+    x = rng.multivariate_normal(np.zeros(2), [[1, rho], [rho, 1]], size=g.size)
+    y = 1 + x @ np.array([0.5, -0.3]) + rng.normal(0, sd_group, n_groups)[g] \
+        + rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "g": [f"g{j}" for j in g]})
+
+
 def _sleep(formula: str, **kw) -> bayesglmm.Model:
     """sleepstudy with the brms-like priors of ``our_model()`` and another formula/param."""
     from bench_core import BRMS_LOCATION, BRMS_SCALE
@@ -143,6 +175,25 @@ SHAPES = {
                                                  prior=bayesglmm.prior_normal()), None),
     "heldout_lmer_int": lambda: (bayesglmm.lmer("y ~ x1 + (1 | g)", _sim_heldout("lmer_corr"),
                                                 prior=bayesglmm.prior_normal()), None),
+    # added after the rule picked the low-rank mass matrix at delta 0.9 for weakly informed
+    # centred terms (data / prior precision 1.5-3) with correlated coefficients, to check it:
+    # sleepstudy-like days (intercept and slope correlated through the rows; precision 1.78,
+    # 2.06, Poisson 1.79) and correlated predictors beside a weak (1 | g) (2.76, 1.64)
+    "heldout_weak_days_25": lambda: (bayesglmm.lmer(
+        "y ~ x + (x | g)", _sim_days(25, 10, "gaussian", 41, 20.0),
+        prior=bayesglmm.prior_normal()), None),
+    "heldout_weak_days_12": lambda: (bayesglmm.lmer(
+        "y ~ x + (x | g)", _sim_days(12, 10, "gaussian", 21, 60.0),
+        prior=bayesglmm.prior_normal()), None),
+    "heldout_weak_days_poisson": lambda: (bayesglmm.glmer(
+        "y ~ x + (x | g)", _sim_days(20, 10, "poisson", 45), family="poisson",
+        prior=bayesglmm.prior_normal()), None),
+    "heldout_weak_lmer_corr": lambda: (bayesglmm.lmer(
+        "y ~ x1 + x2 + (1 | g)", _sim_weak_corr(23, 0.95, 20, 5, 0.5),
+        prior=bayesglmm.prior_normal()), None),
+    "heldout_weak_lmer_corr2": lambda: (bayesglmm.lmer(
+        "y ~ x1 + x2 + (1 | g)", _sim_weak_corr(23, 0.95, 10, 6, 0.6),
+        prior=bayesglmm.prior_normal()), None),
 }
 
 
