@@ -363,8 +363,11 @@ def merge_settings(paths: list[Path], restructure: bool = False) -> dict:
     out: dict = {"programs": {}, "runs_merged": []}
     for path in paths:
         part = json.loads(Path(path).read_text())
-        out["runs_merged"].append({"file": Path(path).name, "generated": part["generated"],
-                                   "machine": part["machine"], "settings": part["settings"]})
+        if "runs_merged" in part:  # an earlier merge: its runs, as it recorded them
+            out["runs_merged"].extend(part["runs_merged"])
+        else:
+            out["runs_merged"].append({"file": Path(path).name, "generated": part["generated"],
+                                       "machine": part["machine"], "settings": part["settings"]})
         for key in ("benchmark", "metric"):
             out[key] = part[key]
         for name, prog in part["programs"].items():
