@@ -6,9 +6,8 @@ compiled program (nutpie on its BridgeStan library, CmdStan on its executable), 
 it by default (``--delta`` sets one target acceptance rate for both: CmdStan's default is 0.8;
 nutpie's too, raised where ``low_rank="auto"`` picks the low-rank mass matrix for a weakly
 informed centred term, as for sleepstudy; each run records its rate and mass matrix); within
-each seed the
-order of the two samplers alternates (Stan first on odd seeds, nutpie first on even seeds) so
-that changes of the machine load hit both alike.
+each seed the order of the two samplers alternates (Stan first on odd seeds, nutpie first on
+even seeds) so that changes of the machine load hit both alike.
 
 Programs:
 
@@ -448,7 +447,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "machine": {"nproc": os.cpu_count(), "nutpie": nutpie.__version__,
                               "loadavg_1_5_15_start": load_start},
                   "settings": {"chains": args.chains, "warmup": args.warmup,
-                               "sampling": args.sampling, "delta": 0.8, "seeds": args.seeds},
+                               "sampling": args.sampling, "seeds": args.seeds,
+                               "delta": "0.8 unless the setting gives one"},
                   "metric": "min ESS_bulk over the compared parameters per 1000 leapfrog steps "
                             "(gradient evaluations) of warm-up and sampling, median over seeds; "
                             "over_default: its ratio to nutpie's defaults (as sample() runs it); "

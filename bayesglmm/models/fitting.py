@@ -76,8 +76,8 @@ class FitMethods:
             Directory for CmdStan's output files (None: a new temporary directory).
         sampler : {"stan", "nutpie"}
             ``"stan"``: CmdStan's NUTS. ``"nutpie"``: nutpie's NUTS on the same compiled
-            program (no second compile); in our benchmark it gave 1.5-1.8 times the
-            effective draws per second of CmdStan (median over seeds);
+            program (no second compile); in our benchmark it gave 2.1-2.9 times the
+            effective draws per second of CmdStan on three models (median over seeds);
             needs ``pip install 'bayesglmm[nutpie]'`` and ``warmup >= 1``.
         low_rank : {"auto", True, False}
             nutpie only: adapt nutpie's low-rank modified mass matrix (True) or a diagonal one
