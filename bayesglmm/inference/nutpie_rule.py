@@ -46,10 +46,10 @@ gave). Measured at 0.9 against the diagonal mass matrix at 0.8: centred sleepstu
 CPU second with no divergences; on five weakly informed models added to check the rule
 (ratios 1.6-2.8) 11.4x (23 divergences against 30), 3.9x (139 against 117), 1.9x and 2.4x
 (0 against 0 and 1) and 0.91x (51 against 105): models this close to the centring threshold
-can diverge whatever the mass matrix. nutpie's own knobs did not make it safe and fast at once: ``mass_matrix_gamma`` = 1e-2
-brought the divergences to 1 but cost a third or more of the draws per CPU second on three
-other models, ``mass_matrix_eigval_cutoff`` 4 or 10 and ``mass_matrix_switch_freq`` 40 left
-2-12 divergences (nutpie_lowrank_knobs.json).
+can diverge whatever the mass matrix. nutpie's own knobs did not make it safe and fast at
+once: ``mass_matrix_gamma`` = 1e-2 brought the divergences to 1 but cost a third or more of
+the draws per CPU second on three other models, ``mass_matrix_eigval_cutoff`` 4 or 10 and
+``mass_matrix_switch_freq`` 40 left 2-12 divergences (nutpie_lowrank_knobs.json).
 
 ``low_rank=True`` and ``False`` force either (nutpie's settings and the default ``delta``
 otherwise unchanged). Every number here is in bench/results/nutpie_lowrank.json and
@@ -65,7 +65,8 @@ import numpy as np
 
 __all__ = ["LOW_RANK_MAX_DIM", "LOW_RANK_MIN_CONDITION", "LOW_RANK_MIN_INFORMATION",
            "LOW_RANK_WEAK_DELTA", "MassMatrixChoice", "centred_information", "check_low_rank",
-           "fixed_condition", "group_condition", "low_rank_choice", "mass_matrix_features", "resolve_low_rank", "run_delta"]
+           "fixed_condition", "group_condition", "low_rank_choice", "mass_matrix_features",
+           "resolve_low_rank", "run_delta"]
 
 # the most unconstrained parameters for which "auto" picks the low-rank mass matrix
 LOW_RANK_MAX_DIM = 100
